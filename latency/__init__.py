@@ -1,0 +1,1 @@
+"""Per-operator latency tables and the latency predictor fitted on them."""

@@ -1,0 +1,1 @@
+"""Latency-constrained architecture search over the supernet (coordinate descent and baselines)."""

@@ -1,0 +1,1 @@
+"""The Efficient-TopFormer search space and its weight-sharing supernet."""
