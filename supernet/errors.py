@@ -38,6 +38,9 @@ def cli_entry(prog: str) -> Callable[[F], F]:
                     raise
                 print(f"{prog}: error: {exc}", file=sys.stderr)
                 return EXIT_BAD_INPUT
+            except BrokenPipeError:  # output piped into `head` and closed: not an error
+                sys.stderr.close()
+                return 0
             except KeyboardInterrupt:
                 print(f"{prog}: interrupted; results written so far are kept, rerun to resume", file=sys.stderr)
                 return EXIT_INTERRUPTED
