@@ -212,8 +212,9 @@ class Connection:
         """Drop the link abruptly (RST), as a pulled cable or lost Wi-Fi would."""
         self.dead.set()
         try:
+            # Linger 0 makes the final close send RST; SHUT_RD wakes the reader thread, which then closes.
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.sock.close()
+            self.sock.shutdown(socket.SHUT_RD)
         except OSError:
             pass
 
@@ -280,9 +281,10 @@ class Connection:
             elif msg.command == p.A_WRTE:
                 self.send(p.Message(p.A_OKAY, stream.local_id, stream.remote_id))
                 stream.inbox.put(msg.data)
-            else:
+            else:  # the host closed the stream: acknowledge with our CLSE, as adbd does
                 self.forget(stream.local_id)
                 stream.close_from_host()
+                self.send(p.Message(p.A_CLSE, stream.local_id, stream.remote_id))
 
     def _handle_auth(self, msg: p.Message) -> None:
         if msg.arg0 == p.AUTH_SIGNATURE:
