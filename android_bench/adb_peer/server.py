@@ -342,6 +342,7 @@ class AdbPeer:
         self.drop_when = re.compile(drop_when) if drop_when else None
         self.drop_after_s = drop_after_s
         self._listener = socket.create_server((host, port))
+        self._listener.settimeout(0.2)  # so serve_forever notices stop() promptly
         self.host, self.port = self._listener.getsockname()[:2]
         self._connections: set[Connection] = set()
         self._lock = threading.Lock()
@@ -399,7 +400,6 @@ class AdbPeer:
             self._connections.discard(conn)
 
     def serve_forever(self) -> None:
-        self._listener.settimeout(0.2)
         while not self._stopping.is_set():
             try:
                 sock, _ = self._listener.accept()
