@@ -23,8 +23,11 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from supernet.deploy import build_deployed_model
 from supernet.errors import EtfError
+from supernet.fidelity import DEFAULT_REL_TOL, Fidelity, check_fidelity
 from supernet.layout import NHWCBoundary, channel_last_attention_
+from supernet.oplist import ROLE_HEADS, op_counts, tflite_ops, transposes
 from supernet.space import ArchConfig, load_config, save_config
 
 #: ONNX opset written by :func:`export_onnx` (the dynamo exporter's native opset).
@@ -125,7 +128,7 @@ class ExportResult:
     files: dict[str, Path]
     file_bytes: dict[str, int]
     seconds: dict[str, float]
-    fidelity: list[Any]  # list[supernet.fidelity.Fidelity]
+    fidelity: list[Fidelity]
     op_counts: dict[str, int]
     transposes: list[dict]
     layout: str = "NHWC"
@@ -134,8 +137,6 @@ class ExportResult:
     @property
     def stray_transposes(self) -> list[dict]:
         """TRANSPOSE ops that the architecture does not need (boundary or layout ones): should be empty."""
-        from supernet.oplist import ROLE_HEADS
-
         return [t for t in self.transposes if t["role"] != ROLE_HEADS]
 
     def to_dict(self) -> dict[str, Any]:
@@ -171,10 +172,6 @@ def export_subnet(cfg_or_preset: ArchConfig | str | Path, out_dir: str | Path, s
     ``rel_tol`` x max |logit| raises :class:`EtfError`. All files are built in a staging folder and moved into
     ``out_dir`` only when every check passed, so bad input or a failed check leaves nothing behind.
     """
-    from supernet.deploy import build_deployed_model
-    from supernet.fidelity import DEFAULT_REL_TOL, check_fidelity
-    from supernet.oplist import op_counts, tflite_ops, transposes
-
     say = progress or (lambda _msg: None)
     cfg = cfg_or_preset if isinstance(cfg_or_preset, ArchConfig) else load_config(cfg_or_preset)
     _check_size(size)
