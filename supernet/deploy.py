@@ -105,8 +105,9 @@ def build_deployed_model(cfg: ArchConfig, weights: str | Path | None = None, num
     if num_classes is not None and num_classes < 1:
         raise EtfError(f"number of classes must be at least 1, got {num_classes}")
     if weights is None:
-        torch.manual_seed(seed)
-        net = randomize_batchnorm_(TopFormer(cfg, num_classes or 150), seed)
+        with torch.random.fork_rng(devices=[]):  # seeded conv weights without touching the caller's RNG
+            torch.manual_seed(seed)
+            net = randomize_batchnorm_(TopFormer(cfg, num_classes or 150), seed)
         return WithResize(net).eval(), num_classes or 150, "random"
     path = Path(weights)
     state, recorded = read_checkpoint(path)

@@ -170,7 +170,8 @@ def export_subnet(cfg_or_preset: ArchConfig | str | Path, out_dir: str | Path, s
     Weights: see :func:`supernet.deploy.build_deployed_model` (``num_classes`` None = from the checkpoint, or
     150). After conversion, every file is run on a fixed input and compared with PyTorch; an error past
     ``rel_tol`` x max |logit| raises :class:`EtfError`. All files are built in a staging folder and moved into
-    ``out_dir`` only when every check passed, so bad input or a failed check leaves nothing behind.
+    ``out_dir`` only when every check passed, so bad input or a failed check leaves nothing behind (with
+    ``onnx`` False, a ``model.onnx`` left by an earlier export is removed, as it no longer matches).
     """
     say = progress or (lambda _msg: None)
     cfg = cfg_or_preset if isinstance(cfg_or_preset, ArchConfig) else load_config(cfg_or_preset)
@@ -216,6 +217,8 @@ def export_subnet(cfg_or_preset: ArchConfig | str | Path, out_dir: str | Path, s
         (stage / REPORT_NAME).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
         for name in [p.name for p in files.values()] + [ARCH_NAME, REPORT_NAME]:  # report last
             os.replace(stage / name, out_dir / name)
+        if not onnx:  # a model.onnx of an earlier export would no longer match model.tflite
+            (out_dir / ONNX_NAME).unlink(missing_ok=True)
         return result
     except BaseException:
         if created:
