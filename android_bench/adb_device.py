@@ -145,9 +145,11 @@ class AdbDevice(Device):
                 from adb_shell.adb_device import AdbDeviceUsb
 
                 dev = AdbDeviceUsb(serial=s.serial, default_transport_timeout_s=timeout)
-            except Exception as exc:  # adb_shell raises its own error when libusb1 is missing
-                raise EtfError(f"device {s.name!r}: USB needs the libusb1 package "
-                               f"(pip install 'adb-shell[usb]'): {_reason(exc)}") from None
+            except Exception as exc:  # adb_shell raises InvalidTransportError when libusb1 is missing
+                if "adb-shell[usb]" in str(exc):
+                    raise EtfError(f"device {s.name!r}: USB needs the libusb1 package: "
+                                   "pip install 'adb-shell[usb]'") from None
+                raise EtfError(f"cannot open USB device {s.name!r} ({s.where}): {_reason(exc)}") from None
         try:
             dev.connect(rsa_keys=[signer], transport_timeout_s=timeout, auth_timeout_s=max(timeout, 10.0),
                         read_timeout_s=timeout)
@@ -213,7 +215,9 @@ class AdbDevice(Device):
             if not cleaned:
                 raise EtfError(f"device {self.name!r}: benchmarks finished but {work_dir} could not be removed")
             return results
-        left = "pushed files were removed" if cleaned else f"could not remove {work_dir} on the device"
+        left = ("pushed files were removed" if cleaned else
+                f"could not reach the device again to remove {work_dir}; the on-device script deletes it "
+                "when its session is cut")
         if isinstance(failure, _LinkLost):
             raise EtfError(f"lost the connection to device {self.name!r} at {self.settings.where} during the run "
                            f"({failure}); {left}") from None

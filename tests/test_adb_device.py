@@ -94,6 +94,25 @@ def test_device_dropping_mid_run_is_one_line_and_leaves_nothing(models, tmp_path
         assert _leftovers(root) == []
 
 
+def test_phone_gone_for_good_cleans_up_on_the_device_side(models, tmp_path, capsys):
+    root = tmp_path / "device"
+    stub = write_benchmark_model_stub(tmp_path / "stub")
+    peer = AdbPeer(root, drop_when=r"benchmark_model --graph", drop_after_s=0.3, vanish_on_drop=True).start()
+    try:
+        cfg = write_loopback_config(tmp_path / "devices.toml", peer.address, stub, connect_timeout_s=2)
+        code = bench_main([str(models["tflite"]), "--device", "loop", "--config", str(cfg), "--runs", "2000"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1
+        assert "lost the connection" in err and "could not reach the device again" in err
+        # The hang-up trap of the batch script removed the work folder on the device itself.
+        deadline = time.monotonic() + 15
+        while _leftovers(root) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _leftovers(root) == []
+    finally:
+        peer.stop()
+
+
 def test_unreachable_address_fails_fast_with_one_line(models, tmp_path, capsys):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

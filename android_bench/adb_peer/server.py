@@ -329,11 +329,13 @@ class AdbPeer:
     """The daemon: listens on ``host:port`` (0 picks a free port) and serves connections in threads.
 
     ``drop_when`` (a regex) makes the peer drop a connection ``drop_after_s`` seconds after a matching shell
-    command starts: a test's stand-in for a phone that vanishes mid-run.
+    command starts: a test's stand-in for a link that breaks mid-run; with ``vanish_on_drop`` the peer also
+    stops listening, like a phone that is gone for good. Shell commands of a dropped link get SIGHUP.
     """
 
     def __init__(self, root: str | Path, host: str = "127.0.0.1", port: int = 0, *, require_auth: bool = True,
-                 accept_new_keys: bool = True, drop_when: str | None = None, drop_after_s: float = 1.0) -> None:
+                 accept_new_keys: bool = True, drop_when: str | None = None, drop_after_s: float = 1.0,
+                 vanish_on_drop: bool = False) -> None:
         self.root = Path(root).resolve()
         for sub in ("data/local/tmp", "data/misc/adb", "sdcard"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -341,6 +343,7 @@ class AdbPeer:
         self.accept_new_keys = accept_new_keys
         self.drop_when = re.compile(drop_when) if drop_when else None
         self.drop_after_s = drop_after_s
+        self.vanish_on_drop = vanish_on_drop
         self._listener = socket.create_server((host, port))
         self._listener.settimeout(0.2)  # so serve_forever notices stop() promptly
         self.host, self.port = self._listener.getsockname()[:2]
@@ -391,9 +394,18 @@ class AdbPeer:
         if self.on_shell:
             self.on_shell(command)
         if self.drop_when and self.drop_when.search(command):
-            timer = threading.Timer(self.drop_after_s, conn.abort)
+            timer = threading.Timer(self.drop_after_s, self._drop, args=(conn,))
             timer.daemon = True
             timer.start()
+
+    def _drop(self, conn: Connection) -> None:
+        if self.vanish_on_drop:  # the phone is gone for good: refuse reconnections too
+            self._stopping.set()
+            try:
+                self._listener.close()
+            except OSError:
+                pass
+        conn.abort()
 
     def connection_ended(self, conn: Connection) -> None:
         with self._lock:
