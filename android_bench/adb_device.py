@@ -150,15 +150,18 @@ class AdbDevice(Device):
                     raise EtfError(f"device {s.name!r}: USB needs the libusb1 package: "
                                    "pip install 'adb-shell[usb]'") from None
                 raise EtfError(f"cannot open USB device {s.name!r} ({s.where}): {_reason(exc)}") from None
+        asked_user: list[bool] = []
         try:
-            dev.connect(rsa_keys=[signer], transport_timeout_s=timeout, auth_timeout_s=max(timeout, 10.0),
-                        read_timeout_s=timeout)
+            # auth_callback fires when the phone does not know our key and shows its "Allow USB debugging?" prompt.
+            dev.connect(rsa_keys=[signer], transport_timeout_s=timeout, auth_timeout_s=max(timeout, 30.0),
+                        read_timeout_s=timeout, auth_callback=lambda _dev: asked_user.append(True))
         except Exception as exc:  # socket errors and every adb_shell exception mean "not reachable"
             try:
                 dev.close()
             except Exception:
                 pass
-            hint = " (accept the 'Allow USB debugging' prompt on the phone)" if "auth" in type(exc).__name__.lower() else ""
+            hint = (" (the phone asked to allow this computer's key: tick 'Always allow', accept, and run again)"
+                    if asked_user else "")
             raise EtfError(f"cannot reach device {s.name!r} at {s.where}: {_reason(exc)} "
                            f"after {timeout:g}s timeout{hint}") from None
         return dev

@@ -37,7 +37,12 @@ class MeasureProtocol:
 
 @dataclass
 class BenchStats:
-    """Latency statistics of one model on one device (milliseconds), plus the conditions they were taken in."""
+    """Latency statistics of one model on one device (milliseconds), plus the conditions they were taken in.
+
+    ``peak_memory_mb``: on a phone, benchmark_model's periodic peak when reported, else its max-RSS growth
+    ("overall"); locally, the resident memory that loading and running the model added to this process.
+    ``governor`` / ``temperature_c``: CPU frequency governors and the hottest thermal zone, when readable.
+    """
 
     model: str
     device: str

@@ -82,7 +82,7 @@ def test_device_dropping_mid_run_is_one_line_and_leaves_nothing(models, tmp_path
     stub = write_benchmark_model_stub(tmp_path / "stub")
     with AdbPeer(root, drop_when=r"benchmark_model --graph", drop_after_s=0.3) as peer:
         cfg = write_loopback_config(tmp_path / "devices.toml", peer.address, stub)
-        code = bench_main([str(models["tflite"]), "--device", "loop", "--config", str(cfg), "--runs", "2000",
+        code = bench_main([str(models["tflite"]), "--device", "loop", "--config", str(cfg), "--runs", "20000",
                            "--json"])
         err = capsys.readouterr().err.strip()
         assert code == 2
@@ -100,7 +100,7 @@ def test_phone_gone_for_good_cleans_up_on_the_device_side(models, tmp_path, caps
     peer = AdbPeer(root, drop_when=r"benchmark_model --graph", drop_after_s=0.3, vanish_on_drop=True).start()
     try:
         cfg = write_loopback_config(tmp_path / "devices.toml", peer.address, stub, connect_timeout_s=2)
-        code = bench_main([str(models["tflite"]), "--device", "loop", "--config", str(cfg), "--runs", "2000"])
+        code = bench_main([str(models["tflite"]), "--device", "loop", "--config", str(cfg), "--runs", "20000"])
         err = capsys.readouterr().err.strip()
         assert code == 2 and len(err.splitlines()) == 1
         assert "lost the connection" in err and "could not reach the device again" in err
