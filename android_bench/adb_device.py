@@ -44,7 +44,8 @@ def load_signer(path: Path | None = None):
             keygen(str(path))
             path.chmod(0o600)
         except OSError as exc:
-            raise EtfError(f"cannot create the ADB key at {path}: {exc.strerror} (set ETF_ADB_KEY to another path)") from None
+            raise EtfError(f"cannot create the ADB key at {path}: {exc.strerror} "
+                           "(set ETF_ADB_KEY to another path)") from None
     try:
         return PythonRSASigner.FromRSAKeyPath(str(path))
     except (OSError, ValueError) as exc:
@@ -84,7 +85,8 @@ class AdbSettings:
         else:
             s.serial = entry.get("serial")
         mask = entry.get("cpu_mask", "f0")
-        if mask is not None and (not isinstance(mask, str) or (mask and not all(c in "0123456789abcdefABCDEF" for c in mask))):
+        hex_digits = set("0123456789abcdefABCDEF")
+        if mask is not None and (not isinstance(mask, str) or not set(mask) <= hex_digits):
             raise ValueError(f"cpu_mask must be a hex string like \"f0\" (or \"\" for no pinning), got {mask!r}")
         s.cpu_mask = mask or None
         s.threads = int(entry.get("threads", 1))
@@ -186,7 +188,8 @@ class AdbDevice(Device):
         b = self.settings.benchmark_model
         if b is None:
             raise EtfError(f"device {self.name!r} has no benchmark_model path in its config; download TFLite's "
-                           "android_aarch64 benchmark_model and set benchmark_model = \"PATH\" (android_bench/README.md)")
+                           "android_aarch64 benchmark_model and set benchmark_model = \"PATH\" "
+                           "(android_bench/README.md)")
         if not b.is_file():
             raise EtfError(f"benchmark_model binary for device {self.name!r} not found: {b}")
         return b

@@ -110,7 +110,7 @@ def summarize_times(
 
 
 def parse_governors(text: str) -> str | None:
-    """Summarise ``scaling_governor`` file contents (one word per CPU) as e.g. ``schedutil`` or ``performance,schedutil``."""
+    """Summarise ``scaling_governor`` contents (one word per CPU), e.g. ``schedutil`` or ``performance,schedutil``."""
     names = sorted({w for w in text.split() if w.isidentifier()})
     return ",".join(names) if names else None
 

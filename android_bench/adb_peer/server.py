@@ -288,7 +288,8 @@ class Connection:
 
     def _handle_auth(self, msg: p.Message) -> None:
         if msg.arg0 == p.AUTH_SIGNATURE:
-            if self._token and any(p.verify_token_signature(k, self._token, msg.data) for k in self.peer.trusted_keys()):
+            keys = self.peer.trusted_keys()
+            if self._token and any(p.verify_token_signature(k, self._token, msg.data) for k in keys):
                 self._go_online()
             else:
                 self._send_token()  # let the host try its next key, then offer its public key
