@@ -315,7 +315,7 @@ class AdbDevice(Device):
             max_ms=out.inference_max_ms if out.inference_max_ms is not None else mean,
             cv=cv, init_ms=out.init_ms, first_inference_ms=out.first_inference_ms, warmup_avg_ms=out.warmup_avg_ms,
             peak_memory_mb=out.peak_memory_mb if out.peak_memory_mb is not None else out.memory_overall_mb,
-            model_bytes=path.stat().st_size, cpu_mask=self.settings.cpu_mask,
+            model_bytes=path.stat().st_size, path=str(path.resolve()), cpu_mask=self.settings.cpu_mask,
             governor=parse_governors(section.governors), temperature_c=parse_temperatures(section.temperatures),
             warnings=warnings,
         )

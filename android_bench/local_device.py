@@ -132,6 +132,7 @@ class LocalDevice(Device):
             warmup_avg_ms=float(np.mean(timings.warmup_us)) / 1000.0 if timings.warmup_us else None,
             peak_memory_mb=footprint,
             model_bytes=path.stat().st_size,
+            path=str(path.resolve()),
             governor=governor,
             temperature_c=temperature,
         )

@@ -65,6 +65,7 @@ class BenchStats:
     governor: str | None = None
     temperature_c: float | None = None
     warnings: list[str] = field(default_factory=list)
+    path: str | None = None  # the model file on this machine
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the ``etf-bench --json`` object)."""

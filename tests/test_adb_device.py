@@ -16,6 +16,9 @@ from android_bench.device_config import resolve_device
 from supernet.errors import EtfError
 
 
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+
 @pytest.fixture(scope="module")
 def models() -> dict[str, Path]:
     return tiny_models()

@@ -6,6 +6,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from android_bench.adb_peer import protocol as p
 from android_bench.adb_peer.sync import SyncSession
 
 ADB = shutil.which("adb") or "/usr/bin/adb"
+pytestmark = pytest.mark.timeout(300)
 needs_adb = pytest.mark.skipif(not os.path.exists(ADB), reason="Google's adb client is not installed (apt-get install adb)")
 
 
@@ -173,7 +175,7 @@ def test_sandbox_refuses_paths_that_escape(tmp_path):
 
 def test_peer_cli_starts_and_serves(tmp_path):
     port = _free_port()
-    proc = subprocess.Popen([os.sys.executable, "-m", "android_bench.adb_peer", "--port", str(port), "--root",
+    proc = subprocess.Popen([sys.executable, "-m", "android_bench.adb_peer", "--port", str(port), "--root",
                              str(tmp_path / "dev")], stdout=subprocess.PIPE, text=True,
                             env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
     try:
