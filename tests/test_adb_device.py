@@ -63,6 +63,21 @@ def test_etf_bench_on_the_loopback_phone_matches_local_fields(models, phone, cap
     assert Path(__import__("os").environ["ETF_ADB_KEY"]).exists()
 
 
+def test_governor_and_temperature_are_read_on_the_device(models, phone):
+    peer, root, cfg = phone
+    for cpu, governor in enumerate(["schedutil", "schedutil", "performance"]):
+        d = root / f"sys/devices/system/cpu/cpu{cpu}/cpufreq"
+        d.mkdir(parents=True)
+        (d / "scaling_governor").write_text(governor + "\n")
+    for zone, milli in enumerate([38000, 43500]):
+        d = root / f"sys/class/thermal/thermal_zone{zone}"
+        d.mkdir(parents=True)
+        (d / "temp").write_text(f"{milli}\n")
+    stats = resolve_device("loop", cfg).benchmark(models["tflite"], runs=3, warmup=1)
+    assert stats.governor == "performance,schedutil"
+    assert stats.temperature_c == pytest.approx(43.5)
+
+
 def test_benchmark_many_batches_models_in_order(models, phone):
     peer, root, cfg = phone
     shells: list[str] = []

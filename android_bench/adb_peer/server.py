@@ -2,7 +2,8 @@
 
 It stands in for a phone's ``adbd`` in tests: Google's ``adb`` client and the ``adb_shell`` package both talk
 to it. Commands run with ``/bin/sh`` in a sandbox folder; device paths under /data, /sdcard and /storage are
-mapped into that folder (so ``/data/local/tmp/x`` is ``ROOT/data/local/tmp/x``). Keys the host offers with
+mapped into that folder (so ``/data/local/tmp/x`` is ``ROOT/data/local/tmp/x``), and /sys too when ``ROOT/sys``
+exists. Keys the host offers with
 ``AUTH RSAPUBLICKEY`` are accepted (as if the user tapped "Always allow") and remembered in
 ``ROOT/data/misc/adb/adb_keys``; later connections must then sign the token with a known key.
 """
@@ -26,7 +27,17 @@ from android_bench.adb_peer.sync import SyncSession
 
 LOG = logging.getLogger("etf.adb_peer")
 SANDBOXED_TOP_DIRS = ("data", "sdcard", "storage")
-_SHELL_PATH_RE = re.compile(r"(?<![\w.\-/~])/(%s)(?=/|\s|$|[;&|)'\"])" % "|".join(SANDBOXED_TOP_DIRS))
+
+
+def _path_pattern(top_dirs: tuple[str, ...]) -> re.Pattern[str]:
+    """Absolute paths in a shell command whose first component is one of ``top_dirs``."""
+    return re.compile(r"(?<![\w.\-/~])/(%s)(?=/|\s|$|[;&|)'\"])" % "|".join(top_dirs))
+
+
+_SHELL_PATH_RE = _path_pattern(SANDBOXED_TOP_DIRS)
+# When the sandbox has its own sys/ folder (a test's stand-in for a phone's cpufreq and thermal files), /sys is
+# mapped too; otherwise /sys is this machine's.
+_SHELL_PATH_WITH_SYS_RE = _path_pattern(SANDBOXED_TOP_DIRS + ("sys",))
 BANNER_PROPS = "ro.product.name=etf_peer;ro.product.model=ETF_ADB_peer;ro.product.device=etf_peer;"
 
 
@@ -97,7 +108,8 @@ class ShellStream(Stream):
 
     def run(self) -> None:
         root = self.conn.peer.root
-        mapped = _SHELL_PATH_RE.sub(lambda m: f"{root}/{m.group(1)}", self.command)
+        pattern = _SHELL_PATH_WITH_SYS_RE if (root / "sys").is_dir() else _SHELL_PATH_RE
+        mapped = pattern.sub(lambda m: f"{root}/{m.group(1)}", self.command)
         argv = ["/bin/sh", "-c", mapped] if self.command.strip() else ["/bin/sh"]
         env = dict(os.environ, HOME=str(root / "data/local/tmp"), ANDROID_DATA=str(root / "data"))
         try:
