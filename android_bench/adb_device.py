@@ -178,8 +178,12 @@ class AdbDevice(Device):
 
     def _push(self, dev, local: Path, remote: str, mode: int) -> None:
         t = max(self.settings.connect_timeout_s, 10.0)
+        from adb_shell.exceptions import PushFailedError
+
         try:
             dev.push(str(local), remote, st_mode=mode, mtime=int(time.time()), transport_timeout_s=t, read_timeout_s=t)
+        except PushFailedError as exc:  # the phone answered FAIL: a device-side problem, the link is fine
+            raise EtfError(f"device {self.name!r} refused to store {remote}: {_reason(exc)}") from None
         except Exception as exc:
             raise _LinkLost(f"push of {local.name} failed: {_reason(exc)}") from exc
 
@@ -207,11 +211,16 @@ class AdbDevice(Device):
         results: list[BenchStats] = []
         failure: BaseException | None = None
         try:
-            self._shell(dev, f"mkdir -p {work_dir}")
+            made = self._shell(dev, f"mkdir -p {work_dir} && echo __ETF_OK__")
+            if "__ETF_OK__" not in made:
+                raise EtfError(f"device {self.name!r}: cannot create {work_dir}: {made.strip()[:160]} "
+                               "(set work_dir in the device config to a writable folder)")
             self._push(dev, binary, f"{work_dir}/{BINARY_NAME}", 0o100755)
             self._shell(dev, f"chmod 755 {work_dir}/{BINARY_NAME}")
             size = self.settings.batch_size
             for start in range(0, len(paths), size):
+                if start and self.cooldown_for(protocol) > 0:  # the same pause separates batches
+                    time.sleep(self.cooldown_for(protocol))
                 batch = paths[start : start + size]
                 results += self._run_batch(dev, work_dir, batch, start, len(paths), protocol, progress)
         except BaseException as exc:

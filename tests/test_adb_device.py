@@ -192,6 +192,16 @@ def test_onnx_and_bad_files_are_refused_before_pushing(models, phone, tmp_path):
     assert shells == [] and _leftovers(root) == []
 
 
+def test_unwritable_work_dir_is_a_clear_error(models, tmp_path):
+    root = tmp_path / "device"
+    stub = write_benchmark_model_stub(tmp_path / "stub")
+    with AdbPeer(root) as peer:
+        (root / "data/blocked").write_text("a file where a folder should be")
+        cfg = write_loopback_config(tmp_path / "devices.toml", peer.address, stub, work_dir="/data/blocked/tmp")
+        with pytest.raises(EtfError, match="cannot create /data/blocked/tmp/etf-"):
+            resolve_device("loop", cfg).benchmark(models["tflite"])
+
+
 def test_missing_benchmark_model_binary_is_explained(models, tmp_path):
     with AdbPeer(tmp_path / "device") as peer:
         cfg = write_loopback_config(tmp_path / "devices.toml", peer.address, tmp_path / "no-such-binary")
