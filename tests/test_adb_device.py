@@ -16,6 +16,9 @@ from android_bench.device_config import resolve_device
 from supernet.errors import EtfError
 
 
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+
 @pytest.fixture(scope="module")
 def models() -> dict[str, Path]:
     return tiny_models()
@@ -60,6 +63,21 @@ def test_etf_bench_on_the_loopback_phone_matches_local_fields(models, phone, cap
     assert Path(__import__("os").environ["ETF_ADB_KEY"]).exists()
 
 
+def test_governor_and_temperature_are_read_on_the_device(models, phone):
+    peer, root, cfg = phone
+    for cpu, governor in enumerate(["schedutil", "schedutil", "performance"]):
+        d = root / f"sys/devices/system/cpu/cpu{cpu}/cpufreq"
+        d.mkdir(parents=True)
+        (d / "scaling_governor").write_text(governor + "\n")
+    for zone, milli in enumerate([38000, 43500]):
+        d = root / f"sys/class/thermal/thermal_zone{zone}"
+        d.mkdir(parents=True)
+        (d / "temp").write_text(f"{milli}\n")
+    stats = resolve_device("loop", cfg).benchmark(models["tflite"], runs=3, warmup=1)
+    assert stats.governor == "performance,schedutil"
+    assert stats.temperature_c == pytest.approx(43.5)
+
+
 def test_benchmark_many_batches_models_in_order(models, phone):
     peer, root, cfg = phone
     shells: list[str] = []
@@ -82,7 +100,7 @@ def test_device_dropping_mid_run_is_one_line_and_leaves_nothing(models, tmp_path
     stub = write_benchmark_model_stub(tmp_path / "stub")
     with AdbPeer(root, drop_when=r"benchmark_model --graph", drop_after_s=0.3) as peer:
         cfg = write_loopback_config(tmp_path / "devices.toml", peer.address, stub)
-        code = bench_main([str(models["tflite"]), "--device", "loop", "--config", str(cfg), "--runs", "2000",
+        code = bench_main([str(models["tflite"]), "--device", "loop", "--config", str(cfg), "--runs", "20000",
                            "--json"])
         err = capsys.readouterr().err.strip()
         assert code == 2
@@ -92,6 +110,25 @@ def test_device_dropping_mid_run_is_one_line_and_leaves_nothing(models, tmp_path
         while _leftovers(root) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert _leftovers(root) == []
+
+
+def test_phone_gone_for_good_cleans_up_on_the_device_side(models, tmp_path, capsys):
+    root = tmp_path / "device"
+    stub = write_benchmark_model_stub(tmp_path / "stub")
+    peer = AdbPeer(root, drop_when=r"benchmark_model --graph", drop_after_s=0.3, vanish_on_drop=True).start()
+    try:
+        cfg = write_loopback_config(tmp_path / "devices.toml", peer.address, stub, connect_timeout_s=2)
+        code = bench_main([str(models["tflite"]), "--device", "loop", "--config", str(cfg), "--runs", "20000"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1
+        assert "lost the connection" in err and "could not reach the device again" in err
+        # The hang-up trap of the batch script removed the work folder on the device itself.
+        deadline = time.monotonic() + 15
+        while _leftovers(root) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _leftovers(root) == []
+    finally:
+        peer.stop()
 
 
 def test_unreachable_address_fails_fast_with_one_line(models, tmp_path, capsys):
@@ -153,6 +190,16 @@ def test_onnx_and_bad_files_are_refused_before_pushing(models, phone, tmp_path):
     with pytest.raises(EtfError, match="not a TFLite model"):
         device.benchmark(bad)
     assert shells == [] and _leftovers(root) == []
+
+
+def test_unwritable_work_dir_is_a_clear_error(models, tmp_path):
+    root = tmp_path / "device"
+    stub = write_benchmark_model_stub(tmp_path / "stub")
+    with AdbPeer(root) as peer:
+        (root / "data/blocked").write_text("a file where a folder should be")
+        cfg = write_loopback_config(tmp_path / "devices.toml", peer.address, stub, work_dir="/data/blocked/tmp")
+        with pytest.raises(EtfError, match="cannot create /data/blocked/tmp/etf-"):
+            resolve_device("loop", cfg).benchmark(models["tflite"])
 
 
 def test_missing_benchmark_model_binary_is_explained(models, tmp_path):

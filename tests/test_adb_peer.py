@@ -6,6 +6,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from android_bench.adb_peer import protocol as p
 from android_bench.adb_peer.sync import SyncSession
 
 ADB = shutil.which("adb") or "/usr/bin/adb"
+pytestmark = pytest.mark.timeout(300)
 needs_adb = pytest.mark.skipif(not os.path.exists(ADB), reason="Google's adb client is not installed (apt-get install adb)")
 
 
@@ -173,7 +175,7 @@ def test_sandbox_refuses_paths_that_escape(tmp_path):
 
 def test_peer_cli_starts_and_serves(tmp_path):
     port = _free_port()
-    proc = subprocess.Popen([os.sys.executable, "-m", "android_bench.adb_peer", "--port", str(port), "--root",
+    proc = subprocess.Popen([sys.executable, "-m", "android_bench.adb_peer", "--port", str(port), "--root",
                              str(tmp_path / "dev")], stdout=subprocess.PIPE, text=True,
                             env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
     try:
@@ -187,3 +189,52 @@ def test_peer_cli_starts_and_serves(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def _read_msg(sock: socket.socket) -> p.Message:
+    header = b""
+    while len(header) < 24:
+        chunk = sock.recv(24 - len(header))
+        assert chunk, "peer closed the connection"
+        header += chunk
+    command, arg0, arg1, length, _ = p.decode_header(header)
+    data = b""
+    while len(data) < length:
+        data += sock.recv(length - len(data))
+    return p.Message(command, arg0, arg1, data)
+
+
+def test_negotiated_payload_size_and_flow_control(tmp_path):
+    """A host that offers 4 KiB payloads gets WRTEs of at most 4 KiB, one in flight until it says OKAY."""
+    with AdbPeer(tmp_path / "dev", require_auth=False) as peer, socket.create_connection((peer.host, peer.port), 5) as s:
+        s.sendall(p.encode(p.Message(p.A_CNXN, 0x01000000, 4096, b"host::features=\0")))
+        cnxn = _read_msg(s)
+        assert cnxn.name == "CNXN" and cnxn.arg1 == 4096 and cnxn.data.startswith(b"device::")
+        s.sendall(p.encode(p.Message(p.A_OPEN, 11, 0, b"shell:head -c 10000 /dev/zero\0")))
+        okay = _read_msg(s)
+        assert (okay.name, okay.arg1) == ("OKAY", 11)
+        received = 0
+        while True:
+            msg = _read_msg(s)
+            if msg.name == "CLSE":
+                break
+            assert msg.name == "WRTE" and len(msg.data) <= 4096 and msg.arg1 == 11
+            received += len(msg.data)
+            if received < 10000:  # no second WRTE may arrive before our OKAY (CLSE may follow the last one)
+                s.settimeout(0.3)
+                with pytest.raises(socket.timeout):
+                    s.recv(1, socket.MSG_PEEK)
+                s.settimeout(5)
+            s.sendall(p.encode(p.Message(p.A_OKAY, 11, okay.arg0)))
+        assert received == 10000
+
+
+def test_bad_checksum_from_an_old_host_drops_the_link(tmp_path):
+    with AdbPeer(tmp_path / "dev", require_auth=False) as peer, socket.create_connection((peer.host, peer.port), 5) as s:
+        s.sendall(p.encode(p.Message(p.A_CNXN, 0x01000000, 4096, b"host::\0")))
+        assert _read_msg(s).name == "CNXN"
+        raw = bytearray(p.encode(p.Message(p.A_OPEN, 1, 0, b"shell:echo hi\0")))
+        raw[16:20] = struct.pack("<I", 12345)  # wrong checksum
+        s.sendall(bytes(raw))
+        s.settimeout(5)
+        assert s.recv(24) == b""  # closed
