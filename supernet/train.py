@@ -361,7 +361,14 @@ def _train(cfg: TrainConfig, info: DistInfo, saved: dict[str, Any] | None, ckpt_
         writer = csv.writer(logf)
         while iteration < cfg.iters:
             t0 = time.perf_counter()
-            batch = next(batches)
+            try:
+                batch = next(batches)
+            except RuntimeError:
+                if not stop.requested:  # a real loader failure
+                    raise
+                # Ctrl-C also reached the loader's worker processes: nothing half-done, save and stop
+                checkpoint(iteration)
+                break
             images = batch["image"].to(device, non_blocking=True)
             labels = batch["label"].to(device, non_blocking=True)
             last = sandwich_step(model, images, labels, cfg.num_random, arch_rng)
