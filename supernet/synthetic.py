@@ -24,7 +24,7 @@ from supernet.datasets import SYNTHETIC_META
 from supernet.errors import EtfError, cli_entry
 
 FORMAT = "etf-synthetic"
-VERSION = 1
+VERSION = 2
 MIN_CLASSES, MAX_CLASSES = 4, 12
 MIN_SIZE = 32
 
@@ -44,16 +44,18 @@ class ClassRecipe:
     context: str = ""  # things: "water" or "land" (centre placed there), "" = anywhere
 
 
+# Stripe frequencies stay <= 0.16 cycles/pixel so that the training pipeline's 0.5x down-scaling
+# keeps them below the Nyquist limit (finer stripes alias into other orientations).
 RECIPES: tuple[ClassRecipe, ...] = (
-    ClassRecipe("water", True, (210, 0.6, 0.6), "stripes", 0.08, 90, 0.25),
+    ClassRecipe("water", True, (210, 0.6, 0.6), "stripes", 0.05, 90, 0.25),
     ClassRecipe("sand", True, (45, 0.45, 0.8), "fine", amplitude=0.18),
-    ClassRecipe("grass", True, (110, 0.6, 0.55), "stripes", 0.3, 0, 0.3),
-    ClassRecipe("boat", False, (0, 0.75, 0.75), "stripes", 0.15, 45, 0.25, "hull", "water"),
-    ClassRecipe("car", False, (0, 0.75, 0.75), "stripes", 0.15, 45, 0.25, "hull", "land"),
-    ClassRecipe("ball", False, (30, 0.8, 0.85), "stripes", 0.2, 90, 0.25, "disc"),
-    ClassRecipe("box", False, (30, 0.8, 0.85), "stripes", 0.2, 90, 0.25, "square"),
-    ClassRecipe("flag", False, (280, 0.5, 0.7), "stripes", 0.25, 90, 0.3, "triangle"),
-    ClassRecipe("kite", False, (280, 0.5, 0.7), "stripes", 0.25, 0, 0.3, "triangle"),
+    ClassRecipe("grass", True, (110, 0.6, 0.55), "stripes", 0.16, 0, 0.3),
+    ClassRecipe("boat", False, (0, 0.75, 0.75), "stripes", 0.08, 45, 0.25, "hull", "water"),
+    ClassRecipe("car", False, (0, 0.75, 0.75), "stripes", 0.08, 45, 0.25, "hull", "land"),
+    ClassRecipe("ball", False, (30, 0.8, 0.85), "stripes", 0.1, 90, 0.25, "disc"),
+    ClassRecipe("box", False, (30, 0.8, 0.85), "stripes", 0.1, 90, 0.25, "square"),
+    ClassRecipe("flag", False, (280, 0.5, 0.7), "stripes", 0.12, 90, 0.3, "triangle"),
+    ClassRecipe("kite", False, (280, 0.5, 0.7), "stripes", 0.12, 0, 0.3, "triangle"),
     ClassRecipe("tree", False, (110, 0.6, 0.55), "blotch", 0.12, amplitude=0.35, shape="blob"),
     ClassRecipe("rock", True, (0, 0.05, 0.5), "blotch", 0.06, amplitude=0.3),
     ClassRecipe("sign", False, (45, 0.45, 0.72), "fine", amplitude=0.18, shape="triangle"),
