@@ -461,6 +461,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "short CPU runs want ~1e-3)")
     p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default 0.01)")
     p.add_argument("--warmup-iters", type=int, default=None, help="linear warm-up steps (default min(1500, iters/10))")
+    p.add_argument("--head-lr-mult", type=float, default=10.0,
+                   help="learning-rate multiplier of the head (fuse conv + classifier); TopFormer uses 10 (default), "
+                        "short runs with few warm-up steps are steadier with 1")
     p.add_argument("--num-random", type=int, default=2, help="random subnets per step besides max and min (default 2)")
     p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clip, 0 = off (default 1.0)")
     p.add_argument("--workers", type=int, default=2, help="data-loading worker processes (default 2)")
@@ -492,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = TrainConfig(data=args.data, dataset=args.dataset, out=args.out, iters=args.iters, batch=args.batch,
                       size=args.size, lr=args.lr, weight_decay=args.weight_decay, warmup_iters=args.warmup_iters,
+                      head_lr_mult=args.head_lr_mult,
                       num_random=args.num_random, clip=args.clip, workers=args.workers, seed=args.seed,
                       ckpt_every=args.ckpt_every, warm_start=args.warm_start, device=args.device,
                       progress=not args.no_progress)

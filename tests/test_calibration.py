@@ -69,4 +69,3 @@ def test_recalibration_improves_a_sampled_subnet_of_a_trained_supernet(tiny_ckpt
     fresh = evaluator.metrics(cfg, calibrate=True)
     print(f"sampled subnet mIoU: stale BN {100 * stale['mIoU']:.2f}, recalibrated {100 * fresh['mIoU']:.2f}")
     assert fresh["mIoU"] > stale["mIoU"]
-    assert fresh["aAcc"] > stale["aAcc"]
