@@ -2,8 +2,9 @@
 (after BN recalibration) of the max, min, a few random subnets and the three TopFormer presets, plus one
 sampled subnet with and without recalibration. Prints a table (and ``--json``).
 
-Run (the numbers in docs/training.md came from exactly this; the set was made by
-``etf-make-synthetic -o /tmp/etf_train_syn128 --train 800 --val 100 --size 128``, generator v1)::
+Run (run B in docs/training.md came from exactly this; run A used --run runs/bench64_50 --iters 50
+--lr 1.5e-3; the set was made by ``etf-make-synthetic -o /tmp/etf_train_syn128 --train 800 --val 100
+--size 128``, generator v1)::
 
     PYTHONPATH=. python benchmarks/bench_train.py --data /tmp/etf_train_syn128 --run runs/bench64 \
         --size 64 --batch 4 --iters 30 --num-random 1 --lr 1e-3 --head-lr-mult 1 --warmup-iters 3 \
