@@ -2,12 +2,15 @@
 (after BN recalibration) of the max, min, a few random subnets and the three TopFormer presets, plus one
 sampled subnet with and without recalibration. Prints a table (and ``--json``).
 
-Run (the numbers in the notes came from exactly this)::
+Run (run B in docs/training.md came from exactly this; run A used --run runs/bench64_50 --iters 50
+--lr 1.5e-3; the set was made by ``etf-make-synthetic -o /tmp/etf_train_syn128 --train 800 --val 100
+--size 128``, generator v1)::
 
-    PYTHONPATH=. python benchmarks/bench_train.py --data /tmp/etf_syn128 --run runs/bench64 \\
-        --size 64 --batch 4 --iters 45 --num-random 1 --lr 1e-3
+    PYTHONPATH=. python benchmarks/bench_train.py --data /tmp/etf_train_syn128 --run runs/bench64 \
+        --size 64 --batch 4 --iters 30 --num-random 1 --lr 1e-3 --head-lr-mult 1 --warmup-iters 3 \
+        --n-calib 5 --n-val 50
 
-Steps: ``etf-make-synthetic`` (skipped when the folder is complete), ``etf-train`` (resumed when the run
+Steps: ``etf-make-synthetic`` (skipped when the folder already holds a synthetic set), ``etf-train`` (resumed when the run
 folder has a checkpoint, skipped when it is finished), then :class:`supernet.evaluate.SubnetEvaluator`
 on fixed calibration crops and the first ``--n-val`` validation images. The synthetic set is NOT ADE20K:
 its mIoU only says how well the supernet's subnets separate its 10 made-up classes.

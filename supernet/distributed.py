@@ -97,22 +97,41 @@ def average_gradients(module: nn.Module, world_size: int, bucket_numel: int = 1 
         flush()
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Differentiable all-reduce (sum): the gradient of a sum over ranks is the sum of the ranks' gradients."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        out = tensor.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum ``tensor`` over all processes, keeping it in the autograd graph."""
+    return _AllReduceSum.apply(tensor)
+
+
 class SyncElasticConvBN(ElasticConvBN):
     """``ElasticConvBN`` whose training-mode statistics are the batch mean/var over all processes.
 
     Per-channel sum and sum of squares (and the pixel count) are all-reduced with the differentiable
-    ``torch.distributed.nn.functional.all_reduce``, so gradients flow through the global statistics as
+    :func:`all_reduce_sum`, so gradients flow through the global statistics as
     in ``nn.SyncBatchNorm``. Evaluation mode and the state-dict layout are unchanged."""
 
     def _bn(self, y: torch.Tensor, out: Sel) -> torch.Tensor:
         if not self.training or not (dist.is_available() and dist.is_initialized()):
             return super()._bn(y, out)
-        from torch.distributed.nn.functional import all_reduce
-
         weight, bias = take(self.bn_weight, 0, out), take(self.bn_bias, 0, out)
         count = torch.tensor([float(y.numel() // y.shape[1])], device=y.device, dtype=y.dtype)
         stats = torch.cat([y.sum(dim=(0, 2, 3)), (y * y).sum(dim=(0, 2, 3)), count])
-        stats = all_reduce(stats)
+        stats = all_reduce_sum(stats)
         c = y.shape[1]
         n = stats[-1]
         mean = stats[:c] / n
