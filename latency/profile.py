@@ -141,12 +141,11 @@ class Profiler:
         done = [set(t["key"]) for t in self.tables.values()]
         return [op for op in ops if any(op.key not in d for d in done)]
 
-    def _over_budget(self, next_cost_s: float) -> bool:
+    def _over_budget(self, next_cost_s: float, reserve_s: float = 0.0) -> bool:
+        """True once the next step would overrun ``--budget-min`` (minus ``reserve_s`` kept for later phases)."""
         if self.s.budget_min is None:
             return False
-        if time.monotonic() - self.start + next_cost_s > self.s.budget_min * 60:
-            self.stopped_for_budget = True
-        return self.stopped_for_budget
+        return time.monotonic() - self.start + next_cost_s > self.s.budget_min * 60 - reserve_s
 
     # -- conversion -----------------------------------------------------------------------------------------
     def _workers(self) -> ProcessPoolExecutor:
@@ -237,8 +236,13 @@ class Profiler:
     def run_ops(self, ops: Sequence[Operator], phase: str) -> None:
         pending = self._pending(ops)
         last_cost = 0.0
+        # keep time for the end-to-end phase (~45 s per subnet conversion on this machine, --workers at a time)
+        reserve = 0.0
+        if self.s.budget_min is not None:
+            reserve = min(0.3 * self.s.budget_min * 60, self.s.e2e * 45.0 / self.s.workers)
         for i in range(0, len(pending), self.s.batch):
-            if self._over_budget(last_cost):
+            if self._over_budget(last_cost, reserve):
+                self.stopped_for_budget = True
                 return
             t0 = time.monotonic()
             self.run_batch(pending[i:i + self.s.batch], phase)
@@ -273,7 +277,7 @@ class Profiler:
                     picks = self.adaptive_picks(kind, k, cands[kind])
                     self.run_ops(picks, "adaptive")
             self._bar.close()
-            if not self.stopped_for_budget and s.e2e > 0:
+            if s.e2e > 0:
                 self.run_e2e([E2E_SEED_BASE + i for i in range(s.e2e)], "correction")
         finally:
             if self._pool is not None:
@@ -324,6 +328,7 @@ class Profiler:
         bar = tqdm(total=len(todo), desc="end-to-end", unit="net", disable=not self.progress, dynamic_ncols=True)
         for i in range(0, len(todo), max(1, self.s.workers)):
             if self._over_budget(0.0):
+                self.stopped_for_budget = True
                 break
             chunk = todo[i:i + max(1, self.s.workers)]
             paths, wall = convert_networks([c for _, c in chunk], self.s.size, self.s.cache(), self._workers())
