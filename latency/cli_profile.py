@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(`local` = this CPU); several devices are measured in parallel, one table each")
     p.add_argument("--size", type=int, default=512, help="input side in pixels (default 512)")
     p.add_argument("--out", default="tables", help="directory of the tables (default tables/)")
+    p.add_argument("--cache", default="", help="conversion cache directory (default OUT/cache); safe to share")
     p.add_argument("--workers", type=int, default=2, help="conversion processes (default 2)")
     p.add_argument("--batch", type=int, default=24, help="operators per batch / device round trip (default 24)")
     p.add_argument("--runs", type=int, default=20, help="timed runs per operator (default 20)")
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     names = [n.strip() for n in args.device.split(",") if n.strip()]
     if not names or len(set(names)) != len(names):
         raise EtfError(f"--device needs distinct device names, got {args.device!r}")
-    settings = ProfileSettings(size=args.size, tables_dir=args.out, workers=args.workers, batch=args.batch,
+    settings = ProfileSettings(size=args.size, tables_dir=args.out, cache_dir=args.cache, workers=args.workers, batch=args.batch,
                                runs=args.runs, warmup=args.warmup, threads=args.threads,
                                budget_min=args.budget_min, mbconv=args.mbconv,
                                adaptive={} if args.no_adaptive else dict(ADAPTIVE), e2e=args.e2e, limit=args.limit)

@@ -20,6 +20,10 @@ from latency.operators import Operator
 from supernet.errors import EtfError
 
 
+#: Bump when ``export_operator`` changes how an operator is converted (invalidates the cache).
+OPERATOR_EXPORT_REV = 1
+
+
 @lru_cache(maxsize=1)
 def converter_version() -> str:
     """Converter + network-code version: a change here invalidates the conversion cache."""
@@ -27,9 +31,9 @@ def converter_version() -> str:
 
     root = Path(__file__).resolve().parent.parent
     code = hashlib.sha1()
-    for rel in ("supernet/topformer.py", "supernet/export.py", "latency/export_op.py"):
+    for rel in ("supernet/topformer.py", "supernet/export.py"):
         code.update((root / rel).read_bytes())
-    return f"torch{torch.__version__}-litert{version('litert-torch')}-{code.hexdigest()[:8]}"
+    return f"torch{torch.__version__}-litert{version('litert-torch')}-{code.hexdigest()[:8]}-op{OPERATOR_EXPORT_REV}"
 
 
 def cache_path(cache_dir: str | Path, key: str) -> Path:
@@ -65,13 +69,13 @@ def export_operator(op: Operator, path: str | Path) -> Path:
     return path
 
 
-def convert_cached(key: str, cache_dir: str) -> tuple[str, str, float]:
-    """Worker entry point: convert operator ``key`` into the cache unless there; returns (key, path, seconds)."""
+def convert_cached(key: str, path: str) -> tuple[str, str, float]:
+    """Worker entry point: convert operator ``key`` to ``path`` (its cache file) unless there; (key, path, s)."""
     import time
 
     from latency.operators import parse_key
 
-    path = cache_path(cache_dir, key)
+    path = Path(path)
     if path.exists():
         return key, str(path), 0.0
     start = time.perf_counter()

@@ -162,7 +162,7 @@ class Profiler:
         failures: dict[str, str] = {}
         start, cpu = time.monotonic(), 0.0
         if todo:
-            futures = {self._workers().submit(convert_cached, k, cache): k for k in todo}
+            futures = {self._workers().submit(convert_cached, k, str(paths[k])): k for k in todo}
             for fut in as_completed(futures):
                 try:
                     _, _, secs = fut.result()
