@@ -186,3 +186,14 @@ def most_uncertain(measured: Sequence[Operator], latencies: Sequence[float], poo
     xr = np.array([log_features(o) for o in rest])
     spread = np.stack([tree.predict(xr) for tree in forest.estimators_]).std(axis=0)
     return [rest[i] for i in np.argsort(-spread, kind="stable")[:k]]
+
+
+def interleave(groups: dict[str, Sequence[Operator]]) -> list[Operator]:
+    """Round-robin over kinds (so a short run or ``--limit`` still covers every kind)."""
+    lists = [list(groups.get(k, [])) for k in KIND_ORDER]
+    out: list[Operator] = []
+    while any(lists):
+        for lst in lists:
+            if lst:
+                out.append(lst.pop(0))
+    return out

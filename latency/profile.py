@@ -23,7 +23,7 @@ import pandas as pd
 from latency import table as tbl
 from latency.export_op import cache_path, convert_cached, converter_version
 from latency.operators import MBConv, Operator, parse_key
-from latency.plan import KIND_ORDER, candidates, designed_sample, most_uncertain, stage_sides
+from latency.plan import candidates, designed_sample, interleave, most_uncertain, stage_sides
 from supernet.errors import EtfError
 from supernet.space import TABLE1
 
@@ -69,17 +69,6 @@ class ProfileSettings:
 
     def cache(self) -> str:
         return self.cache_dir or str(Path(self.tables_dir) / "cache")
-
-
-def interleave(groups: dict[str, Sequence[Operator]]) -> list[Operator]:
-    """Round-robin over kinds (so a short run or ``--limit`` still covers every kind)."""
-    lists = [list(groups.get(k, [])) for k in KIND_ORDER]
-    out: list[Operator] = []
-    while any(lists):
-        for lst in lists:
-            if lst:
-                out.append(lst.pop(0))
-    return out
 
 
 def _now() -> str:
