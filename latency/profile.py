@@ -143,8 +143,8 @@ class Profiler:
             self._pool = ProcessPoolExecutor(max_workers=self.s.workers, mp_context=ctx)
         return self._pool
 
-    def convert(self, keys: Sequence[str]) -> tuple[dict[str, Path], dict[str, str], float, float]:
-        """Convert ``keys`` into the cache in parallel: (paths, failures, wall s, summed worker s)."""
+    def convert(self, keys: Sequence[str]) -> tuple[dict[str, Path], dict[str, str], float, float, int]:
+        """Convert ``keys`` into the cache in parallel: (paths, failures, wall s, summed worker s, converted)."""
         cache = self.s.cache()
         paths = {k: cache_path(cache, k) for k in keys}
         todo = [k for k in keys if not paths[k].exists()]
@@ -160,7 +160,8 @@ class Profiler:
                     failures[futures[fut]] = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
                 if self._bar is not None:
                     self._bar.set_postfix_str(f"converting {len(todo)}", refresh=True)
-        return {k: p for k, p in paths.items() if k not in failures}, failures, time.monotonic() - start, cpu
+        done = len(todo) - len(failures)
+        return {k: p for k, p in paths.items() if k not in failures}, failures, time.monotonic() - start, cpu, done
 
     # -- measurement ------------------------------------------------------------------------------------------
     def _measure_on(self, dev, paths: list[Path]) -> tuple[list[Any], float]:
@@ -181,7 +182,7 @@ class Profiler:
     def run_batch(self, ops: Sequence[Operator], phase: str) -> None:
         """Convert, measure on every device and append the rows of one batch (atomic write per device)."""
         keys = [self.ref.key] + [op.key for op in ops]
-        paths, failures, conv_wall, conv_cpu = self.convert(keys)
+        paths, failures, conv_wall, conv_cpu, converted = self.convert(keys)
         if self.ref.key in failures:
             raise EtfError(f"the reference operator does not convert: {failures[self.ref.key]}")
         ok = [op for op in ops if op.key in paths]
@@ -193,7 +194,7 @@ class Profiler:
             timing = meta["timing"]
             timing["convert_wall_s"] += conv_wall
             timing["convert_cpu_s"] += conv_cpu
-            timing["conversions"] += len([k for k in keys if k not in failures]) if conv_wall > 0 else 0
+            timing["conversions"] += converted
             timing["measure_wall_s"] += meas_wall
             meta.setdefault("failed", {}).update(failures)
             if dev.name not in results:

@@ -1,0 +1,127 @@
+"""End to end at 64x64 on the local device: etf-profile -> table -> predictor -> etf-predict, and kill/resume.
+
+Real conversions (litert-torch) and real measurements (LiteRT on this CPU), a handful of operators each.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from latency import table as tbl
+from latency.plan import designed_sample, interleave
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZE = 64
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def run_cli(module: str, *args: str, timeout: int = 400) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def profile_args(out: Path, limit: int, batch: int) -> list[str]:
+    return ["--device", "local", "--size", str(SIZE), "--out", str(out), "--limit", str(limit), "--batch",
+            str(batch), "--e2e", "0", "--runs", "3", "--warmup", "1", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def profiled(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tables")
+    res = run_cli("latency.cli_profile", *profile_args(out, 7, 4), "--json")
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = json.loads(res.stdout)
+    assert summary["local"]["rows"] == 7
+    return out
+
+
+@pytest.mark.slow
+def test_profile_writes_one_row_per_operator_with_metadata(profiled):
+    rows = tbl.read_ops(profiled, "local", SIZE)
+    planned = [op.key for op in interleave(designed_sample(SIZE))[:7]]
+    assert list(rows["key"]) == planned
+    assert set(rows["kind"]) == {"stem", "mbconv", "pool", "transformer", "injection", "head", "resize"}
+    assert (rows["median_ms"] > 0).all() and (rows["ref_ms"] > 0).all() and (rows["runs"] == 3).all()
+    assert (rows["device"] == "local").all() and (rows["size"] == SIZE).all()
+    assert set(rows["runtime"]) == {"litert-xnnpack"}
+    meta = tbl.read_json(tbl.meta_path(profiled, "local", SIZE))
+    assert meta["reduced"] and any("--limit 7" in r for r in meta["reduced_reasons"])
+    assert meta["timing"]["conversions"] >= 8 and len(meta["drift"]) == 2
+    assert meta["plan"]["candidates"]["mbconv"] > 2000
+
+
+@pytest.mark.slow
+def test_predict_cli_from_the_measured_table(profiled):
+    res = run_cli("latency.cli_predict", "--device", "local", "--arch", "topformer-tiny", "--size", str(SIZE),
+                  "--tables", str(profiled), "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["predicted_ms"] > 0 and out["table_reduced"] is True
+    rows = tbl.read_ops(profiled, "local", SIZE)
+    # the measured operators are looked up: the stem of topformer-tiny (width 16) is the first planned row
+    res = run_cli("latency.cli_predict", "--device", "local", "--arch", "topformer-tiny", "--size", str(SIZE),
+                  "--tables", str(profiled), "--json", "--breakdown")
+    stem = json.loads(res.stdout)["operators"][0]
+    assert stem["measured"] and stem["key"] == rows["key"].iloc[0]
+
+
+@pytest.mark.slow
+def test_predict_cli_bad_inputs_are_one_line_errors(profiled, tmp_path):
+    res = run_cli("latency.cli_predict", "--device", "local", "--arch", "topformer-tiny", "--size", "128",
+                  "--tables", str(profiled))
+    assert res.returncode == 2 and "run etf-profile --device local --size 128 first" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    rows = pd.read_csv(tbl.ops_path(profiled, "local", SIZE), dtype=str, keep_default_na=False)
+    rows.loc[2, "median_ms"] = "garbage"
+    rows.to_csv(tbl.ops_path(bad, "local", SIZE), index=False)
+    res = run_cli("latency.cli_predict", "--device", "local", "--arch", "topformer-tiny", "--size", str(SIZE),
+                  "--tables", str(bad))
+    assert res.returncode == 2 and "line 4: median_ms='garbage'" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    res = run_cli("latency.cli_predict", "--device", "local", "--arch", "no-such-preset", "--size", str(SIZE),
+                  "--tables", str(profiled))
+    assert res.returncode == 2 and "unknown preset" in res.stderr
+
+
+def _rows_now(out: Path) -> int:
+    path = tbl.ops_path(out, "local", SIZE)
+    return len(pd.read_csv(path)) if path.exists() else 0
+
+
+@pytest.mark.slow
+def test_killed_profile_resumes_without_losing_or_duplicating_rows(tmp_path):
+    out = tmp_path / "tables"
+    args = profile_args(out, 8, 2)
+    proc = subprocess.Popen([sys.executable, "-m", "latency.cli_profile", *args], cwd=ROOT, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while _rows_now(out) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert proc.poll() is None, "the run finished before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its conversion workers, mid-run
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    before = tbl.read_ops(out, "local", SIZE)
+    assert 2 <= len(before) < 8
+    res = run_cli("latency.cli_profile", *args)
+    assert res.returncode == 0, res.stderr[-2000:]
+    after = tbl.read_ops(out, "local", SIZE)
+    planned = [op.key for op in interleave(designed_sample(SIZE))[:8]]
+    assert sorted(after["key"]) == sorted(planned)  # nothing lost, nothing duplicated (read_ops rejects dups)
+    kept = after.set_index("key").loc[list(before["key"])]
+    assert list(kept["timestamp"]) == list(before["timestamp"])  # rows written before the kill are untouched
+    assert list(kept["median_ms"]) == list(before["median_ms"])
+    assert not list(out.glob(".*.tmp"))
