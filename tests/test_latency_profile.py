@@ -28,6 +28,16 @@ def run_cli(module: str, *args: str, timeout: int = 400) -> subprocess.Completed
                           timeout=timeout)
 
 
+def predict(capsys, *args: str) -> tuple[int, str, str]:
+    """Run ``etf-predict`` in this process (saves a torch import per call); (exit code, stdout, stderr)."""
+    from latency.cli_predict import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 def profile_args(out: Path, limit: int, batch: int) -> list[str]:
     return ["--device", "local", "--size", str(SIZE), "--out", str(out), "--limit", str(limit), "--batch",
             str(batch), "--e2e", "0", "--runs", "3", "--warmup", "1", "--no-progress"]
@@ -59,38 +69,44 @@ def test_profile_writes_one_row_per_operator_with_metadata(profiled):
 
 
 @pytest.mark.slow
-def test_predict_cli_from_the_measured_table(profiled):
-    res = run_cli("latency.cli_predict", "--device", "local", "--arch", "topformer-tiny", "--size", str(SIZE),
-                  "--tables", str(profiled), "--json")
-    assert res.returncode == 0, res.stderr
-    out = json.loads(res.stdout)
-    assert out["predicted_ms"] > 0 and out["table_reduced"] is True
+def test_predict_cli_from_the_measured_table(profiled, capsys):
+    code, out, err = predict(capsys, "--device", "local", "--arch", "topformer-tiny", "--size", str(SIZE),
+                             "--tables", str(profiled), "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["predicted_ms"] > 0 and res["table_reduced"] is True
     rows = tbl.read_ops(profiled, "local", SIZE)
     # the measured operators are looked up: the stem of topformer-tiny (width 16) is the first planned row
-    res = run_cli("latency.cli_predict", "--device", "local", "--arch", "topformer-tiny", "--size", str(SIZE),
-                  "--tables", str(profiled), "--json", "--breakdown")
-    stem = json.loads(res.stdout)["operators"][0]
+    code, out, _ = predict(capsys, "--device", "local", "--arch", "topformer-tiny", "--size", str(SIZE),
+                           "--tables", str(profiled), "--json", "--breakdown")
+    stem = json.loads(out)["operators"][0]
     assert stem["measured"] and stem["key"] == rows["key"].iloc[0]
+    first = rows.iloc[0]
+    expected = first["median_ms"] * rows["ref_ms"].median() / first["ref_ms"]  # drift-normalised measurement
+    assert stem["ms"] == pytest.approx(expected, rel=1e-3)
 
 
 @pytest.mark.slow
-def test_predict_cli_bad_inputs_are_one_line_errors(profiled, tmp_path):
-    res = run_cli("latency.cli_predict", "--device", "local", "--arch", "topformer-tiny", "--size", "128",
-                  "--tables", str(profiled))
-    assert res.returncode == 2 and "run etf-profile --device local --size 128 first" in res.stderr
-    assert len(res.stderr.strip().splitlines()) == 1
+def test_predict_cli_bad_inputs_are_one_line_errors(profiled, tmp_path, capsys):
+    code, _, err = predict(capsys, "--device", "local", "--arch", "topformer-tiny", "--size", "128",
+                           "--tables", str(profiled))
+    assert code == 2 and "run etf-profile --device local --size 128 first" in err
+    assert len(err.strip().splitlines()) == 1
     bad = tmp_path / "bad"
     bad.mkdir()
     rows = pd.read_csv(tbl.ops_path(profiled, "local", SIZE), dtype=str, keep_default_na=False)
     rows.loc[2, "median_ms"] = "garbage"
     rows.to_csv(tbl.ops_path(bad, "local", SIZE), index=False)
-    res = run_cli("latency.cli_predict", "--device", "local", "--arch", "topformer-tiny", "--size", str(SIZE),
-                  "--tables", str(bad))
-    assert res.returncode == 2 and "line 4: median_ms='garbage'" in res.stderr
-    assert len(res.stderr.strip().splitlines()) == 1
-    res = run_cli("latency.cli_predict", "--device", "local", "--arch", "no-such-preset", "--size", str(SIZE),
-                  "--tables", str(profiled))
-    assert res.returncode == 2 and "unknown preset" in res.stderr
+    code, _, err = predict(capsys, "--device", "local", "--arch", "topformer-tiny", "--size", str(SIZE),
+                           "--tables", str(bad))
+    assert code == 2 and "line 4: median_ms='garbage'" in err
+    assert len(err.strip().splitlines()) == 1
+    code, _, err = predict(capsys, "--device", "local", "--arch", "no-such-preset", "--size", str(SIZE),
+                           "--tables", str(profiled))
+    assert code == 2 and "unknown preset" in err
+    code, _, err = predict(capsys, "--device", "pixel", "--arch", "topformer-tiny", "--size", str(SIZE),
+                           "--predictor", str(profiled / f"local_{SIZE}.predictor.pkl"))
+    assert code == 2 and "fitted for device local, not pixel" in err
 
 
 def _rows_now(out: Path) -> int:
