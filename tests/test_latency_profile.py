@@ -141,3 +141,22 @@ def test_killed_profile_resumes_without_losing_or_duplicating_rows(tmp_path):
     assert list(kept["timestamp"]) == list(before["timestamp"])  # rows written before the kill are untouched
     assert list(kept["median_ms"]) == list(before["median_ms"])
     assert not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_two_devices_profile_in_parallel_into_one_table_each(profiled, tmp_path, monkeypatch, capsys):
+    """``--device local,cpu2`` (a second local-transport device from the device config): one table per device;
+    the operators come from the shared conversion cache, so nothing is converted again."""
+    from latency.cli_profile import main
+
+    config = tmp_path / "devices.toml"
+    config.write_text('[devices.cpu2]\ntransport = "local"\nthreads = 1\ncooldown_s = 0.0\n')
+    monkeypatch.setenv("ETF_DEVICES", str(config))
+    out = tmp_path / "two"
+    code = main(profile_args(out, 3, 3) + ["--device", "local,cpu2", "--cache", str(profiled / "cache"), "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0 and set(summary) == {"local", "cpu2"}
+    a, b = tbl.read_ops(out, "local", SIZE), tbl.read_ops(out, "cpu2", SIZE)
+    assert list(a["key"]) == list(b["key"]) and len(a) == 3
+    assert set(a["device"]) == {"local"} and set(b["device"]) == {"cpu2"}
+    assert summary["local"]["timing"]["conversions"] == 0
