@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MBConv blocks to measure: a designed grid (~280 at 512, default) or all (~2,200)")
     p.add_argument("--no-adaptive", action="store_true", help="skip the adaptive-sampling phase")
     p.add_argument("--e2e", type=int, default=8, help="random subnets measured end to end (default 8)")
+    p.add_argument("--e2e-only", action="store_true", help="skip the operator phases; measure only the --e2e "
+                   "end-to-end subnets (e.g. after a budget-limited run)")
     p.add_argument("--limit", type=int, default=None, help="measure only the first N planned operators "
                    "(smoke tests; the table is marked reduced)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -70,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = ProfileSettings(size=args.size, tables_dir=args.out, cache_dir=args.cache, workers=args.workers, batch=args.batch,
                                runs=args.runs, warmup=args.warmup, threads=args.threads,
                                budget_min=args.budget_min, mbconv=args.mbconv,
-                               adaptive={} if args.no_adaptive else dict(ADAPTIVE), e2e=args.e2e, limit=args.limit)
+                               adaptive={} if args.no_adaptive else dict(ADAPTIVE), e2e=args.e2e, limit=args.limit,
+                               e2e_only=args.e2e_only)
     summary = Profiler(names, settings, progress=not args.no_progress).run()
     if args.json:
         print(json.dumps(summary, indent=2))

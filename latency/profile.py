@@ -66,6 +66,7 @@ class ProfileSettings:
     e2e: int = 8
     limit: int | None = None
     seed: int = 0
+    e2e_only: bool = False
 
     def cache(self) -> str:
         return self.cache_dir or str(Path(self.tables_dir) / "cache")
@@ -255,13 +256,14 @@ class Profiler:
         plan = interleave(design)
         if s.limit is not None:
             plan = plan[:s.limit]
-        pending = self._pending(plan)
-        adaptive_total = 0 if s.limit is not None else sum(s.adaptive.values())
+        pending = [] if s.e2e_only else self._pending(plan)
+        adaptive_total = 0 if s.limit is not None or s.e2e_only else sum(s.adaptive.values())
         self._bar = tqdm(total=len(pending) + adaptive_total, desc="operators", unit="op", disable=not self.progress,
                          dynamic_ncols=True)
         try:
-            self.run_ops(plan, "design")
-            if s.limit is None and not self.stopped_for_budget:
+            if not s.e2e_only:
+                self.run_ops(plan, "design")
+            if s.limit is None and not self.stopped_for_budget and not s.e2e_only:
                 cands = candidates(s.size)
                 for kind, k in s.adaptive.items():
                     picks = self.adaptive_picks(kind, k, cands[kind])
@@ -279,17 +281,28 @@ class Profiler:
     def finish(self, design: dict[str, list[Operator]], plan: list[Operator]) -> dict[str, Any]:
         s = self.s
         cands = {k: len(v) for k, v in candidates(s.size).items()}
-        plan_keys = {op.key for op in plan}
+        design_keys = {op.key for ops in design.values() for op in ops}
         summary = {}
         for dev in self.devices:
             meta = self.meta[dev.name]
             t = self.tables[dev.name]
-            missing = len([k for k in plan_keys if k not in set(t["key"])])
+            have = set(t["key"])
+            missing = len(design_keys - have)
             reasons = []
-            if self.stopped_for_budget:
-                reasons.append(f"stopped by --budget-min {s.budget_min} with {missing} planned operators unmeasured")
-            if s.limit is not None:
-                reasons.append(f"--limit {s.limit}: only the first {s.limit} planned operators")
+            if missing:
+                why = []
+                if s.limit is not None:
+                    why.append(f"--limit {s.limit}")
+                if self.stopped_for_budget:
+                    why.append(f"--budget-min {s.budget_min}")
+                if s.e2e_only:
+                    why.append("--e2e-only")
+                reasons.append(f"{missing} of {len(design_keys)} designed operators not measured"
+                               + (f" ({', '.join(why)})" if why else " (interrupted; rerun to resume)"))
+            for kind, k in s.adaptive.items():
+                done = int(((t["kind"] == kind) & (t["phase"] == "adaptive")).sum())
+                if done < k:
+                    reasons.append(f"{done} of {k} adaptive {kind} operators measured")
             if len(self.e2e[dev.name]) < s.e2e:
                 reasons.append(f"{len(self.e2e[dev.name])} of {s.e2e} end-to-end subnets measured")
             meta["reduced"] = bool(reasons)
