@@ -13,7 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -388,6 +388,3 @@ def convert_networks(cfgs: Sequence, size: int, cache_dir: str, pool: ProcessPoo
         f.result()
     return paths, time.monotonic() - start
 
-
-def settings_dict(s: ProfileSettings) -> dict[str, Any]:
-    return asdict(s)
