@@ -218,11 +218,21 @@ class LatencyPredictor:
 
     def operator_sum_many(self, cfgs: Iterable[ArchConfig]) -> np.ndarray:
         """Operator sums of many configs: cache misses are predicted in one batch per operator kind."""
-        all_parts = [self._parts(c) for c in cfgs]
-        self._fill(all_parts)
         cache = self._part_cache
-        return np.fromiter((sum(mult * cache[key] for key, mult in parts) for parts in all_parts),
-                           dtype=float, count=len(all_parts))
+        values: list[float] = []
+        pending: list[tuple[int, list[tuple[tuple, int]]]] = []
+        for i, cfg in enumerate(cfgs):
+            parts = self._parts(cfg)
+            try:
+                values.append(sum(mult * cache[key] for key, mult in parts))
+            except KeyError:  # some part not seen yet: predicted below, in one batch per operator kind
+                values.append(0.0)
+                pending.append((i, parts))
+        if pending:
+            self._fill([parts for _, parts in pending])
+            for i, parts in pending:
+                values[i] = sum(mult * cache[key] for key, mult in parts)
+        return np.asarray(values, dtype=float)
 
     def predict(self, cfg: ArchConfig) -> float:
         """Predicted end-to-end latency of ``cfg`` in ms (drift-normalised to the table's reference speed)."""
