@@ -297,8 +297,9 @@ class Profiler:
                     why.append(f"--budget-min {s.budget_min}")
                 if s.e2e_only:
                     why.append("--e2e-only")
-                reasons.append(f"{missing} of {len(design_keys)} designed operators not measured"
-                               + (f" ({', '.join(why)})" if why else " (interrupted; rerun to resume)"))
+                reasons.append(f"{missing} of {len(design_keys)} designed operators not measured yet"
+                               + (f" (this run: {', '.join(why)})" if why else "")
+                               + "; rerun etf-profile without --budget-min/--limit/--e2e-only to complete")
             for kind, k in s.adaptive.items():
                 done = int(((t["kind"] == kind) & (t["phase"] == "adaptive")).sum())
                 if done < k:

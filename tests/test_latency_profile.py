@@ -63,7 +63,7 @@ def test_profile_writes_one_row_per_operator_with_metadata(profiled):
     assert (rows["device"] == "local").all() and (rows["size"] == SIZE).all()
     assert set(rows["runtime"]) == {"litert-xnnpack"}
     meta = tbl.read_json(tbl.meta_path(profiled, "local", SIZE))
-    assert meta["reduced"] and any("--limit 7" in r for r in meta["reduced_reasons"])
+    assert meta["reduced"] and any("this run: --limit 7" in r for r in meta["reduced_reasons"])
     assert meta["timing"]["conversions"] >= 8 and len(meta["drift"]) == 2
     assert meta["plan"]["candidates"]["mbconv"] > 2000
 
