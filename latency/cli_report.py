@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from latency import table as tbl
-from latency.export_op import cache_path, convert_cached
+from latency.export_op import cache_path, convert_cached, ignore_sigint, sigint_ignored
 from latency.predictor import accuracy, load_for_device
 from latency.profile import _now, convert_networks, e2e_row, get_device, reference_op
 from supernet.errors import EtfError, cli_entry
@@ -63,10 +63,12 @@ def measure_heldout(device_name: str, size: int, tables_dir: str, n: int, worker
     ref = reference_op(size)
     ctx = multiprocessing.get_context("spawn")
     bar = tqdm(total=len(todo), desc="held-out subnets", unit="net", disable=not progress, dynamic_ncols=True)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=ignore_sigint) as pool:
         ref_path = cache_path(cache, ref.key)
         if not ref_path.exists():
-            pool.submit(convert_cached, ref.key, str(ref_path)).result()
+            with sigint_ignored():
+                fut = pool.submit(convert_cached, ref.key, str(ref_path))
+            fut.result()
         for i in range(0, len(todo), batch):
             chunk = todo[i:i + batch]
             paths, _ = convert_networks([c for _, c in chunk], size, cache, pool)

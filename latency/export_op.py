@@ -82,3 +82,27 @@ def convert_cached(key: str, path: str) -> tuple[str, str, float]:
     with contextlib.suppress(FileExistsError):
         export_operator(parse_key(key), path)
     return key, str(path), time.perf_counter() - start
+
+
+def ignore_sigint() -> None:
+    """Worker initializer: Ctrl-C is handled by the parent (which saves and exits), not by every worker."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def sigint_ignored():
+    """Ignore Ctrl-C while worker processes are spawned: they inherit it, so only the parent (which saves the
+    table and exits cleanly) reacts to Ctrl-C, and no worker prints a traceback."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)

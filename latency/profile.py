@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from latency import table as tbl
-from latency.export_op import cache_path, convert_cached, converter_version
+from latency.export_op import cache_path, convert_cached, converter_version, ignore_sigint, sigint_ignored
 from latency.operators import MBConv, Operator, parse_key
 from latency.plan import candidates, designed_sample, interleave, most_uncertain, stage_sides
 from supernet.errors import EtfError
@@ -141,7 +141,7 @@ class Profiler:
     def _workers(self) -> ProcessPoolExecutor:
         if self._pool is None:
             ctx = multiprocessing.get_context("spawn")  # torch + fork is not safe
-            self._pool = ProcessPoolExecutor(max_workers=self.s.workers, mp_context=ctx)
+            self._pool = ProcessPoolExecutor(max_workers=self.s.workers, mp_context=ctx, initializer=ignore_sigint)
         return self._pool
 
     def convert(self, keys: Sequence[str]) -> tuple[dict[str, Path], dict[str, str], float, float, int]:
@@ -152,7 +152,8 @@ class Profiler:
         failures: dict[str, str] = {}
         start, cpu = time.monotonic(), 0.0
         if todo:
-            futures = {self._workers().submit(convert_cached, k, str(paths[k])): k for k in todo}
+            with sigint_ignored():
+                futures = {self._workers().submit(convert_cached, k, str(paths[k])): k for k in todo}
             for fut in as_completed(futures):
                 try:
                     _, _, secs = fut.result()
@@ -271,12 +272,21 @@ class Profiler:
             self._bar.close()
             if s.e2e > 0:
                 self.run_e2e([E2E_SEED_BASE + i for i in range(s.e2e)], "correction")
+        except KeyboardInterrupt:
+            self._stop_workers()
+            raise
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
             if self._bar is not None:
                 self._bar.close()
         return self.finish(design, plan)
+
+    def _stop_workers(self) -> None:
+        """On Ctrl-C: end our conversion workers now (a half-written model is a temp file, never a cache entry)."""
+        if self._pool is not None:
+            for proc in list(getattr(self._pool, "_processes", {}).values()):
+                proc.terminate()
 
     def finish(self, design: dict[str, list[Operator]], plan: list[Operator]) -> dict[str, Any]:
         s = self.s
@@ -383,8 +393,9 @@ def convert_networks(cfgs: Sequence, size: int, cache_dir: str, pool: ProcessPoo
     """Convert whole networks in the worker pool (cached); returns their paths and the wall seconds."""
     start = time.monotonic()
     paths = [network_path(cache_dir, c, size) for c in cfgs]
-    futs = [pool.submit(convert_network_worker, c.to_json(indent=None), size, str(p))
-            for c, p in zip(cfgs, paths) if not p.exists()]
+    with sigint_ignored():
+        futs = [pool.submit(convert_network_worker, c.to_json(indent=None), size, str(p))
+                for c, p in zip(cfgs, paths) if not p.exists()]
     for f in futs:
         f.result()
     return paths, time.monotonic() - start
