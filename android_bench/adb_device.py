@@ -44,7 +44,8 @@ def load_signer(path: Path | None = None):
             keygen(str(path))
             path.chmod(0o600)
         except OSError as exc:
-            raise EtfError(f"cannot create the ADB key at {path}: {exc.strerror} (set ETF_ADB_KEY to another path)") from None
+            raise EtfError(f"cannot create the ADB key at {path}: {exc.strerror} "
+                           "(set ETF_ADB_KEY to another path)") from None
     try:
         return PythonRSASigner.FromRSAKeyPath(str(path))
     except (OSError, ValueError) as exc:
@@ -84,7 +85,8 @@ class AdbSettings:
         else:
             s.serial = entry.get("serial")
         mask = entry.get("cpu_mask", "f0")
-        if mask is not None and (not isinstance(mask, str) or (mask and not all(c in "0123456789abcdefABCDEF" for c in mask))):
+        hex_digits = set("0123456789abcdefABCDEF")
+        if mask is not None and (not isinstance(mask, str) or not set(mask) <= hex_digits):
             raise ValueError(f"cpu_mask must be a hex string like \"f0\" (or \"\" for no pinning), got {mask!r}")
         s.cpu_mask = mask or None
         s.threads = int(entry.get("threads", 1))
@@ -145,18 +147,23 @@ class AdbDevice(Device):
                 from adb_shell.adb_device import AdbDeviceUsb
 
                 dev = AdbDeviceUsb(serial=s.serial, default_transport_timeout_s=timeout)
-            except Exception as exc:  # adb_shell raises its own error when libusb1 is missing
-                raise EtfError(f"device {s.name!r}: USB needs the libusb1 package "
-                               f"(pip install 'adb-shell[usb]'): {_reason(exc)}") from None
+            except Exception as exc:  # adb_shell raises InvalidTransportError when libusb1 is missing
+                if "adb-shell[usb]" in str(exc):
+                    raise EtfError(f"device {s.name!r}: USB needs the libusb1 package: "
+                                   "pip install 'adb-shell[usb]'") from None
+                raise EtfError(f"cannot open USB device {s.name!r} ({s.where}): {_reason(exc)}") from None
+        asked_user: list[bool] = []
         try:
-            dev.connect(rsa_keys=[signer], transport_timeout_s=timeout, auth_timeout_s=max(timeout, 10.0),
-                        read_timeout_s=timeout)
+            # auth_callback fires when the phone does not know our key and shows its "Allow USB debugging?" prompt.
+            dev.connect(rsa_keys=[signer], transport_timeout_s=timeout, auth_timeout_s=max(timeout, 30.0),
+                        read_timeout_s=timeout, auth_callback=lambda _dev: asked_user.append(True))
         except Exception as exc:  # socket errors and every adb_shell exception mean "not reachable"
             try:
                 dev.close()
             except Exception:
                 pass
-            hint = " (accept the 'Allow USB debugging' prompt on the phone)" if "auth" in type(exc).__name__.lower() else ""
+            hint = (" (the phone asked to allow this computer's key: tick 'Always allow', accept, and run again)"
+                    if asked_user else "")
             raise EtfError(f"cannot reach device {s.name!r} at {s.where}: {_reason(exc)} "
                            f"after {timeout:g}s timeout{hint}") from None
         return dev
@@ -171,8 +178,12 @@ class AdbDevice(Device):
 
     def _push(self, dev, local: Path, remote: str, mode: int) -> None:
         t = max(self.settings.connect_timeout_s, 10.0)
+        from adb_shell.exceptions import PushFailedError
+
         try:
             dev.push(str(local), remote, st_mode=mode, mtime=int(time.time()), transport_timeout_s=t, read_timeout_s=t)
+        except PushFailedError as exc:  # the phone answered FAIL: a device-side problem, the link is fine
+            raise EtfError(f"device {self.name!r} refused to store {remote}: {_reason(exc)}") from None
         except Exception as exc:
             raise _LinkLost(f"push of {local.name} failed: {_reason(exc)}") from exc
 
@@ -181,7 +192,8 @@ class AdbDevice(Device):
         b = self.settings.benchmark_model
         if b is None:
             raise EtfError(f"device {self.name!r} has no benchmark_model path in its config; download TFLite's "
-                           "android_aarch64 benchmark_model and set benchmark_model = \"PATH\" (android_bench/README.md)")
+                           "android_aarch64 benchmark_model and set benchmark_model = \"PATH\" "
+                           "(android_bench/README.md)")
         if not b.is_file():
             raise EtfError(f"benchmark_model binary for device {self.name!r} not found: {b}")
         return b
@@ -199,11 +211,16 @@ class AdbDevice(Device):
         results: list[BenchStats] = []
         failure: BaseException | None = None
         try:
-            self._shell(dev, f"mkdir -p {work_dir}")
+            made = self._shell(dev, f"mkdir -p {work_dir} && echo __ETF_OK__")
+            if "__ETF_OK__" not in made:
+                raise EtfError(f"device {self.name!r}: cannot create {work_dir}: {made.strip()[:160]} "
+                               "(set work_dir in the device config to a writable folder)")
             self._push(dev, binary, f"{work_dir}/{BINARY_NAME}", 0o100755)
             self._shell(dev, f"chmod 755 {work_dir}/{BINARY_NAME}")
             size = self.settings.batch_size
             for start in range(0, len(paths), size):
+                if start and self.cooldown_for(protocol) > 0:  # the same pause separates batches
+                    time.sleep(self.cooldown_for(protocol))
                 batch = paths[start : start + size]
                 results += self._run_batch(dev, work_dir, batch, start, len(paths), protocol, progress)
         except BaseException as exc:
@@ -213,7 +230,9 @@ class AdbDevice(Device):
             if not cleaned:
                 raise EtfError(f"device {self.name!r}: benchmarks finished but {work_dir} could not be removed")
             return results
-        left = "pushed files were removed" if cleaned else f"could not remove {work_dir} on the device"
+        left = ("pushed files were removed" if cleaned else
+                f"could not reach the device again to remove {work_dir}; the on-device script deletes it "
+                "when its session is cut")
         if isinstance(failure, _LinkLost):
             raise EtfError(f"lost the connection to device {self.name!r} at {self.settings.where} during the run "
                            f"({failure}); {left}") from None
@@ -305,7 +324,7 @@ class AdbDevice(Device):
             max_ms=out.inference_max_ms if out.inference_max_ms is not None else mean,
             cv=cv, init_ms=out.init_ms, first_inference_ms=out.first_inference_ms, warmup_avg_ms=out.warmup_avg_ms,
             peak_memory_mb=out.peak_memory_mb if out.peak_memory_mb is not None else out.memory_overall_mb,
-            model_bytes=path.stat().st_size, cpu_mask=self.settings.cpu_mask,
+            model_bytes=path.stat().st_size, path=str(path.resolve()), cpu_mask=self.settings.cpu_mask,
             governor=parse_governors(section.governors), temperature_c=parse_temperatures(section.temperatures),
             warnings=warnings,
         )

@@ -8,7 +8,6 @@ from __future__ import annotations
 import resource
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np

@@ -25,6 +25,11 @@ between models; a warning when std/mean is above {cv:.0%}. Devices: see `etf-dev
 """
 
 
+def _out_console() -> Console:
+    """Stdout console; wide when piped so tables are not folded to 80 columns."""
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
 def _fmt(value: object, digits: int = 3) -> str:
     if value is None:
         return "-"
@@ -101,7 +106,7 @@ def bench_main(argv: list[str] | None = None) -> int:
         payload = [r.to_dict() for r in results]
         print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
     else:
-        Console().print(stats_table(results))
+        _out_console().print(stats_table(results))
     for r in results:
         for w in r.warnings:
             console.print(f"[yellow]warning[/yellow] ({r.model}): {w}")
@@ -133,7 +138,7 @@ def devices_main(argv: list[str] | None = None) -> int:
         table.add_row(row["name"], row["kind"], str(row.get("address") or "-"), str(row.get("threads")),
                       str(row.get("cpu_mask") or "-"), "[green]yes[/green]" if row["reachable"] else "[red]no[/red]",
                       row["status"])
-    Console().print(table)
+    _out_console().print(table)
     return 0
 
 

@@ -60,7 +60,7 @@ class Device(ABC):
         """
         protocol = MeasureProtocol(runs=runs, warmup=warmup, threads=threads, cooldown_s=cooldown_s)
         paths = [Path(p).expanduser() for p in model_paths]
-        return self._benchmark_many(paths, protocol, progress)
+        return self._benchmark_many(paths, protocol, progress) if paths else []
 
     def threads_for(self, protocol: MeasureProtocol) -> int:
         return protocol.threads if protocol.threads is not None else self.default_threads

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import resource
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -86,8 +85,15 @@ def load_onnx(path: Path, threads: int) -> tuple[Callable[[], None], float]:
     return run, init_ms
 
 
-def _max_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def _rss_mb() -> float | None:
+    """This process's resident memory now (Linux ``/proc``), None elsewhere."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
 
 
 class LocalDevice(Device):
@@ -104,6 +110,7 @@ class LocalDevice(Device):
         kind = model_kind(path)
         threads = self.threads_for(protocol)
         governor, temperature = read_local_conditions()
+        rss_before = _rss_mb()
         if kind == ONNX:
             run, init_ms = load_onnx(path, threads)
             runtime = "onnxruntime-cpu"
@@ -111,18 +118,21 @@ class LocalDevice(Device):
             run, init_ms = load_tflite(path, threads)
             runtime = "litert-xnnpack"
         try:
-            timings: RunTimings = time_runs(run, runs=protocol.runs, warmup=protocol.warmup)
+            timings: RunTimings = time_runs(run, runs=protocol.runs, warmup=protocol.warmup, max_secs=float("inf"))
         except (RuntimeError, ValueError) as exc:
             raise EtfError(f"inference failed for {path}: {str(exc).splitlines()[0][:200]}") from None
         first = timings.first_us
+        rss_after = _rss_mb()
+        footprint = max(0.0, rss_after - rss_before) if rss_before is not None and rss_after is not None else None
         return summarize_times(
             [t / 1000.0 for t in timings.timed_us],
             model=path.name, device=self.name, runtime=runtime, threads=threads, warmup=protocol.warmup,
             init_ms=init_ms,
             first_inference_ms=None if first is None else first / 1000.0,
             warmup_avg_ms=float(np.mean(timings.warmup_us)) / 1000.0 if timings.warmup_us else None,
-            peak_memory_mb=_max_rss_mb(),
+            peak_memory_mb=footprint,
             model_bytes=path.stat().st_size,
+            path=str(path.resolve()),
             governor=governor,
             temperature_c=temperature,
         )

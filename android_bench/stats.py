@@ -37,7 +37,12 @@ class MeasureProtocol:
 
 @dataclass
 class BenchStats:
-    """Latency statistics of one model on one device (milliseconds), plus the conditions they were taken in."""
+    """Latency statistics of one model on one device (milliseconds), plus the conditions they were taken in.
+
+    ``peak_memory_mb``: on a phone, benchmark_model's periodic peak when reported, else its max-RSS growth
+    ("overall"); locally, the resident memory that loading and running the model added to this process.
+    ``governor`` / ``temperature_c``: CPU frequency governors and the hottest thermal zone, when readable.
+    """
 
     model: str
     device: str
@@ -60,6 +65,7 @@ class BenchStats:
     governor: str | None = None
     temperature_c: float | None = None
     warnings: list[str] = field(default_factory=list)
+    path: str | None = None  # the model file on this machine
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the ``etf-bench --json`` object)."""
@@ -105,7 +111,7 @@ def summarize_times(
 
 
 def parse_governors(text: str) -> str | None:
-    """Summarise ``scaling_governor`` file contents (one word per CPU) as e.g. ``schedutil`` or ``performance,schedutil``."""
+    """Summarise ``scaling_governor`` contents (one word per CPU), e.g. ``schedutil`` or ``performance,schedutil``."""
     names = sorted({w for w in text.split() if w.isidentifier()})
     return ",".join(names) if names else None
 

@@ -37,9 +37,9 @@ def tiny_models() -> dict[str, Path]:
 
 def write_loopback_config(path: Path, address: str, stub: Path, name: str = "loop", **extra: object) -> Path:
     """A devices TOML with one tcp device pointing at a loopback ADB peer."""
-    lines = [f"[devices.{name}]", 'transport = "tcp"', f'address = "{address}"', 'cpu_mask = "1"', "threads = 1",
-             f'benchmark_model = "{stub}"', "cooldown_s = 0.1", "connect_timeout_s = 3"]
-    for key, value in extra.items():
-        lines.append(f"{key} = {value!r}".replace("'", '"'))
+    settings: dict[str, object] = {"transport": "tcp", "address": address, "cpu_mask": "1", "threads": 1,
+                                   "benchmark_model": str(stub), "cooldown_s": 0.1, "connect_timeout_s": 3}
+    settings.update(extra)
+    lines = [f"[devices.{name}]"] + [f"{key} = {value!r}".replace("'", '"') for key, value in settings.items()]
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -76,6 +76,6 @@ def test_split_ignores_heartbeats_and_reports_a_cut_run():
             "line b\n__ETF_END__ 0 0\n__ETF_BEGIN__ 1\n__ETF_GOVERNOR__ \n__ETF_TEMP__ \npartial")
     sections, finished = split_batch_output(text)
     assert not finished
-    assert sections[0].output == "line a\nline b" and sections[0].exit_code == 0
+    assert sections[0].output == "line a\nline b\n" and sections[0].exit_code == 0
     assert sections[0].governors.split() == ["schedutil", "schedutil"]
     assert sections[1].exit_code is None and sections[1].output == "partial"

@@ -2,7 +2,8 @@
 
 It stands in for a phone's ``adbd`` in tests: Google's ``adb`` client and the ``adb_shell`` package both talk
 to it. Commands run with ``/bin/sh`` in a sandbox folder; device paths under /data, /sdcard and /storage are
-mapped into that folder (so ``/data/local/tmp/x`` is ``ROOT/data/local/tmp/x``). Keys the host offers with
+mapped into that folder (so ``/data/local/tmp/x`` is ``ROOT/data/local/tmp/x``), and /sys too when ``ROOT/sys``
+exists. Keys the host offers with
 ``AUTH RSAPUBLICKEY`` are accepted (as if the user tapped "Always allow") and remembered in
 ``ROOT/data/misc/adb/adb_keys``; later connections must then sign the token with a known key.
 """
@@ -26,7 +27,17 @@ from android_bench.adb_peer.sync import SyncSession
 
 LOG = logging.getLogger("etf.adb_peer")
 SANDBOXED_TOP_DIRS = ("data", "sdcard", "storage")
-_SHELL_PATH_RE = re.compile(r"(?<![\w.\-/~])/(%s)(?=/|\s|$|[;&|)'\"])" % "|".join(SANDBOXED_TOP_DIRS))
+
+
+def _path_pattern(top_dirs: tuple[str, ...]) -> re.Pattern[str]:
+    """Absolute paths in a shell command whose first component is one of ``top_dirs``."""
+    return re.compile(r"(?<![\w.\-/~])/(%s)(?=/|\s|$|[;&|)'\"])" % "|".join(top_dirs))
+
+
+_SHELL_PATH_RE = _path_pattern(SANDBOXED_TOP_DIRS)
+# When the sandbox has its own sys/ folder (a test's stand-in for a phone's cpufreq and thermal files), /sys is
+# mapped too; otherwise /sys is this machine's.
+_SHELL_PATH_WITH_SYS_RE = _path_pattern(SANDBOXED_TOP_DIRS + ("sys",))
 BANNER_PROPS = "ro.product.name=etf_peer;ro.product.model=ETF_ADB_peer;ro.product.device=etf_peer;"
 
 
@@ -97,7 +108,8 @@ class ShellStream(Stream):
 
     def run(self) -> None:
         root = self.conn.peer.root
-        mapped = _SHELL_PATH_RE.sub(lambda m: f"{root}/{m.group(1)}", self.command)
+        pattern = _SHELL_PATH_WITH_SYS_RE if (root / "sys").is_dir() else _SHELL_PATH_RE
+        mapped = pattern.sub(lambda m: f"{root}/{m.group(1)}", self.command)
         argv = ["/bin/sh", "-c", mapped] if self.command.strip() else ["/bin/sh"]
         env = dict(os.environ, HOME=str(root / "data/local/tmp"), ANDROID_DATA=str(root / "data"))
         try:
@@ -288,7 +300,8 @@ class Connection:
 
     def _handle_auth(self, msg: p.Message) -> None:
         if msg.arg0 == p.AUTH_SIGNATURE:
-            if self._token and any(p.verify_token_signature(k, self._token, msg.data) for k in self.peer.trusted_keys()):
+            keys = self.peer.trusted_keys()
+            if self._token and any(p.verify_token_signature(k, self._token, msg.data) for k in keys):
                 self._go_online()
             else:
                 self._send_token()  # let the host try its next key, then offer its public key
@@ -329,11 +342,13 @@ class AdbPeer:
     """The daemon: listens on ``host:port`` (0 picks a free port) and serves connections in threads.
 
     ``drop_when`` (a regex) makes the peer drop a connection ``drop_after_s`` seconds after a matching shell
-    command starts: a test's stand-in for a phone that vanishes mid-run.
+    command starts: a test's stand-in for a link that breaks mid-run; with ``vanish_on_drop`` the peer also
+    stops listening, like a phone that is gone for good. Shell commands of a dropped link get SIGHUP.
     """
 
     def __init__(self, root: str | Path, host: str = "127.0.0.1", port: int = 0, *, require_auth: bool = True,
-                 accept_new_keys: bool = True, drop_when: str | None = None, drop_after_s: float = 1.0) -> None:
+                 accept_new_keys: bool = True, drop_when: str | None = None, drop_after_s: float = 1.0,
+                 vanish_on_drop: bool = False) -> None:
         self.root = Path(root).resolve()
         for sub in ("data/local/tmp", "data/misc/adb", "sdcard"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -341,7 +356,9 @@ class AdbPeer:
         self.accept_new_keys = accept_new_keys
         self.drop_when = re.compile(drop_when) if drop_when else None
         self.drop_after_s = drop_after_s
+        self.vanish_on_drop = vanish_on_drop
         self._listener = socket.create_server((host, port))
+        self._listener.settimeout(0.2)  # so serve_forever notices stop() promptly
         self.host, self.port = self._listener.getsockname()[:2]
         self._connections: set[Connection] = set()
         self._lock = threading.Lock()
@@ -390,16 +407,24 @@ class AdbPeer:
         if self.on_shell:
             self.on_shell(command)
         if self.drop_when and self.drop_when.search(command):
-            timer = threading.Timer(self.drop_after_s, conn.abort)
+            timer = threading.Timer(self.drop_after_s, self._drop, args=(conn,))
             timer.daemon = True
             timer.start()
+
+    def _drop(self, conn: Connection) -> None:
+        if self.vanish_on_drop:  # the phone is gone for good: refuse reconnections too
+            self._stopping.set()
+            try:
+                self._listener.close()
+            except OSError:
+                pass
+        conn.abort()
 
     def connection_ended(self, conn: Connection) -> None:
         with self._lock:
             self._connections.discard(conn)
 
     def serve_forever(self) -> None:
-        self._listener.settimeout(0.2)
         while not self._stopping.is_set():
             try:
                 sock, _ = self._listener.accept()

@@ -1,0 +1,151 @@
+"""Export the three TopFormer presets and time the files on this CPU: one table.
+
+Run: ``PYTHONPATH=. python benchmarks/bench_export.py [--size 512] [--runs 20] [--warmup 3] [--classes 150]``.
+Per preset: TFLite conversion time and ONNX export time, file sizes, fidelity (max abs error vs PyTorch and its
+ratio to max |logit|), TFLite op count and TRANSPOSE count (attention head split/merge vs stray), and latency
+on this CPU through ``android_bench.LocalDevice``: LiteRT+XNNPACK with 1 and 2 threads, ONNX Runtime with 1 and
+2 threads (median of ``--runs`` after ``--warmup``, with the coefficient of variation). A PyTorch eager
+forward (1 thread) is timed in the same loop as a fixed reference for machine load.
+
+``--random N`` instead exports N random configs of the space (seeds 0..N-1) and prints their fidelity.
+Random weights (non-degenerate BatchNorm, see supernet.deploy); weights do not change latency.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from android_bench.local_device import LocalDevice
+from supernet.deploy import build_deployed_model
+from supernet.export import export_subnet
+from supernet.presets import PRESETS
+from supernet.size import model_size
+from supernet.space import TABLE1
+
+
+def _torch_ms(cfg, size: int, classes: int, runs: int) -> float:
+    """Median PyTorch eager forward time (1 thread): the load reference."""
+    model, _, _ = build_deployed_model(cfg, None, classes)
+    x = torch.randn(1, 3, size, size)
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            model(x)
+            times = []
+            for _ in range(runs):
+                t = time.perf_counter()
+                model(x)
+                times.append((time.perf_counter() - t) * 1000)
+    finally:
+        torch.set_num_threads(prev)
+    return statistics.median(times)
+
+
+def _fmt_lat(stats) -> str:
+    return f"{stats.median_ms:7.1f} ({stats.cv * 100:3.0f}%)"
+
+
+def bench_presets(args, out_root: Path) -> list[dict]:
+    device = LocalDevice(cooldown_s=0.5)
+    rows = []
+    for name in tqdm(args.presets, desc="presets", file=sys.stderr):
+        cfg = PRESETS[name]
+        res = export_subnet(cfg, out_root / name, size=args.size, num_classes=args.classes)
+        lat = {}
+        for kind in ("tflite", "onnx"):
+            for threads in (1, 2):
+                lat[f"{kind}_{threads}t"] = device.benchmark(res.files[kind], runs=args.runs, warmup=args.warmup,
+                                                            threads=threads)
+        fid = {f.runtime: f for f in res.fidelity}
+        rows.append({
+            "preset": name, "gflops": model_size(cfg, args.size, args.classes).flops / 1e9,
+            "tflite_convert_s": res.seconds["tflite"], "onnx_export_s": res.seconds["onnx"],
+            "tflite_mb": res.file_bytes["tflite"] / 1e6, "onnx_mb": res.file_bytes["onnx"] / 1e6,
+            "tflite_err": fid["tflite"].max_abs_error, "tflite_rel": fid["tflite"].relative_error,
+            "onnx_err": fid["onnx"].max_abs_error, "onnx_rel": fid["onnx"].relative_error,
+            "ops": sum(res.op_counts.values()), "transposes": len(res.transposes),
+            "stray_transposes": len(res.stray_transposes),
+            **{f"{k}_ms": s.median_ms for k, s in lat.items()}, **{f"{k}_cv": s.cv for k, s in lat.items()},
+            "torch_eager_1t_ms": _torch_ms(cfg, args.size, args.classes, max(3, args.runs // 4)),
+            "_lat": lat,
+        })
+    return rows
+
+
+def print_presets(rows: list[dict], args) -> None:
+    print(f"input 1x{args.size}x{args.size}x3 NHWC, {args.classes} classes, latency median of {args.runs} runs after "
+          f"{args.warmup} warm-up (cv in brackets), LocalDevice on this CPU (shared machine: timings are noisy)")
+    head = (f"{'preset':16s} {'GFLOPs':>6s} {'conv s':>6s} {'onnx s':>6s} {'tfl MB':>6s} {'onnx MB':>7s} "
+            f"{'tfl err (rel)':>17s} {'onnx err (rel)':>17s} {'ops':>4s} {'TRANSP':>6s} "
+            f"{'TFLite 1T ms':>14s} {'TFLite 2T ms':>14s} {'ORT 1T ms':>14s} {'ORT 2T ms':>14s} {'torch 1T':>8s}")
+    print(head)
+    for r in rows:
+        lat = r["_lat"]
+        print(f"{r['preset']:16s} {r['gflops']:6.2f} {r['tflite_convert_s']:6.1f} {r['onnx_export_s']:6.1f} "
+              f"{r['tflite_mb']:6.2f} {r['onnx_mb']:7.2f} {r['tflite_err']:8.1e} ({r['tflite_rel']:6.1e}) "
+              f"{r['onnx_err']:8.1e} ({r['onnx_rel']:6.1e}) {r['ops']:4d} {r['transposes']:3d}/{r['stray_transposes']:<2d} "
+              f"{_fmt_lat(lat['tflite_1t'])} {_fmt_lat(lat['tflite_2t'])} {_fmt_lat(lat['onnx_1t'])} "
+              f"{_fmt_lat(lat['onnx_2t'])} {r['torch_eager_1t_ms']:8.1f}")
+    print("TRANSP = TRANSPOSE ops in the .tflite / of which stray (not an attention head split or merge)")
+
+
+def bench_random(args, out_root: Path) -> list[dict]:
+    rows = []
+    for seed in tqdm(range(args.random), desc="random configs", file=sys.stderr):
+        cfg = TABLE1.sample(seed)
+        res = export_subnet(cfg, out_root / f"random{seed}", size=args.size, num_classes=args.classes, seed=seed)
+        fid = {f.runtime: f for f in res.fidelity}
+        rows.append({"seed": seed, "arch_key": cfg.key(), "blocks": sum(v.depth for v in cfg.vits),
+                     "tflite_convert_s": res.seconds["tflite"],
+                     "tflite_err": fid["tflite"].max_abs_error, "tflite_rel": fid["tflite"].relative_error,
+                     "onnx_err": fid["onnx"].max_abs_error, "onnx_rel": fid["onnx"].relative_error,
+                     "max_abs_logit": fid["tflite"].max_abs_logit, "ok": all(f.ok for f in res.fidelity),
+                     "transposes": len(res.transposes), "stray_transposes": len(res.stray_transposes)})
+    return rows
+
+
+def print_random(rows: list[dict], args) -> None:
+    print(f"{len(rows)} random configs (TABLE1.sample(seed)), input {args.size}x{args.size}, {args.classes} classes; "
+          f"tolerance 1e-4 x max |logit|")
+    print(f"{'seed':>4s} {'arch key':16s} {'vit blocks':>10s} {'conv s':>6s} {'max|logit|':>10s} {'tfl err':>8s} "
+          f"{'tfl rel':>8s} {'onnx err':>8s} {'onnx rel':>8s} {'TRANSP':>6s} {'ok':>3s}")
+    for r in rows:
+        print(f"{r['seed']:4d} {r['arch_key']:16s} {r['blocks']:10d} {r['tflite_convert_s']:6.1f} "
+              f"{r['max_abs_logit']:10.3g} {r['tflite_err']:8.1e} {r['tflite_rel']:8.1e} {r['onnx_err']:8.1e} "
+              f"{r['onnx_rel']:8.1e} {r['transposes']:3d}/{r['stray_transposes']:<2d} {'yes' if r['ok'] else 'NO':>3s}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=512, help="square input size, multiple of 64 [512]")
+    ap.add_argument("--classes", type=int, default=150, help="number of classes [150]")
+    ap.add_argument("--runs", type=int, default=20, help="timed runs per file and thread count [20]")
+    ap.add_argument("--warmup", type=int, default=3, help="warm-up runs [3]")
+    ap.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS), help="presets to run")
+    ap.add_argument("--random", type=int, default=0, metavar="N",
+                    help="instead: export N random configs (seeds 0..N-1) and print their fidelity")
+    ap.add_argument("--out", type=Path, help="keep the exported files here [a temporary folder]")
+    ap.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="etf-bench-export-") as tmp:
+        out_root = args.out or Path(tmp)
+        rows = bench_random(args, out_root) if args.random else bench_presets(args, out_root)
+    if args.json:
+        print(json.dumps([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows], indent=2))
+    elif args.random:
+        print_random(rows, args)
+    else:
+        print_presets(rows, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""BN recalibration: exact cumulative statistics of the active channels, others untouched, state restored,
+and a better mIoU for a sampled subnet of a trained supernet than its stale shared statistics give."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from supernet.calibration import elastic_bn_layers, recalibrate_bn
+from supernet.checkpoint import load_supernet
+from supernet.evaluate import SubnetEvaluator, calibration_batches, validation_batches
+from supernet.model import TopFormerSupernet
+from supernet.space import TABLE1
+from train_helpers import SIZE, tiny_ckpt, tiny_data  # noqa: F401  (pytest fixtures)
+
+
+def test_recalibration_gives_the_exact_mean_of_batch_statistics_on_active_channels() -> None:
+    torch.manual_seed(0)
+    net = TopFormerSupernet(num_classes=4).eval()
+    with torch.no_grad():
+        for m in elastic_bn_layers(net):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2.0)
+    cfg = TABLE1.min_config()
+    stem = net.stem
+    before_mean, before_var = stem.running_mean.clone(), stem.running_var.clone()
+    momenta = [m.momentum for m in elastic_bn_layers(net)]
+    gen = torch.Generator().manual_seed(1)
+    batches = [torch.randn(2, 3, 32, 32, generator=gen) for _ in range(3)]
+    assert recalibrate_bn(net, batches, cfg) == 3
+
+    w = cfg.stem_width
+    conv = [F.conv2d(x, stem.weight[:w], None, stem.stride, stem.weight.shape[-1] // 2) for x in batches]
+    want_mean = torch.stack([y.mean(dim=(0, 2, 3)) for y in conv]).mean(0)
+    want_var = torch.stack([y.var(dim=(0, 2, 3), unbiased=True) for y in conv]).mean(0)
+    assert torch.allclose(stem.running_mean[:w], want_mean, atol=1e-5)
+    assert torch.allclose(stem.running_var[:w], want_var, atol=1e-4)
+    assert not torch.allclose(stem.running_mean[:w], before_mean[:w])
+    # channels the subnet does not use keep the statistics other subnets stored
+    assert torch.equal(stem.running_mean[w:], before_mean[w:]) and torch.equal(stem.running_var[w:], before_var[w:])
+    # a block beyond the min subnet's depth is never run: it keeps everything
+    deep = net.stages[1][1].dw
+    assert cfg.stages[1].depth == 1
+    assert int(deep.num_batches_tracked) == 0
+    # momentum and mode restored
+    assert [m.momentum for m in elastic_bn_layers(net)] == momenta
+    assert not net.training
+
+
+def test_recalibration_with_no_batches_restores_everything() -> None:
+    net = TopFormerSupernet(num_classes=4)
+    means = [m.running_mean.clone() for m in elastic_bn_layers(net)]
+    with pytest.raises(ValueError):
+        recalibrate_bn(net, [], TABLE1.min_config())
+    assert all(torch.equal(a, m.running_mean) for a, m in zip(means, elastic_bn_layers(net)))
+    assert all(m.momentum == 0.1 for m in elastic_bn_layers(net))
+
+
+def test_recalibration_improves_a_sampled_subnet_of_a_trained_supernet(tiny_ckpt: Path, tiny_data: Path) -> None:
+    net = load_supernet(tiny_ckpt)
+    calib = calibration_batches(tiny_data, "synthetic", SIZE, n_batches=4, batch=4, seed=0)
+    val, _ = validation_batches(tiny_data, "synthetic", SIZE, limit=None, batch=8)
+    evaluator = SubnetEvaluator(net, calib, val, num_classes=5)
+    cfg = TABLE1.sample(random.Random(7))
+    stale = evaluator.metrics(cfg, calibrate=False)
+    fresh = evaluator.metrics(cfg, calibrate=True)
+    print(f"sampled subnet mIoU: stale BN {100 * stale['mIoU']:.2f}, recalibrated {100 * fresh['mIoU']:.2f}")
+    assert fresh["mIoU"] > stale["mIoU"]

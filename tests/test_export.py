@@ -1,0 +1,309 @@
+"""Export: deployed-model building, checkpoints, fidelity, op list, ``export_subnet`` and ``etf-export``.
+
+Conversion-heavy tests are marked slow (each litert-torch conversion takes ~20-90 s on this shared machine).
+Presets are exported at 128x128, the smallest size whose token map has more than one token (at 64x64 the
+attention runs on a single token and its head transposes degenerate into reshapes), random configs at 64x64.
+"""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from supernet.deploy import build_deployed_model, randomize_batchnorm_, read_checkpoint
+from supernet.errors import EtfError
+from supernet.export import export_subnet
+from supernet.export_cli import main as export_main
+from supernet.fidelity import DEFAULT_REL_TOL, check_fidelity, compare, fixed_input
+from supernet.layout import ChannelLastAttention, NHWCBoundary, channel_last_attention_
+from supernet.model import TopFormerSupernet
+from supernet.oplist import ROLE_BOUNDARY, ROLE_HEADS, ROLE_LAYOUT, TfliteOp, tflite_ops, transpose_role
+from supernet.presets import PRESETS
+from supernet.space import TABLE1, save_config
+from supernet.topformer import Attention, TopFormer
+
+CLASSES = 4
+
+
+def _randomized_supernet(num_classes: int) -> TopFormerSupernet:
+    torch.manual_seed(1)
+    net = TopFormerSupernet(num_classes=num_classes)
+    with torch.no_grad():
+        for m in net.modules():
+            if hasattr(m, "running_mean"):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.bn_weight.uniform_(0.5, 1.5)
+                m.bn_bias.uniform_(-0.2, 0.2)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def supernet_ckpt(tmp_path_factory):
+    net = _randomized_supernet(3)
+    path = tmp_path_factory.mktemp("ckpt") / "supernet.pt"
+    torch.save({"model": net.state_dict(), "num_classes": 3, "iteration": 10}, path)
+    return net, path
+
+
+# -- layout: channel-last attention and the NHWC wrapper (pure PyTorch, fast) -------------------------------
+
+@pytest.mark.parametrize("heads, key_dim, value_dim, hw", [(2, 12, 19, (4, 4)), (8, 16, 32, (2, 3)), (4, 20, 48, (1, 1))])
+def test_channel_last_attention_computes_the_same_function(heads, key_dim, value_dim, hw):
+    torch.manual_seed(0)
+    attn = randomize_batchnorm_(Attention(40, key_dim, heads, value_dim)).eval()
+    x = torch.randn(1, 40, *hw)
+    twin = ChannelLastAttention(attn)
+    with torch.no_grad():
+        torch.testing.assert_close(twin(x), attn(x), rtol=1e-5, atol=1e-6)
+    assert twin.to_q is attn.to_q  # weights shared, not copied
+
+
+def test_channel_last_rewrite_replaces_every_attention_and_keeps_outputs():
+    model, _, _ = build_deployed_model(PRESETS["topformer-tiny"], num_classes=CLASSES)
+    x = fixed_input((1, 3, 128, 128))
+    with torch.no_grad():
+        ref = model(x)
+        import copy
+        twin = channel_last_attention_(copy.deepcopy(model))
+        out = twin(x)
+    assert not any(isinstance(m, Attention) for m in twin.modules())
+    assert sum(isinstance(m, ChannelLastAttention) for m in twin.modules()) == 4
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_nhwc_boundary_takes_and_returns_channel_last():
+    model, _, _ = build_deployed_model(TABLE1.min_config(), num_classes=CLASSES)
+    x = fixed_input((1, 3, 64, 64))
+    with torch.no_grad():
+        y = NHWCBoundary(model)(x.permute(0, 2, 3, 1))
+        assert y.shape == (1, 64, 64, CLASSES)
+        torch.testing.assert_close(y.permute(0, 3, 1, 2), model(x))
+
+
+def test_random_weights_are_not_degenerate():
+    """TopFormer zero-inits the attention projection BN; export would fold the attention away."""
+    model, classes, kind = build_deployed_model(PRESETS["topformer-tiny"])
+    assert (classes, kind) == (150, "random")
+    proj_bn = model.net.transformer[0].attn.proj[1].bn
+    assert proj_bn.weight.abs().min() > 0.5 and not model.training
+
+
+# -- checkpoints (fast) -----------------------------------------------------------------------------------
+
+def test_supernet_checkpoint_gives_the_extracted_subnet(supernet_ckpt):
+    net, path = supernet_ckpt
+    cfg = TABLE1.sample(4)
+    model, classes, kind = build_deployed_model(cfg, path)
+    assert (classes, kind) == (3, "supernet")
+    x = fixed_input((1, 3, 64, 64))
+    with torch.no_grad():
+        net.set_active(cfg)
+        expected = torch.nn.functional.interpolate(net(x), size=(64, 64), mode="bilinear", align_corners=False)
+        torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_static_state_dict_loads_with_or_without_resize_prefix(tmp_path):
+    cfg = PRESETS["topformer-tiny"]
+    model, _, _ = build_deployed_model(cfg, num_classes=5, seed=3)
+    torch.save(model.net.state_dict(), tmp_path / "static.pt")
+    torch.save(model.state_dict(), tmp_path / "wrapped.pt")  # keys start with "net."
+    x = fixed_input((1, 3, 64, 64))
+    for name in ("static.pt", "wrapped.pt"):
+        loaded, classes, kind = build_deployed_model(cfg, tmp_path / name)
+        assert (classes, kind) == (5, "static")
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x), model(x))
+
+
+def _one_line(exc: EtfError) -> str:
+    msg = str(exc)
+    assert "\n" not in msg and msg
+    return msg
+
+
+def test_bad_checkpoints_are_one_line_errors(tmp_path, supernet_ckpt):
+    _, ckpt = supernet_ckpt
+    cfg = PRESETS["topformer-tiny"]
+    (tmp_path / "garbage.pt").write_bytes(b"\x00not a checkpoint" * 50)
+    torch.save({"model": {"a": torch.zeros(2)}}, tmp_path / "alien.pt")
+    torch.save({"epoch": 3}, tmp_path / "nostate.pt")
+    static = TopFormer(TABLE1.min_config(), 3).state_dict()
+    torch.save(static, tmp_path / "other_arch.pt")
+    cases = {
+        tmp_path / "missing.pt": "weights file not found",
+        tmp_path / "garbage.pt": "cannot read checkpoint",
+        tmp_path / "alien.pt": "neither a TopFormerSupernet nor a TopFormer",
+        tmp_path / "nostate.pt": "holds no state_dict",
+        tmp_path / "other_arch.pt": "does not fit the TopFormer of arch",
+    }
+    for path, needle in cases.items():
+        with pytest.raises(EtfError) as err:
+            build_deployed_model(cfg, path)
+        assert needle in _one_line(err.value), (path, str(err.value))
+    with pytest.raises(EtfError, match="has 3 classes, not the 150 asked for"):
+        build_deployed_model(cfg, ckpt, num_classes=150)
+    state, classes = read_checkpoint(ckpt)
+    assert classes == 3 and "classifier.weight" in state
+
+
+# -- pure parts of the fidelity check and the op classification -------------------------------------------
+
+def test_compare_uses_a_tolerance_relative_to_the_largest_logit():
+    ref = np.array([[10.0, -20.0]], dtype=np.float32)
+    ok = compare("tflite", ref + 1e-3, ref)
+    assert ok.ok and ok.tolerance == pytest.approx(20.0 * DEFAULT_REL_TOL)
+    assert ok.max_abs_error == pytest.approx(1e-3, rel=1e-3) and ok.relative_error == pytest.approx(5e-5, rel=1e-3)
+    bad = compare("onnx", ref + np.array([[0.0, 3e-3]], dtype=np.float32), ref)
+    assert not bad.ok
+    with pytest.raises(EtfError, match="output shape"):
+        compare("onnx", ref[:, :1], ref)
+
+
+def _op(perm, shape, reads_input=False, writes_output=False):
+    return TfliteOp(0, "TRANSPOSE", (shape, (4,)), (), reads_input, writes_output, perm)
+
+
+def test_transpose_roles():
+    assert transpose_role(_op((0, 2, 1, 3), (1, 64, 4, 16)), {4}) == ROLE_HEADS  # q/v head split
+    assert transpose_role(_op((0, 2, 3, 1), (1, 64, 4, 16)), {4}) == ROLE_HEADS  # k head split
+    assert transpose_role(_op((0, 2, 1, 3), (1, 4, 64, 32)), {4}) == ROLE_HEADS  # head merge
+    assert transpose_role(_op((0, 3, 1, 2), (1, 8, 8, 64)), {4}) == ROLE_LAYOUT  # NHWC -> NCHW
+    assert transpose_role(_op((0, 2, 3, 1), (1, 8, 8, 64)), {4}) == ROLE_LAYOUT  # not a heads axis
+    assert transpose_role(_op((0, 3, 1, 2), (1, 64, 64, 3), reads_input=True), {4}) == ROLE_BOUNDARY
+
+
+# -- bad input to etf-export: one line, exit 2, nothing left behind (fast: fails before converting) --------
+
+def _bad_arch_file(tmp_path):
+    data = json.loads(PRESETS["topformer-tiny"].to_json())
+    data["stages"][3]["width"] = 999
+    path = tmp_path / "huge.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("case", ["missing_weights", "corrupt_ckpt", "out_of_space", "bad_size", "unknown_preset"])
+def test_cli_bad_input_one_line_exit_2_no_files(tmp_path, capsys, case):
+    (tmp_path / "corrupt.pt").write_bytes(b"PK\x03\x04 truncated zip")
+    args = {
+        "missing_weights": ["--arch", "topformer-tiny", "--weights", str(tmp_path / "nope.pt")],
+        "corrupt_ckpt": ["--arch", "topformer-tiny", "--weights", str(tmp_path / "corrupt.pt")],
+        "out_of_space": ["--arch", str(_bad_arch_file(tmp_path))],
+        "bad_size": ["--arch", "topformer-tiny", "--size", "100"],
+        "unknown_preset": ["--arch", "topformer-huge"],
+    }[case]
+    if "--size" not in args:
+        args += ["--size", "64"]
+    out = tmp_path / "out"
+    code = export_main([*args, "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("etf-export: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_cli_bad_input_keeps_an_existing_folder_untouched(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    r = subprocess.run([sys.executable, "-m", "supernet.export_cli", "--arch", "topformer-tiny", "--weights",
+                        str(tmp_path / "missing.pt"), "-o", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "weights file not found" in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
+# -- conversions (slow) -----------------------------------------------------------------------------------
+
+def _io_shapes(res):
+    from ai_edge_litert.interpreter import Interpreter
+    import onnxruntime as ort
+
+    interp = Interpreter(model_path=str(res.files["tflite"]))
+    sess = ort.InferenceSession(str(res.files["onnx"]), providers=["CPUExecutionProvider"])
+    return ((tuple(interp.get_input_details()[0]["shape"]), tuple(interp.get_output_details()[0]["shape"])),
+            (tuple(sess.get_inputs()[0].shape), tuple(sess.get_outputs()[0].shape)))
+
+
+def _check_export(res, cfg, size, out):
+    s = size
+    for f in res.fidelity:
+        assert f.ok and f.max_abs_error <= DEFAULT_REL_TOL * f.max_abs_logit, f
+        assert f.max_abs_logit > 0
+    assert {f.runtime for f in res.fidelity} == {"tflite", "onnx"}
+    tfl, onx = _io_shapes(res)
+    assert tfl == onx == ((1, s, s, 3), (1, s, s, CLASSES))  # NHWC at the boundary, both files alike
+    assert sorted(p.name for p in out.iterdir()) == ["arch.json", "export.json", "model.onnx", "model.tflite"]
+    report = json.loads((out / "export.json").read_text())
+    assert report["arch_key"] == cfg.key() and report["stray_transposes"] == 0
+    assert report["input"]["shape"] == [1, s, s, 3]
+    ops = tflite_ops(res.files["tflite"])
+    first = [op for op in ops if op.reads_model_input]
+    last = [op for op in ops if op.writes_model_output]
+    assert first and all(op.name != "TRANSPOSE" for op in first + last)
+    return ops
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_preset_export_fidelity_nhwc_and_only_attention_transposes(tmp_path, preset):
+    cfg = PRESETS[preset]
+    res = export_subnet(preset, tmp_path / "out", size=128, num_classes=CLASSES)
+    ops = _check_export(res, cfg, 128, tmp_path / "out")
+    blocks = sum(v.depth for v in cfg.vits)
+    trans = [op for op in ops if op.name == "TRANSPOSE"]
+    # exactly the head split of q, k, v and the head merge of the output, per transformer block
+    assert len(trans) == 4 * blocks
+    assert all(t["role"] == ROLE_HEADS for t in res.transposes)
+    assert sum(op.name == "BATCH_MATMUL" for op in ops) == 2 * blocks
+
+
+@pytest.mark.slow
+def test_random_config_export_fidelity(tmp_path):
+    cfg = TABLE1.sample(1)
+    res = export_subnet(cfg, tmp_path / "out", size=64, num_classes=CLASSES, seed=1)
+    _check_export(res, cfg, 64, tmp_path / "out")
+    assert res.stray_transposes == []
+
+
+@pytest.mark.slow
+def test_cli_json_on_a_random_config(tmp_path, capsys):
+    cfg = TABLE1.sample(2)
+    save_config(cfg, tmp_path / "arch.json")
+    out = tmp_path / "out"
+    code = export_main(["--arch", str(tmp_path / "arch.json"), "--size", "64", "--classes", str(CLASSES),
+                        "--seed", "2", "-o", str(out), "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report == json.loads((out / "export.json").read_text())
+    assert report["arch_key"] == cfg.key() and report["weights_kind"] == "random"
+    assert report["input"]["shape"] == [1, 64, 64, 3] and report["output"]["shape"] == [1, 64, 64, CLASSES]
+    assert {f["runtime"] for f in report["fidelity"]} == {"tflite", "onnx"}
+    for f in report["fidelity"]:
+        assert f["ok"] and f["max_abs_error"] <= DEFAULT_REL_TOL * f["max_abs_logit"]
+    assert report["stray_transposes"] == 0 and report["op_counts"]["CONV_2D"] > 0
+    assert sorted(p.name for p in out.iterdir()) == ["arch.json", "export.json", "model.onnx", "model.tflite"]
+    assert report["file_bytes"]["onnx"] == (out / "model.onnx").stat().st_size
+
+
+@pytest.mark.slow
+def test_cli_exports_a_supernet_subnet_and_the_check_catches_another_model(tmp_path, supernet_ckpt):
+    """The CLI as a user runs it (subprocess, human output), weights from a supernet checkpoint."""
+    _, ckpt = supernet_ckpt
+    cfg = TABLE1.sample(3)
+    save_config(cfg, tmp_path / "arch.json")
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "supernet.export_cli", "--arch", str(tmp_path / "arch.json"),
+                        "--weights", str(ckpt), "--size", "64", "--no-onnx", "-o", str(out)],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "3 classes" in r.stdout and "(supernet)" in r.stdout
+    assert f"{out / 'model.tflite'}" in r.stdout and "converted in" in r.stdout and " MB" in r.stdout
+    assert "fidelity tflite max abs error" in r.stdout and "FAILED" not in r.stdout and "0 stray" in r.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["arch.json", "export.json", "model.tflite"]
+    assert json.loads((out / "arch.json").read_text()) == json.loads(cfg.to_json())
+    other, _, _ = build_deployed_model(cfg, num_classes=3, seed=1)  # same arch, other weights
+    with pytest.raises(EtfError, match="fidelity check failed: tflite max abs error"):
+        check_fidelity(other, {"tflite": out / "model.tflite"}, (1, 3, 64, 64))
