@@ -17,6 +17,29 @@ from latency.predictor import load_for_device
 from supernet.space import TABLE1
 
 
+def cross_validate(tables: str, device: str, size: int) -> None:
+    """Operator-level accuracy: 5-fold cross-validated MAPE of the per-kind regressor, drift-normalised and raw."""
+    from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.model_selection import cross_val_predict
+
+    from latency.operators import log_features, parse_key
+
+    ops = tbl.read_ops(tables, device, size)
+    ref_nominal = ops["ref_ms"].median()
+    print(f"{'kind':<12}{'rows':>5}{'CV MAPE norm %':>16}{'CV MAPE raw %':>15}")
+    for kind, g in ops.groupby("kind"):
+        if len(g) < 12:
+            continue
+        x = np.array([log_features(parse_key(k)) for k in g["key"]])
+        row = []
+        for y in ((g["median_ms"] * ref_nominal / g["ref_ms"]).to_numpy(), g["median_ms"].to_numpy()):
+            model = GradientBoostingRegressor(n_estimators=400, max_depth=3, learning_rate=0.05, subsample=0.9,
+                                              random_state=0)
+            p = np.exp(cross_val_predict(model, x, np.log(y), cv=5))
+            row.append(100 * np.mean(np.abs(p - y) / y))
+        print(f"{kind:<12}{len(g):>5}{row[0]:>16.1f}{row[1]:>15.1f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="local")
@@ -38,6 +61,7 @@ def main() -> None:
         print(f"{'reference op ms min/med/max':<28}{min(drift):>10.3f} / {np.median(drift):.3f} / {max(drift):.3f}"
               f"   ({len(drift)} batches, spread {100 * (max(drift) / min(drift) - 1):.0f}%)")
 
+    cross_validate(args.tables, args.device, args.size)
     pred = load_for_device(args.device, args.size, args.tables)
     cfgs = [TABLE1.sample(s) for s in range(args.n)]
     start = time.perf_counter()
