@@ -1,0 +1,162 @@
+"""End to end at 64x64 on the local device: etf-profile -> table -> predictor -> etf-predict, and kill/resume.
+
+Real conversions (litert-torch) and real measurements (LiteRT on this CPU), a handful of operators each.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from latency import table as tbl
+from latency.plan import designed_sample, interleave
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZE = 64
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def run_cli(module: str, *args: str, timeout: int = 400) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def predict(capsys, *args: str) -> tuple[int, str, str]:
+    """Run ``etf-predict`` in this process (saves a torch import per call); (exit code, stdout, stderr)."""
+    from latency.cli_predict import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def profile_args(out: Path, limit: int, batch: int) -> list[str]:
+    return ["--device", "local", "--size", str(SIZE), "--out", str(out), "--limit", str(limit), "--batch",
+            str(batch), "--e2e", "0", "--runs", "3", "--warmup", "1", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def profiled(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tables")
+    res = run_cli("latency.cli_profile", *profile_args(out, 7, 4), "--json")
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = json.loads(res.stdout)
+    assert summary["local"]["rows"] == 7
+    return out
+
+
+@pytest.mark.slow
+def test_profile_writes_one_row_per_operator_with_metadata(profiled):
+    rows = tbl.read_ops(profiled, "local", SIZE)
+    planned = [op.key for op in interleave(designed_sample(SIZE))[:7]]
+    assert list(rows["key"]) == planned
+    assert set(rows["kind"]) == {"stem", "mbconv", "pool", "transformer", "injection", "head", "resize"}
+    assert (rows["median_ms"] > 0).all() and (rows["ref_ms"] > 0).all() and (rows["runs"] == 3).all()
+    assert (rows["device"] == "local").all() and (rows["size"] == SIZE).all()
+    assert set(rows["runtime"]) == {"litert-xnnpack"}
+    meta = tbl.read_json(tbl.meta_path(profiled, "local", SIZE))
+    assert meta["reduced"] and any("this run: --limit 7" in r for r in meta["reduced_reasons"])
+    assert meta["timing"]["conversions"] >= 8 and len(meta["drift"]) == 2
+    assert meta["plan"]["candidates"]["mbconv"] > 2000
+
+
+@pytest.mark.slow
+def test_predict_cli_from_the_measured_table(profiled, capsys):
+    code, out, err = predict(capsys, "--device", "local", "--arch", "topformer-tiny", "--size", str(SIZE),
+                             "--tables", str(profiled), "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["predicted_ms"] > 0 and res["table_reduced"] is True
+    rows = tbl.read_ops(profiled, "local", SIZE)
+    # the measured operators are looked up: the stem of topformer-tiny (width 16) is the first planned row
+    code, out, _ = predict(capsys, "--device", "local", "--arch", "topformer-tiny", "--size", str(SIZE),
+                           "--tables", str(profiled), "--json", "--breakdown")
+    stem = json.loads(out)["operators"][0]
+    assert stem["measured"] and stem["key"] == rows["key"].iloc[0]
+    first = rows.iloc[0]
+    expected = first["median_ms"] * rows["ref_ms"].median() / first["ref_ms"]  # drift-normalised measurement
+    assert stem["ms"] == pytest.approx(expected, abs=1e-4)  # the CLI rounds to 4 decimals
+
+
+@pytest.mark.slow
+def test_predict_cli_bad_inputs_are_one_line_errors(profiled, tmp_path, capsys):
+    code, _, err = predict(capsys, "--device", "local", "--arch", "topformer-tiny", "--size", "128",
+                           "--tables", str(profiled))
+    assert code == 2 and "run etf-profile --device local --size 128 first" in err
+    assert len(err.strip().splitlines()) == 1
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    rows = pd.read_csv(tbl.ops_path(profiled, "local", SIZE), dtype=str, keep_default_na=False)
+    rows.loc[2, "median_ms"] = "garbage"
+    rows.to_csv(tbl.ops_path(bad, "local", SIZE), index=False)
+    code, _, err = predict(capsys, "--device", "local", "--arch", "topformer-tiny", "--size", str(SIZE),
+                           "--tables", str(bad))
+    assert code == 2 and "line 4: median_ms='garbage'" in err
+    assert len(err.strip().splitlines()) == 1
+    code, _, err = predict(capsys, "--device", "local", "--arch", "no-such-preset", "--size", str(SIZE),
+                           "--tables", str(profiled))
+    assert code == 2 and "unknown preset" in err
+    code, _, err = predict(capsys, "--device", "pixel", "--arch", "topformer-tiny", "--size", str(SIZE),
+                           "--predictor", str(profiled / f"local_{SIZE}.predictor.pkl"))
+    assert code == 2 and "fitted for device local, not pixel" in err
+
+
+def _rows_now(out: Path) -> int:
+    path = tbl.ops_path(out, "local", SIZE)
+    return len(pd.read_csv(path)) if path.exists() else 0
+
+
+@pytest.mark.slow
+def test_killed_profile_resumes_without_losing_or_duplicating_rows(tmp_path):
+    out = tmp_path / "tables"
+    args = profile_args(out, 8, 2)
+    proc = subprocess.Popen([sys.executable, "-m", "latency.cli_profile", *args], cwd=ROOT, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while _rows_now(out) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert proc.poll() is None, "the run finished before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its conversion workers, mid-run
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    before = tbl.read_ops(out, "local", SIZE)
+    assert 2 <= len(before) < 8
+    res = run_cli("latency.cli_profile", *args)
+    assert res.returncode == 0, res.stderr[-2000:]
+    after = tbl.read_ops(out, "local", SIZE)
+    planned = [op.key for op in interleave(designed_sample(SIZE))[:8]]
+    assert sorted(after["key"]) == sorted(planned)  # nothing lost, nothing duplicated (read_ops rejects dups)
+    kept = after.set_index("key").loc[list(before["key"])]
+    assert list(kept["timestamp"]) == list(before["timestamp"])  # rows written before the kill are untouched
+    assert list(kept["median_ms"]) == list(before["median_ms"])
+    assert not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_two_devices_profile_in_parallel_into_one_table_each(profiled, tmp_path, monkeypatch, capsys):
+    """``--device local,cpu2`` (a second local-transport device from the device config): one table per device;
+    the operators come from the shared conversion cache, so nothing is converted again."""
+    from latency.cli_profile import main
+
+    config = tmp_path / "devices.toml"
+    config.write_text('[devices.cpu2]\ntransport = "local"\nthreads = 1\ncooldown_s = 0.0\n')
+    monkeypatch.setenv("ETF_DEVICES", str(config))
+    out = tmp_path / "two"
+    code = main(profile_args(out, 3, 3) + ["--device", "local,cpu2", "--cache", str(profiled / "cache"), "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0 and set(summary) == {"local", "cpu2"}
+    a, b = tbl.read_ops(out, "local", SIZE), tbl.read_ops(out, "cpu2", SIZE)
+    assert list(a["key"]) == list(b["key"]) and len(a) == 3
+    assert set(a["device"]) == {"local"} and set(b["device"]) == {"cpu2"}
+    assert summary["local"]["timing"]["conversions"] == 0
