@@ -85,7 +85,7 @@ def minimum_latency(latency_fn: LatencyFn, space: SearchSpace = TABLE1,
 def infeasible_message(latency_fn: LatencyFn, target: float, unit: str, space: SearchSpace = TABLE1) -> str:
     """The one-line error for a target no config meets, naming the smallest value the space reaches."""
     _, low = minimum_latency(latency_fn, space)
-    what = "predicted latency" if unit == "ms" else "cost"
+    what = "predicted latency" if unit == "ms" else unit
     return (f"target {target:g} {unit} is infeasible: the smallest {what} the search space reaches is "
             f"{low:.3f} {unit}; ask for at least that")
 
@@ -120,7 +120,7 @@ def find_start(objective: Objective, space: SearchSpace = TABLE1, presets: Mappi
     objective.latency(low_cfg)
     if objective.is_feasible(low):
         return low_cfg
-    what = "predicted latency" if unit == "ms" else "cost"
+    what = "predicted latency" if unit == "ms" else unit
     raise EtfError(f"target {objective.target:g} {unit} is infeasible: the smallest {what} the search space "
                    f"reaches is {low:.3f} {unit}; ask for at least that")
 

@@ -1,0 +1,120 @@
+"""The parts the search consumes from the rest of the project, behind one small adapter each.
+
+Latency predictor (``latency.predictor``), supernet accuracy evaluator (``supernet.evaluate``), subnet export
+(``supernet.export``) and devices (``android_bench``). Each adapter turns a missing file, device or module into a
+one-line :class:`EtfError`, so the CLI and the demo fail cleanly before doing costly work.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from supernet.errors import EtfError
+from supernet.size import model_size
+from supernet.space import ArchConfig
+
+from search.objective import AccuracyFn, LatencyFn
+
+
+def _missing(piece: str, module: str, exc: Exception) -> EtfError:
+    return EtfError(f"{piece} is not available in this checkout ({module}: {exc}); merge the branch that provides it")
+
+
+# -- latency ------------------------------------------------------------------------------------------------
+
+
+def load_predictor(device: str, size: int, tables_dir: str | Path = "tables", path: str | Path | None = None) -> Any:
+    """The fitted latency predictor for ``device`` at ``size`` (or the one saved at ``path``)."""
+    try:
+        from latency.predictor import LatencyPredictor, load_for_device
+    except ImportError as exc:
+        raise _missing("the latency predictor", "latency.predictor", exc) from None
+    if path is not None:
+        if not Path(path).exists():
+            raise EtfError(f"latency predictor file not found: {path}")
+        return LatencyPredictor.load(path)
+    return load_for_device(device, size=size, tables_dir=str(tables_dir))
+
+
+def predictor_latency_fn(predictor: Any) -> LatencyFn:
+    """The predictor as the search's batched latency function (ms)."""
+    return lambda cfgs: np.asarray(predictor.predict_many(list(cfgs)), dtype=float)
+
+
+def gflops_fn(size: int, num_classes: int) -> LatencyFn:
+    """Analytic GFLOPs at ``size`` x ``size`` (``supernet.size.model_size``): the ``--target-gflops`` constraint."""
+    return lambda cfgs: np.array([model_size(c, size, num_classes).flops / 1e9 for c in cfgs], dtype=float)
+
+
+# -- accuracy -----------------------------------------------------------------------------------------------
+
+
+def load_evaluator(checkpoint: str | Path, data_root: str | Path, dataset: str, size: int, n_calib: int, n_val: int,
+                   batch: int) -> Any:
+    """A ``SubnetEvaluator`` (mIoU % after BN recalibration, cached) over the trained supernet."""
+    if not Path(checkpoint).is_file():
+        raise EtfError(f"supernet checkpoint not found: {checkpoint}")
+    if not Path(data_root).exists():
+        raise EtfError(f"dataset folder not found: {data_root}")
+    try:
+        from supernet.evaluate import SubnetEvaluator
+    except ImportError as exc:
+        raise _missing("the supernet evaluator", "supernet.evaluate", exc) from None
+    return SubnetEvaluator.from_checkpoint(checkpoint, data_root, dataset, size, n_calib, n_val, batch)
+
+
+def evaluator_accuracy_fn(evaluator: Any) -> AccuracyFn:
+    return lambda cfg: float(evaluator.evaluate(cfg))
+
+
+def evaluator_num_classes(evaluator: Any, default: int = 150) -> int:
+    return int(getattr(evaluator, "num_classes", default))
+
+
+# -- export and device --------------------------------------------------------------------------------------
+
+
+def export_winner(cfg: ArchConfig, out_dir: str | Path, size: int, evaluator: Any | None, num_classes: int) -> Path:
+    """Export ``cfg`` with the supernet's trained weights to ``out_dir/model.tflite`` (the deploy path of
+    ``supernet.export.export_subnet`` when present, else the plain ``export_tflite`` of the static subnet)."""
+    out_dir = Path(out_dir)
+    supernet = getattr(evaluator, "supernet", None) if evaluator is not None else None
+    weights = None
+    if supernet is not None:
+        supernet.set_active(cfg)
+        weights = supernet.get_active_subnet(cfg).state_dict()
+    try:
+        from supernet.export import export_subnet
+    except ImportError:
+        export_subnet = None
+    if export_subnet is not None:
+        export_subnet(cfg, out_dir, size, weights=weights, num_classes=num_classes)
+        return out_dir / "model.tflite"
+    from supernet.export import export_tflite
+    from supernet.topformer import TopFormer, WithResize
+
+    net = TopFormer(cfg, num_classes)
+    if weights is not None:
+        net.load_state_dict(weights)
+    return export_tflite(WithResize(net).eval(), (1, 3, size, size), out_dir / "model.tflite")
+
+
+def resolve(device: str) -> Any:
+    """The ``android_bench`` device called ``device`` (unknown names: one-line EtfError)."""
+    try:
+        from android_bench.device_config import resolve_device
+    except ImportError as exc:
+        raise _missing("device benchmarking", "android_bench.device_config", exc) from None
+    return resolve_device(device)
+
+
+def measure(device: Any, model: str | Path, runs: int, warmup: int, threads: int | None) -> Any:
+    """Benchmark one exported model on ``device``; returns its ``BenchStats``."""
+    return device.benchmark(model, runs=runs, warmup=warmup, threads=threads)
+
+
+def measure_many(device: Any, models: Sequence[str | Path], runs: int, warmup: int, threads: int | None,
+                 progress: Callable | None = None) -> list[Any]:
+    return device.benchmark_many(list(models), runs=runs, warmup=warmup, threads=threads, progress=progress)
