@@ -86,6 +86,14 @@ def _check_meta(out: Path, settings: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=1) + "\n")
@@ -207,8 +215,14 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
         f"({result.predictor_calls_per_s:,.0f} configs/s)")
 
     if job.export:
-        say(f"exporting the winner at {job.size}x{job.size} ...")
-        model = pieces.export_winner(best, out, job.size, evaluator, num_classes)
+        model = out / "model.tflite"
+        previous = _read_json(out / "summary.json")
+        if model.exists() and previous.get("model_key") == best.key() and previous.get("model_size") == job.size:
+            say(f"winner already exported: {model}")
+        else:
+            say(f"exporting the winner at {job.size}x{job.size} ...")
+            model = pieces.export_winner(best, out, job.size, evaluator, num_classes)
+        summary.update({"model_key": best.key(), "model_size": job.size})
         stats = pieces.measure(device, model, job.runs, job.warmup, job.threads)
         measured = float(stats.median_ms)
         summary.update({"model_tflite": str(model), "measured_ms": measured, "measured_std_ms": float(stats.std_ms),
