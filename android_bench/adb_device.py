@@ -250,7 +250,8 @@ class AdbDevice(Device):
         done = 0
         start = time.monotonic()
         try:
-            for chunk in dev.streaming_shell(script, transport_timeout_s=idle_timeout, read_timeout_s=idle_timeout,
+            for chunk in dev.streaming_shell(script, transport_timeout_s=idle_timeout,
+                                             read_timeout_s=2.5 * HEARTBEAT_PERIOD_S,
                                              decode=False):
                 chunks.append(chunk)
                 if progress and b"__ETF_END__" in chunk:

@@ -98,7 +98,7 @@ def split_batch_output(text: str) -> tuple[dict[int, ModelSection], bool]:
             continue
         m = _END.match(line)
         if m and int(m.group(1)) == current.index:
-            current.output = "\n".join(body)
+            current.output = "".join(f"{ln}\n" for ln in body)  # lines were complete: keep their newlines
             current.exit_code = int(m.group(2))
             current = None
             continue

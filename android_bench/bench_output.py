@@ -87,7 +87,9 @@ def parse_benchmark_output(text: str) -> BenchmarkModelOutput:
     summary_new = None
     summary_old = None
     count_lines: list[re.Match[str]] = []
-    for line in text.splitlines():
+    for line in text.splitlines(keepends=True):
+        if not line.endswith(("\n", "\r")):
+            continue  # an unterminated last line may be cut mid-number: never trust it
         m = _COUNT_LINE.search(line)
         if m and "Timings (" not in line[: m.start()] and summary_new is None and summary_old is None:
             count_lines.append(m)
@@ -109,8 +111,9 @@ def parse_benchmark_output(text: str) -> BenchmarkModelOutput:
         if float(timed.group("avg")) != float(avg_us) and float(timed.group("avg")) == float(summary.group("warmup")):
             timed = None
 
-    peak = _PEAK_PERIODIC.search(text)
-    footprint = _MEM_FOOTPRINT.search(text)
+    complete = text[: text.rfind("\n") + 1]
+    peak = _PEAK_PERIODIC.search(complete)
+    footprint = _MEM_FOOTPRINT.search(complete)
     mem_init = float(footprint.group("init")) if footprint else None
     mem_overall = float(footprint.group("overall")) if footprint else None
     if peak is not None:

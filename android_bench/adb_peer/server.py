@@ -212,8 +212,9 @@ class Connection:
         """Drop the link abruptly (RST), as a pulled cable or lost Wi-Fi would."""
         self.dead.set()
         try:
+            # Linger 0 makes the final close send RST; SHUT_RD wakes the reader thread, which then closes.
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.sock.close()
+            self.sock.shutdown(socket.SHUT_RD)
         except OSError:
             pass
 
@@ -280,9 +281,10 @@ class Connection:
             elif msg.command == p.A_WRTE:
                 self.send(p.Message(p.A_OKAY, stream.local_id, stream.remote_id))
                 stream.inbox.put(msg.data)
-            else:
+            else:  # the host closed the stream: acknowledge with our CLSE, as adbd does
                 self.forget(stream.local_id)
                 stream.close_from_host()
+                self.send(p.Message(p.A_CLSE, stream.local_id, stream.remote_id))
 
     def _handle_auth(self, msg: p.Message) -> None:
         if msg.arg0 == p.AUTH_SIGNATURE:
@@ -340,6 +342,7 @@ class AdbPeer:
         self.drop_when = re.compile(drop_when) if drop_when else None
         self.drop_after_s = drop_after_s
         self._listener = socket.create_server((host, port))
+        self._listener.settimeout(0.2)  # so serve_forever notices stop() promptly
         self.host, self.port = self._listener.getsockname()[:2]
         self._connections: set[Connection] = set()
         self._lock = threading.Lock()
@@ -397,7 +400,6 @@ class AdbPeer:
             self._connections.discard(conn)
 
     def serve_forever(self) -> None:
-        self._listener.settimeout(0.2)
         while not self._stopping.is_set():
             try:
                 sock, _ = self._listener.accept()
