@@ -31,6 +31,8 @@ from search.algorithms import ALGORITHMS, run_search  # noqa: E402
 from search.log import SearchLog, run_id  # noqa: E402
 from search.objective import Budget  # noqa: E402
 
+VARIANTS = (*ALGORITHMS, "cd@coarse-first", "cd-block@coarse-first")
+
 
 def predictor_throughput(latency_fn, n: int = 2000, seed: int = 0) -> dict[str, float]:
     """Configs/s of the predictor: one batched call over ``n`` random configs, and ``n // 10`` single calls."""
@@ -69,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--target-ms", type=float, help="default: halfway between predicted TopFormer-Tiny and -Small")
     p.add_argument("--budget", type=int, default=40)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--algos", nargs="+", default=list(ALGORITHMS), choices=ALGORITHMS)
+    p.add_argument("--algos", nargs="+", default=list(VARIANTS), choices=VARIANTS,
+                   help="search variants; ALGO@coarse-first sweeps stage-level coordinates before per-block ones")
     p.add_argument("-o", "--out", type=Path, default=Path("runs/bench_search"))
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
@@ -99,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     for algo in args.algos:
         for seed in args.seeds:
             t0 = time.perf_counter()
-            res = run_search(algo, accuracy, latency_fn, target, budget=Budget(args.budget), seed=seed,
-                             cache=memo, on_evaluate=log.writer(run_id(algo, target, "ms", seed, args.budget),
+            name, _, order = algo.partition("@")
+            res = run_search(name, accuracy, latency_fn, target, budget=Budget(args.budget), seed=seed,
+                             order=order or "space", cache=memo, on_evaluate=log.writer(run_id(algo, target, "ms", seed, args.budget),
                                                                  lambda c: float(latency_fn([c])[0])))
             memo.update({r.key: r.accuracy for r in res.records})
             acc_cost = sum(cost.get(r.key, 0.0) for r in res.records)
@@ -110,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                          "accuracy_cost_s": acc_cost, "predictor_s": res.predictor_seconds,
                          "predictor_calls": res.predictor_calls, "fresh_evals": res.fresh_evaluations,
                          "wall_s": time.perf_counter() - t0})
-            print(f"  {algo:8s} seed {seed}: best {res.best_accuracy:.2f} % at {res.best_latency:.2f} ms, "
+            print(f"  {algo:21s} seed {seed}: best {res.best_accuracy:.2f} % at {res.best_latency:.2f} ms, "
                   f"{res.evaluations} evals (best at {res.evals_to_best}), stop={res.stop_reason}, "
                   f"{res.fresh_evaluations} computed now", file=sys.stderr)
     thr = predictor_throughput(latency_fn)
@@ -130,11 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nsearch at {target:.2f} ms predicted ({args.device}, {args.size}x{args.size}), budget {args.budget} "
           f"evaluations, seeds {args.seeds}; accuracy = supernet mIoU % on {args.dataset} "
           f"({args.n_val} val images at {args.eval_size}px after BN recalibration on {args.n_calib})")
-    head = (f"{'algo':9s} {'best mIoU mean ± std':>21s} {'min..max':>13s} {'evals-to-best':>14s} {'pred ms':>14s} "
+    head = (f"{'algo':21s} {'best mIoU mean ± std':>21s} {'min..max':>13s} {'evals-to-best':>14s} {'pred ms':>14s} "
             f"{'acc-eval s/run':>14s} {'pred s/run':>10s} {'pred calls/run':>14s}")
     print(head)
     for row in table:
-        print(f"{row['algo']:9s} {row['best_miou_mean']:13.2f} ± {row['best_miou_std']:5.2f} "
+        print(f"{row['algo']:21s} {row['best_miou_mean']:13.2f} ± {row['best_miou_std']:5.2f} "
               f"{row['best_miou_min']:6.2f}..{row['best_miou_max']:<6.2f} {row['evals_to_best']:>14s} "
               f"{row['best_pred_ms']:>14s} {row['accuracy_s_per_run']:14.1f} {row['predictor_s_per_run']:10.3f} "
               f"{row['predictor_calls_per_run']:14.0f}")

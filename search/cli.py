@@ -20,6 +20,7 @@ from pathlib import Path
 from supernet.errors import EtfError, cli_entry
 
 from search.algorithms import ALGORITHMS
+from search.coordinate_descent import ORDERS
 from search.pipeline import SearchJob, run_job
 
 
@@ -42,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--algo", default="cd", choices=ALGORITHMS,
                    help="cd: coordinate descent; cd-block: alternate whole CNN / whole ViT part; random: rejection "
                         "sampling; evo: evolution (OFA-style) [cd]")
+    p.add_argument("--order", default="space", choices=ORDERS,
+                   help="cd sweep order: the space's (each stage: width, depth, its blocks) or coarse-first "
+                        "(all stage-level coordinates, then per-block kernels/expansions) [space]")
     p.add_argument("--budget", type=int, default=50, metavar="N",
                    help="max distinct accuracy evaluations; 0 = until converged (cd) [50]")
     p.add_argument("--minutes", type=float, metavar="M", help="wall-clock budget in minutes as well (optional)")
@@ -77,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             raise EtfError(f"--{name.replace('_', '-')} must be at least 1")
     unit = "ms" if args.target_ms is not None else "GFLOPs"
     job = SearchJob(
-        out=args.out, target=args.target_ms if unit == "ms" else args.target_gflops, unit=unit, algo=args.algo,
+        out=args.out, target=args.target_ms if unit == "ms" else args.target_gflops, unit=unit, algo=args.algo, order=args.order,
         budget=args.budget or None, minutes=args.minutes, seed=args.seed, device=args.device, tables=args.tables,
         predictor=args.predictor, supernet=args.supernet, data=args.data, dataset=args.dataset,
         eval_size=args.eval_size, n_calib=args.n_calib, n_val=args.n_val, batch=args.batch, size=args.size,

@@ -32,6 +32,26 @@ def is_cnn_coordinate(coord: str) -> bool:
     return not is_vit_coordinate(coord)
 
 
+#: Sweep orders: the space's own (stem, each stage's width, depth, per-block kernels/expansions, ViT stages,
+#: decoder) or coarse-first (every stage-level coordinate first, per-block kernels and expansions last).
+ORDERS = ("space", "coarse-first")
+
+
+def is_per_block(coord: str) -> bool:
+    """A per-block coordinate (``stages.i.kernels.b`` / ``stages.i.expansions.b``)."""
+    return coord.count(".") == 3
+
+
+def ordered(coords: list[str], order: str) -> list[str]:
+    """``coords`` in sweep order. Depth coordinates always precede the per-block ones they create, so a move
+    never shifts the coordinates before the current position."""
+    if order == "space":
+        return coords
+    if order == "coarse-first":
+        return [c for c in coords if not is_per_block(c)] + [c for c in coords if is_per_block(c)]
+    raise EtfError(f"unknown sweep order {order!r}; use one of {', '.join(ORDERS)}")
+
+
 #: The two blocks cd-block alternates, in order.
 CNN_VIT_BLOCKS: tuple[tuple[str, CoordFilter], ...] = (("cnn", is_cnn_coordinate), ("vit", is_vit_coordinate))
 
@@ -144,7 +164,7 @@ def best_along(objective: Objective, space: SearchSpace, incumbent: ArchConfig, 
 
 
 def sweep(objective: Objective, space: SearchSpace, incumbent: ArchConfig,
-          include: CoordFilter = lambda c: True) -> tuple[ArchConfig, bool]:
+          include: CoordFilter = lambda c: True, order: str = "space") -> tuple[ArchConfig, bool]:
     """One pass over the coordinates accepted by ``include``; returns the new incumbent and whether it moved.
 
     The coordinate list is re-read after each move (a new depth adds or removes per-block coordinates after
@@ -152,7 +172,7 @@ def sweep(objective: Objective, space: SearchSpace, incumbent: ArchConfig,
     moved = False
     i = 0
     while True:
-        coords = [c for c in space.coordinates(incumbent) if include(c)]
+        coords = ordered([c for c in space.coordinates(incumbent) if include(c)], order)
         if i >= len(coords):
             return incumbent, moved
         new = best_along(objective, space, incumbent, coords[i])
@@ -162,7 +182,8 @@ def sweep(objective: Objective, space: SearchSpace, incumbent: ArchConfig,
 
 
 def _descend(objective: Objective, space: SearchSpace, incumbent: ArchConfig,
-             blocks: Sequence[tuple[str, CoordFilter]], phases: list[Phase], max_sweeps: int) -> ArchConfig:
+             blocks: Sequence[tuple[str, CoordFilter]], phases: list[Phase], max_sweeps: int,
+             order: str) -> ArchConfig:
     """Run each block to convergence in turn; stop after a round in which no block improved."""
     while True:
         round_improved = False
@@ -170,7 +191,7 @@ def _descend(objective: Objective, space: SearchSpace, incumbent: ArchConfig,
             phase = Phase(name, objective.evaluations)
             phases.append(phase)
             while phase.sweeps < max_sweeps:
-                incumbent, moved = sweep(objective, space, incumbent, include)
+                incumbent, moved = sweep(objective, space, incumbent, include, order)
                 phase.sweeps += 1
                 phase.end_evaluations = objective.evaluations
                 if not moved:
@@ -184,16 +205,18 @@ def _descend(objective: Objective, space: SearchSpace, incumbent: ArchConfig,
 def coordinate_descent(objective: Objective, space: SearchSpace = TABLE1, start: ArchConfig | None = None,
                        presets: Mapping[str, ArchConfig] | None = None,
                        blocks: Sequence[tuple[str, CoordFilter]] = (("all", lambda c: True),),
-                       max_sweeps: int = 50, unit: str = "ms") -> tuple[ArchConfig, list[Phase], str]:
+                       max_sweeps: int = 50, unit: str = "ms", order: str = "space"
+                       ) -> tuple[ArchConfig, list[Phase], str]:
     """Coordinate descent from a feasible start; returns (incumbent, phases, stop reason).
 
     ``blocks`` restricts and orders the coordinates: one block is plain CD; :data:`CNN_VIT_BLOCKS` is cd-block.
     The stop reason is 'converged' or the budget's reason ('budget' / 'time')."""
+    ordered([], order)  # validate the order before any work
     incumbent = find_start(objective, space, presets, start, unit)
     phases: list[Phase] = []
     try:
         objective.accuracy(incumbent)
-        incumbent = _descend(objective, space, incumbent, blocks, phases, max_sweeps)
+        incumbent = _descend(objective, space, incumbent, blocks, phases, max_sweeps, order)
     except BudgetExhausted as exc:
         if phases:
             phases[-1].end_evaluations = objective.evaluations
@@ -203,14 +226,14 @@ def coordinate_descent(objective: Objective, space: SearchSpace = TABLE1, start:
 
 def block_coordinate_descent(objective: Objective, space: SearchSpace = TABLE1, start: ArchConfig | None = None,
                              presets: Mapping[str, ArchConfig] | None = None, max_sweeps: int = 50,
-                             unit: str = "ms") -> tuple[ArchConfig, list[Phase], str]:
+                             unit: str = "ms", order: str = "space") -> tuple[ArchConfig, list[Phase], str]:
     """cd-block: coordinate descent over the whole CNN part to convergence, then the whole ViT part, alternating
     until a round improves neither (the Efficient-TopFormer study's schedule)."""
-    return coordinate_descent(objective, space, start, presets, CNN_VIT_BLOCKS, max_sweeps, unit)
+    return coordinate_descent(objective, space, start, presets, CNN_VIT_BLOCKS, max_sweeps, unit, order)
 
 
 __all__ = [
     "LatencyFn", "AccuracyFn", "Phase", "CNN_VIT_BLOCKS", "is_cnn_coordinate", "is_vit_coordinate",
-    "minimum_latency", "infeasible_message", "find_start", "best_along", "sweep", "coordinate_descent",
+    "ORDERS", "ordered", "is_per_block", "minimum_latency", "infeasible_message", "find_start", "best_along", "sweep", "coordinate_descent",
     "block_coordinate_descent",
 ]

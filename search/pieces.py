@@ -76,29 +76,17 @@ def evaluator_num_classes(evaluator: Any, default: int = 150) -> int:
 # -- export and device --------------------------------------------------------------------------------------
 
 
-def export_winner(cfg: ArchConfig, out_dir: str | Path, size: int, evaluator: Any | None, num_classes: int) -> Path:
-    """Export ``cfg`` with the supernet's trained weights to ``out_dir/model.tflite`` (the deploy path of
-    ``supernet.export.export_subnet`` when present, else the plain ``export_tflite`` of the static subnet)."""
-    out_dir = Path(out_dir)
-    supernet = getattr(evaluator, "supernet", None) if evaluator is not None else None
-    weights = None
-    if supernet is not None:
-        supernet.set_active(cfg)
-        weights = supernet.get_active_subnet(cfg).state_dict()
+def export_winner(cfg: ArchConfig, out_dir: str | Path, size: int, checkpoint: str | Path | None,
+                  num_classes: int, progress: Callable[[str], None] | None = None) -> Path:
+    """Export ``cfg`` with its weights extracted from the supernet ``checkpoint`` to ``out_dir/model.tflite``
+    through the project's deploy path (``supernet.export.export_subnet``: fidelity-checked, atomic)."""
     try:
         from supernet.export import export_subnet
-    except ImportError:
-        export_subnet = None
-    if export_subnet is not None:
-        export_subnet(cfg, out_dir, size, weights=weights, num_classes=num_classes)
-        return out_dir / "model.tflite"
-    from supernet.export import export_tflite
-    from supernet.topformer import TopFormer, WithResize
-
-    net = TopFormer(cfg, num_classes)
-    if weights is not None:
-        net.load_state_dict(weights)
-    return export_tflite(WithResize(net).eval(), (1, 3, size, size), out_dir / "model.tflite")
+    except ImportError as exc:
+        raise _missing("subnet export", "supernet.export.export_subnet", exc) from None
+    res = export_subnet(cfg, out_dir, size, weights=checkpoint, num_classes=num_classes, onnx=False,
+                        progress=progress)
+    return Path(res.files["tflite"])
 
 
 def resolve(device: str) -> Any:

@@ -37,6 +37,7 @@ class SearchJob:
     target: float
     unit: str = "ms"  # "ms" (predicted latency) or "GFLOPs"
     algo: str = "cd"
+    order: str = "space"  # cd / cd-block sweep order
     budget: int | None = 50
     minutes: float | None = None
     seed: int = 0
@@ -182,7 +183,8 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
             refs[name] = entry
 
     bar = _Progress(job.budget, f"{job.algo} search", progress)
-    on_eval = log.writer(run_id(job.algo, job.target, job.unit, job.seed, job.budget), ms_of, gflops_of)
+    label = job.algo if job.order == "space" or not job.algo.startswith("cd") else f"{job.algo}@{job.order}"
+    on_eval = log.writer(run_id(label, job.target, job.unit, job.seed, job.budget), ms_of, gflops_of)
 
     def on_evaluate(rec: EvalRecord) -> None:
         on_eval(rec)
@@ -191,7 +193,8 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
     try:
         result: SearchResult = run_search(job.algo, accuracy, constraint, job.target,
                                           budget=Budget(job.budget, job.minutes), seed=job.seed, start=start_cfg,
-                                          presets=PRESETS, cache=log.cache(), on_evaluate=on_evaluate, unit=job.unit)
+                                          presets=PRESETS, cache=log.cache(), on_evaluate=on_evaluate, unit=job.unit,
+                                          order=job.order)
     finally:
         bar.close()
     best = result.best
@@ -221,7 +224,7 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
             say(f"winner already exported: {model}")
         else:
             say(f"exporting the winner at {job.size}x{job.size} ...")
-            model = pieces.export_winner(best, out, job.size, evaluator, num_classes)
+            model = pieces.export_winner(best, out, job.size, job.supernet, num_classes)
         summary.update({"model_key": best.key(), "model_size": job.size})
         stats = pieces.measure(device, model, job.runs, job.warmup, job.threads)
         measured = float(stats.median_ms)

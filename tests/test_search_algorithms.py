@@ -17,7 +17,8 @@ from supernet.presets import PRESETS
 from supernet.size import model_size
 from supernet.space import TABLE1, ArchConfig
 from search.algorithms import ALGORITHMS, run_search
-from search.coordinate_descent import is_cnn_coordinate, is_vit_coordinate, minimum_latency
+from search.coordinate_descent import (is_cnn_coordinate, is_per_block, is_vit_coordinate, minimum_latency,
+                                       ordered)
 from search.log import SearchLog, read_log, run_id
 from search.objective import Budget, Objective
 
@@ -59,9 +60,9 @@ def test_every_evaluated_config_is_feasible_and_budget_is_respected(algo):
         TABLE1.validate(r.cfg)
 
 
-@pytest.mark.parametrize("algo", ["cd", "cd-block"])
-def test_incumbent_never_gets_worse(algo):
-    res = run_search(algo, ProxyAccuracy(), gflops, TARGET, budget=Budget(max_evals=60), unit="GFLOPs")
+@pytest.mark.parametrize("algo, order", [("cd", "space"), ("cd-block", "space"), ("cd", "coarse-first")])
+def test_incumbent_never_gets_worse(algo, order):
+    res = run_search(algo, ProxyAccuracy(), gflops, TARGET, budget=Budget(max_evals=60), unit="GFLOPs", order=order)
     bests = [(r.accuracy, -r.latency) for r in res.records if r.is_best]
     assert bests == sorted(bests) and len(bests) >= 2  # strictly improving moves, and it did move
     start = res.records[0]
@@ -69,7 +70,8 @@ def test_incumbent_never_gets_worse(algo):
     assert res.best_accuracy > start.accuracy
     # a budget that stops mid-sweep still returns the best incumbent, never a worse one
     for n in (1, 2, 7, 13):
-        short = run_search(algo, ProxyAccuracy(), gflops, TARGET, budget=Budget(max_evals=n), unit="GFLOPs")
+        short = run_search(algo, ProxyAccuracy(), gflops, TARGET, budget=Budget(max_evals=n), unit="GFLOPs",
+                           order=order)
         assert short.evaluations == n and short.stop_reason == "budget"
         assert short.best_accuracy >= start.accuracy
         assert short.best_accuracy == max(r.accuracy for r in short.records)
@@ -205,3 +207,22 @@ def test_unknown_algorithm_and_bad_budget():
         run_search("anneal", ProxyAccuracy(), gflops, TARGET)
     with pytest.raises(EtfError, match="at least 1"):
         run_search("cd", ProxyAccuracy(), gflops, TARGET, budget=Budget(0))
+
+
+def test_coarse_first_order_sweeps_stage_level_coordinates_before_per_block_ones():
+    coords = TABLE1.coordinates(PRESETS["topformer-small"])
+    out = ordered(coords, "coarse-first")
+    assert sorted(out) == sorted(coords)
+    first_fine = next(i for i, c in enumerate(out) if is_per_block(c))
+    assert not any(is_per_block(c) for c in out[:first_fine]) and all(is_per_block(c) for c in out[first_fine:])
+    assert ordered(coords, "space") == coords
+    with pytest.raises(EtfError, match="unknown sweep order"):
+        run_search("cd", ProxyAccuracy(), gflops, TARGET, order="random")
+    # with coarse-first the first sweep touches no per-block coordinate before every stage-level one was tried
+    res = run_search("cd", ProxyAccuracy(), gflops, TARGET, budget=Budget(max_evals=None), unit="GFLOPs",
+                     order="coarse-first")
+    assert res.stop_reason == "converged"
+    first_block_change = next(i for i, r in enumerate(res.records[1:], 1)
+                              if any(a.depth == b.depth and (a.kernels != b.kernels or a.expansions != b.expansions)
+                                     and a.width == b.width for a, b in zip(r.cfg.stages, res.records[0].cfg.stages)))
+    assert any(r.cfg.vits != res.records[0].cfg.vits for r in res.records[1:first_block_change])
