@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--predictor", type=Path)
     p.add_argument("--size", type=int, default=512, help="deployed input side of the predictor")
     p.add_argument("--eval-size", type=int, default=64)
-    p.add_argument("--n-calib", type=int, default=64)
+    p.add_argument("--n-calib", type=int, default=4, help="BN recalibration batches of --batch crops")
     p.add_argument("--n-val", type=int, default=32)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--target-ms", type=float, help="default: halfway between predicted TopFormer-Tiny and -Small")
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         })
     print(f"\nsearch at {target:.2f} ms predicted ({args.device}, {args.size}x{args.size}), budget {args.budget} "
           f"evaluations, seeds {args.seeds}; accuracy = supernet mIoU % on {args.dataset} "
-          f"({args.n_val} val images at {args.eval_size}px after BN recalibration on {args.n_calib})")
+          f"({args.n_val} val images at {args.eval_size}px after BN recalibration on {args.n_calib}x{args.batch} crops)")
     head = (f"{'algo':21s} {'best mIoU mean ± std':>21s} {'min..max':>13s} {'evals-to-best':>14s} {'pred ms':>14s} "
             f"{'acc-eval s/run':>14s} {'pred s/run':>10s} {'pred calls/run':>14s}")
     print(head)

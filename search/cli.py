@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=512, help="input side of the deployed model: predictor table, "
                    "FLOPs, export and benchmark [512]")
     p.add_argument("--eval-size", type=int, default=64, help="image side for the accuracy evaluation [64]")
-    p.add_argument("--n-calib", type=int, default=64, help="images for BN recalibration [64]")
+    p.add_argument("--n-calib", type=int, default=4, help="BN recalibration batches of --batch training crops [4]")
     p.add_argument("--n-val", type=int, default=32, help="validation images of the search subset [32]")
     p.add_argument("--batch", type=int, default=16, help="evaluation batch size [16]")
     p.add_argument("--tables", type=Path, default=Path("tables"), help="latency tables folder (etf-profile) [tables]")

@@ -53,10 +53,10 @@ class DemoScale:
 
 
 QUICK = DemoScale(train_images=24, val_images=12, data_size=64, classes=5, train_iters=12, train_batch=4,
-                  train_size=64, deploy_size=64, profile_minutes=1.0, profile_e2e=2, eval_size=64, n_calib=8,
+                  train_size=64, deploy_size=64, profile_minutes=1.0, profile_e2e=2, eval_size=64, n_calib=2,
                   n_val=6, budget=6, compare_budget=0, bench_runs=10)
 FULL = DemoScale(train_images=400, val_images=100, data_size=128, classes=10, train_iters=300, train_batch=8,
-                 train_size=96, deploy_size=256, profile_minutes=10.0, profile_e2e=6, eval_size=96, n_calib=48,
+                 train_size=96, deploy_size=256, profile_minutes=10.0, profile_e2e=6, eval_size=96, n_calib=6,
                  n_val=32, budget=40, compare_budget=20, bench_runs=30)
 
 

@@ -6,6 +6,7 @@ one-line :class:`EtfError`, so the CLI and the demo fail cleanly before doing co
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -53,7 +54,8 @@ def gflops_fn(size: int, num_classes: int) -> LatencyFn:
 
 def load_evaluator(checkpoint: str | Path, data_root: str | Path, dataset: str, size: int, n_calib: int, n_val: int,
                    batch: int) -> Any:
-    """A ``SubnetEvaluator`` (mIoU % after BN recalibration, cached) over the trained supernet."""
+    """A ``SubnetEvaluator`` (mIoU % after BN recalibration, cached) over the trained supernet: ``n_calib``
+    calibration batches of ``batch`` training crops, the first ``n_val`` validation images, side ``size``."""
     if not Path(checkpoint).is_file():
         raise EtfError(f"supernet checkpoint not found: {checkpoint}")
     if not Path(data_root).exists():
@@ -66,7 +68,16 @@ def load_evaluator(checkpoint: str | Path, data_root: str | Path, dataset: str, 
 
 
 def evaluator_accuracy_fn(evaluator: Any) -> AccuracyFn:
-    return lambda cfg: float(evaluator.evaluate(cfg))
+    """``evaluator.evaluate`` as the search's accuracy signal; an undefined (NaN) mIoU stops with a clear error."""
+
+    def accuracy(cfg: ArchConfig) -> float:
+        value = float(evaluator.evaluate(cfg))
+        if math.isnan(value):
+            raise EtfError(f"the accuracy signal is undefined (NaN mIoU) for config {cfg.key()}: the validation "
+                           f"subset has no labelled pixels; give more --n-val images")
+        return value
+
+    return accuracy
 
 
 def evaluator_num_classes(evaluator: Any, default: int = 150) -> int:

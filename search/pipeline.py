@@ -48,7 +48,7 @@ class SearchJob:
     data: Path | None = None
     dataset: str = "synthetic"
     eval_size: int = 64
-    n_calib: int = 64
+    n_calib: int = 4  # BN recalibration batches (of ``batch`` training crops)
     n_val: int = 32
     batch: int = 16
     size: int = 512  # input side of the deployed model: latency, FLOPs, export and benchmark
