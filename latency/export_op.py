@@ -1,0 +1,84 @@
+"""Convert one operator to TFLite the way the whole network is converted, plus a content-addressed cache.
+
+Single-input operators go through ``supernet.export.export_tflite`` itself. Multi-input ones (pyramid pool,
+injection, head) use the same converter with every input and the output made channel-last
+(``litert_torch.to_channel_last_io``), which is what ``export_tflite`` does for one input, so no boundary
+transpose is counted as the operator's cost. The cache file name is a hash of the operator key and the
+converter version, so an operator is never converted twice.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from latency.operators import Operator
+from supernet.errors import EtfError
+
+
+#: Bump when ``export_operator`` changes how an operator is converted (invalidates the cache).
+OPERATOR_EXPORT_REV = 1
+
+
+@lru_cache(maxsize=1)
+def converter_version() -> str:
+    """Converter + network-code version: a change here invalidates the conversion cache."""
+    from importlib.metadata import version
+
+    root = Path(__file__).resolve().parent.parent
+    code = hashlib.sha1()
+    for rel in ("supernet/topformer.py", "supernet/export.py"):
+        code.update((root / rel).read_bytes())
+    return f"torch{torch.__version__}-litert{version('litert-torch')}-{code.hexdigest()[:8]}-op{OPERATOR_EXPORT_REV}"
+
+
+def cache_path(cache_dir: str | Path, key: str) -> Path:
+    """Where the converted ``.tflite`` of operator ``key`` lives in the cache."""
+    digest = hashlib.sha1(f"{converter_version()}|{key}".encode()).hexdigest()[:20]
+    return Path(cache_dir) / f"{digest}.tflite"
+
+
+def export_operator(op: Operator, path: str | Path) -> Path:
+    """Build ``op`` alone (random weights, eval mode) and write it as a NHWC ``.tflite`` at ``path``."""
+    from supernet.export import _quiet, export_tflite
+
+    shapes = op.input_shapes()
+    torch.manual_seed(0)
+    module = op.build().eval()
+    if len(shapes) == 1:
+        return export_tflite(module, shapes[0], path)
+    import litert_torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapped = litert_torch.to_channel_last_io(module, args=list(range(len(shapes))), outputs=[0])
+    samples = tuple(torch.randn(*s).permute(0, 2, 3, 1).contiguous() for s in shapes)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with _quiet():
+            litert_torch.convert(wrapped, samples).export(str(tmp))
+        tmp.replace(path)
+    except Exception as exc:  # the converter raises many types; report one line
+        tmp.unlink(missing_ok=True)
+        raise EtfError(f"TFLite conversion of {op.key} failed: {type(exc).__name__}: "
+                       f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    return path
+
+
+def convert_cached(key: str, path: str) -> tuple[str, str, float]:
+    """Worker entry point: convert operator ``key`` to ``path`` (its cache file) unless there; (key, path, s)."""
+    import time
+
+    from latency.operators import parse_key
+
+    path = Path(path)
+    if path.exists():
+        return key, str(path), 0.0
+    start = time.perf_counter()
+    with contextlib.suppress(FileExistsError):
+        export_operator(parse_key(key), path)
+    return key, str(path), time.perf_counter() - start

@@ -1,0 +1,348 @@
+"""Predict a subnet's latency: per-operator regressors fitted on the table, summed, plus a learned correction.
+
+Per operator kind: the measured latency where the table has the operator (lookup), else a regressor on the
+operator's pure features (gradient boosting on log latency when the kind has enough rows, a non-negative
+linear fit on its cost otherwise). A network is the sum of its operators; a linear whole-network correction
+``a * sum + b`` fitted on the table's end-to-end subnets absorbs what operators alone miss (per-model
+overhead, the token split, cache effects). All latencies are drift-normalised: each measurement is scaled by
+``ref_nominal / ref_ms`` of the reference operator measured in its batch.
+
+``predict_many`` is the search's path: it caches by stage/ViT/decoder part, so a config costs ~15 dict
+lookups once the parts have been seen.
+"""
+from __future__ import annotations
+
+import math
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from latency import table as tbl
+from latency.operators import (NUM_CLASSES, HeadOp, InjectionOp, MBConv, Operator, PyramidPool, Resize, Stem,
+                               Transformer, decompose, log_features, parse_key)
+from latency.plan import stage_sides
+from supernet.errors import EtfError
+from supernet.space import INJECTION_LEVELS, PYRAMID_STAGES, TABLE1, ArchConfig, StageConfig, VitConfig
+
+FORMAT_VERSION = 1
+#: Kinds with at least this many measured rows get a gradient-boosting model; fewer: a linear fit on cost.
+MIN_ROWS_FOR_TREES = 12
+
+
+class KindModel:
+    """The latency model of one operator kind: lookup of measured keys, regressor for the rest."""
+
+    def __init__(self, kind: str, keys: Sequence[str], ms: Sequence[float], seed: int = 0):
+        from sklearn.ensemble import GradientBoostingRegressor
+        from sklearn.linear_model import LinearRegression
+
+        self.kind = kind
+        self.lookup = dict(zip(keys, (float(v) for v in ms)))
+        ops = [parse_key(k) for k in keys]
+        y = np.log(np.asarray(ms, dtype=float))
+        self.n = len(ops)
+        if self.n >= MIN_ROWS_FOR_TREES:
+            x = np.array([log_features(o) for o in ops])
+            self.model = GradientBoostingRegressor(n_estimators=400, max_depth=3, learning_rate=0.05,
+                                                   subsample=0.9, random_state=seed).fit(x, y)
+            self.mode = "trees"
+        else:
+            x = np.array([[float(o.features()[-1])] for o in ops])
+            self.model = LinearRegression(positive=True).fit(x, np.exp(y)) if self.n >= 2 else None
+            self.mode = "linear" if self.n >= 2 else "constant"
+            self.constant = float(np.exp(y).mean())
+
+    def predict_ops(self, ops: Sequence[Operator]) -> np.ndarray:
+        """Latency (ms, drift-normalised) of each operator."""
+        out = np.empty(len(ops))
+        todo = []
+        for i, op in enumerate(ops):
+            hit = self.lookup.get(op.key)
+            if hit is None:
+                todo.append(i)
+            else:
+                out[i] = hit
+        if todo:
+            rest = [ops[i] for i in todo]
+            if self.mode == "trees":
+                pred = np.exp(self.model.predict(np.array([log_features(o) for o in rest])))
+            elif self.mode == "linear":
+                pred = self.model.predict(np.array([[float(o.features()[-1])] for o in rest]))
+                pred = np.maximum(pred, 0.05 * self.constant)
+            else:
+                pred = np.full(len(rest), self.constant)
+            out[todo] = pred
+        return out
+
+
+@dataclass
+class Correction:
+    """``measured = a * operator_sum + b`` fitted on end-to-end subnets (identity when there are none)."""
+
+    a: float = 1.0
+    b: float = 0.0
+    n: int = 0
+
+    @classmethod
+    def fit(cls, op_sums: Sequence[float], measured: Sequence[float]) -> "Correction":
+        x, y = np.asarray(op_sums, float), np.asarray(measured, float)
+        if len(x) == 0:
+            return cls()
+        if len(x) < 3 or np.ptp(x) <= 1e-9:
+            return cls(a=float(np.median(y / x)), b=0.0, n=len(x))
+        a, b = np.polyfit(x, y, 1)
+        if a <= 0:  # a degenerate fit on a handful of noisy points: fall back to a pure ratio
+            return cls(a=float(np.median(y / x)), b=0.0, n=len(x))
+        return cls(a=float(a), b=float(b), n=len(x))
+
+    def __call__(self, raw: np.ndarray | float) -> np.ndarray | float:
+        return self.a * raw + self.b
+
+
+@dataclass
+class LatencyPredictor:
+    """Latency (ms) of a subnet on one device at one input size, from that device's latency table."""
+
+    device: str
+    size: int
+    fingerprint: str
+    kinds: dict[str, KindModel]
+    correction: Correction
+    ref_nominal: float
+    num_classes: int = NUM_CLASSES
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._part_cache: dict[tuple, float] = {}
+        self._op_cache: dict[Operator, float] = {}
+        self._sides = stage_sides(self.size)
+
+    # -- fitting ----------------------------------------------------------------------------------------------
+    @classmethod
+    def fit(cls, ops: pd.DataFrame, e2e: pd.DataFrame, device: str, size: int, fingerprint: str = "",
+            seed: int = 0) -> "LatencyPredictor":
+        """Fit on an operator table and end-to-end rows (both already read and validated)."""
+        if ops.empty:
+            raise EtfError(f"the latency table of {device} at size {size} is empty: run etf-profile --device {device}")
+        _check_rows(ops, device, size, "operator table")
+        ref_nominal = float(ops["ref_ms"].median())
+        ms = ops["median_ms"] * ref_nominal / ops["ref_ms"]
+        kinds = {k: KindModel(k, list(g["key"]), list(ms[g.index]), seed) for k, g in ops.groupby("kind")}
+        pred = cls(device, size, fingerprint, kinds, Correction(), ref_nominal)
+        corr = e2e[e2e["purpose"] == "correction"] if len(e2e) else e2e
+        if len(corr):
+            _check_rows(corr, device, size, "end-to-end table")
+            cfgs = [ArchConfig.from_json(j) for j in corr["arch_json"]]
+            sums = pred.operator_sum_many(cfgs)
+            measured = (corr["median_ms"] * ref_nominal / corr["ref_ms"]).to_numpy()
+            pred.correction = Correction.fit(sums, measured)
+        pred.info = {"rows": int(len(ops)), "rows_by_kind": {k: m.n for k, m in kinds.items()},
+                     "modes": {k: m.mode for k, m in kinds.items()}, "correction_subnets": int(len(corr))}
+        return pred
+
+    # -- prediction ---------------------------------------------------------------------------------------------
+    def operator_latencies(self, cfg: ArchConfig) -> list[tuple[Operator, float]]:
+        """Each operator of ``cfg`` with its predicted (drift-normalised) latency in ms."""
+        ops = decompose(cfg, self.size, self.num_classes)
+        return [(op, float(self._predict_ops([op])[0])) for op in ops]
+
+    def _predict_ops(self, ops: Sequence[Operator]) -> np.ndarray:
+        out = np.empty(len(ops))
+        by_kind: dict[str, list[int]] = {}
+        for i, op in enumerate(ops):
+            by_kind.setdefault(op.kind, []).append(i)
+        for kind, idx in by_kind.items():
+            model = self.kinds.get(kind)
+            if model is None:
+                raise EtfError(f"the latency table of {self.device} has no {kind} operators; rerun etf-profile "
+                               f"--device {self.device} --size {self.size}")
+            out[idx] = model.predict_ops([ops[i] for i in idx])
+        return out
+
+    def _parts(self, cfg: ArchConfig) -> list[tuple[tuple, int]]:
+        """(part key, multiplicity) for every part of ``cfg``; :meth:`_part_ops` turns a key into operators."""
+        parts: list[tuple[tuple, int]] = [(("stem", cfg.stem_width), 1)]
+        cin = cfg.stem_width
+        for i, st in enumerate(cfg.stages):
+            parts.append((("stage", i, cin, st.width, st.kernels, st.expansions), 1))
+            cin = st.width
+        widths = cfg.pyramid_widths
+        parts.append((("pool", widths), 1))
+        dim = sum(widths)
+        parts += [(("vit", dim, v.heads, v.key_dim, v.attn_ratio, v.mlp_ratio), v.depth) for v in cfg.vits]
+        d = cfg.decoder_width
+        parts += [(("inj", lv, widths[lv], d), 1) for lv in INJECTION_LEVELS]
+        parts.append((("head", d, cfg.fuse), 1))
+        return parts
+
+    def _part_ops(self, key: tuple) -> list[Operator]:
+        _, ins, outs = self._sides
+        pyr = tuple(outs[i] for i in PYRAMID_STAGES)
+        t = (pyr[-1] - 1) // 2 + 1
+        kind = key[0]
+        if kind == "stem":
+            return [Stem(key[1], TABLE1.stem_kernel, TABLE1.stem_stride, self.size)]
+        if kind == "stage":
+            st = StageConfig(key[3], len(key[4]), key[4], key[5])
+            return _stage_ops(key[1], key[2], st, ins[key[1]])
+        if kind == "pool":
+            return [PyramidPool(key[1], pyr)]
+        if kind == "vit":
+            return [_vit_op(key[1], VitConfig(key[2], key[3], key[4], key[5], 1), t)]
+        if kind == "inj":
+            return [InjectionOp(key[2], key[3], pyr[key[1]], t)]
+        hws = tuple(pyr[lv] for lv in INJECTION_LEVELS)
+        return [HeadOp(key[1], self.num_classes, key[2] == "depthwise", hws),
+                Resize(self.num_classes, hws[0], self.size)]
+
+    def _fill(self, parts_per_cfg: Sequence[list[tuple[tuple, int]]]) -> None:
+        """Predict every operator of the not-yet-cached parts in one regressor call per kind."""
+        cache = self._part_cache
+        missing = {key: None for parts in parts_per_cfg for key, _ in parts if key not in cache}
+        if not missing:
+            return
+        part_ops = {key: self._part_ops(key) for key in missing}
+        new_ops = list(dict.fromkeys(op for ops in part_ops.values() for op in ops if op not in self._op_cache))
+        if new_ops:
+            self._op_cache.update(zip(new_ops, self._predict_ops(new_ops).tolist()))
+        for key, ops in part_ops.items():
+            cache[key] = sum(self._op_cache[op] for op in ops)
+
+    def operator_sum(self, cfg: ArchConfig) -> float:
+        """Sum of the predicted operator latencies of ``cfg`` (no whole-network correction), cached by part."""
+        return float(self.operator_sum_many([cfg])[0])
+
+    def operator_sum_many(self, cfgs: Iterable[ArchConfig]) -> np.ndarray:
+        """Operator sums of many configs: cache misses are predicted in one batch per operator kind."""
+        all_parts = [self._parts(c) for c in cfgs]
+        self._fill(all_parts)
+        cache = self._part_cache
+        return np.fromiter((sum(mult * cache[key] for key, mult in parts) for parts in all_parts),
+                           dtype=float, count=len(all_parts))
+
+    def predict(self, cfg: ArchConfig) -> float:
+        """Predicted end-to-end latency of ``cfg`` in ms (drift-normalised to the table's reference speed)."""
+        return float(self.correction(self.operator_sum(cfg)))
+
+    def predict_many(self, cfgs: Iterable[ArchConfig]) -> np.ndarray:
+        """Predicted latency (ms) of every config, vectorised over the correction and cached by part."""
+        return np.asarray(self.correction(self.operator_sum_many(cfgs)), dtype=float)
+
+    # -- persistence ------------------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the predictor (pickle, with device/size/fingerprint) atomically."""
+        import os
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {"format": FORMAT_VERSION, "device": self.device, "size": self.size, "fingerprint": self.fingerprint,
+                 "kinds": self.kinds, "correction": self.correction, "ref_nominal": self.ref_nominal,
+                 "num_classes": self.num_classes, "info": self.info}
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = None, size: int | None = None) -> "LatencyPredictor":
+        """Read a saved predictor; with ``device``/``size`` given, a predictor for another one is an EtfError."""
+        path = Path(path)
+        if not path.exists():
+            raise EtfError(f"predictor file not found: {path}")
+        try:
+            with open(path, "rb") as fh:
+                state = pickle.load(fh)
+        except Exception as exc:  # unpickling garbage raises many types
+            raise EtfError(f"{path} is not a latency predictor file ({type(exc).__name__})") from None
+        if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
+            raise EtfError(f"{path} is not a latency predictor file of format {FORMAT_VERSION}")
+        pred = cls(state["device"], state["size"], state["fingerprint"], state["kinds"], state["correction"],
+                   state["ref_nominal"], state["num_classes"], state["info"])
+        pred.check_for(device, size, source=str(path))
+        return pred
+
+    def check_for(self, device: str | None, size: int | None, source: str = "predictor") -> None:
+        """Raise a one-line EtfError when this predictor is not for ``device`` / ``size``."""
+        if device is not None and device != self.device:
+            raise EtfError(f"{source} was fitted for device {self.device}, not {device}")
+        if size is not None and int(size) != self.size:
+            raise EtfError(f"{source} was fitted at input size {self.size}, not {size}")
+
+
+def _stage_ops(i: int, cin: int, st: StageConfig, hw: int) -> list[Operator]:
+    spec = TABLE1.stages[i]
+    ops: list[Operator] = []
+    for b in range(st.depth):
+        s = spec.stride if b == 0 else 1
+        op = MBConv(cin, st.width, st.kernels[b], st.expansions[b], s, hw, s == 1 and cin == st.width)
+        ops.append(op)
+        hw, cin = op.out_hw(), st.width
+    return ops
+
+
+def _vit_op(dim: int, v: VitConfig, t: int) -> Transformer:
+    return Transformer(dim, v.heads, v.key_dim, v.value_dim, v.mlp_hidden(dim), t)
+
+
+def _check_rows(df: pd.DataFrame, device: str, size: int, what: str) -> None:
+    other_dev = df[df["device"].astype(str) != device]
+    if len(other_dev):
+        raise EtfError(f"{what} of {device} has a row measured on {other_dev['device'].iloc[0]} "
+                       f"(line {int(other_dev.index[0]) + 2}): tables are per device; rerun etf-profile")
+    other_size = df[pd.to_numeric(df["size"], errors="coerce") != size]
+    if len(other_size):
+        raise EtfError(f"{what} of {device} has a row at input size {other_size['size'].iloc[0]}, not {size} "
+                       f"(line {int(other_size.index[0]) + 2})")
+
+
+def predictor_path(tables_dir: str | Path, device: str, size: int) -> Path:
+    return tbl.table_stem(tables_dir, device, size).with_suffix(".predictor.pkl")
+
+
+def load_for_device(device_name: str, size: int = 512, tables_dir: str | Path = "tables") -> LatencyPredictor:
+    """The predictor of ``device_name`` at ``size``: loaded if fitted on the current table, else fitted and saved."""
+    ops_file = tbl.ops_path(tables_dir, device_name, size)
+    if not ops_file.exists():
+        raise EtfError(f"no latency table for device {device_name} at size {size}: run etf-profile --device "
+                       f"{device_name} --size {size} first (looked for {ops_file})")
+    fp = tbl.fingerprint(tables_dir, device_name, size)
+    ppath = predictor_path(tables_dir, device_name, size)
+    if ppath.exists():
+        try:
+            pred = LatencyPredictor.load(ppath, device_name, size)
+            if pred.fingerprint == fp:
+                return pred
+        except EtfError:
+            pass  # stale or foreign file: refit below
+    ops = tbl.read_ops(tables_dir, device_name, size)
+    e2e = tbl.read_e2e(tables_dir, device_name, size)
+    pred = LatencyPredictor.fit(ops, e2e, device_name, size, fp)
+    meta = tbl.meta_path(tables_dir, device_name, size)
+    if meta.exists():
+        m = tbl.read_json(meta)
+        pred.info["table_reduced"] = bool(m.get("reduced", True))
+        pred.info["table_reduced_reasons"] = m.get("reduced_reasons", [])
+    pred.save(ppath)
+    return pred
+
+
+def rel_errors(pred: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """Signed relative errors ``(pred - measured) / measured``."""
+    return (np.asarray(pred, float) - np.asarray(measured, float)) / np.asarray(measured, float)
+
+
+def accuracy(pred: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
+    """RMSE (ms), MAPE (%), share within +-5% / +-10%, Kendall tau of predictions against measurements."""
+    from scipy.stats import kendalltau
+
+    p, m = np.asarray(pred, float), np.asarray(measured, float)
+    rel = np.abs(rel_errors(p, m))
+    tau = kendalltau(p, m).statistic if len(p) > 1 else float("nan")
+    return {"n": int(len(p)), "rmse_ms": float(math.sqrt(np.mean((p - m) ** 2))), "mape_pct": float(100 * rel.mean()),
+            "within_5_pct": float(100 * np.mean(rel <= 0.05)), "within_10_pct": float(100 * np.mean(rel <= 0.10)),
+            "kendall_tau": float(tau)}

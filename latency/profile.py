@@ -1,0 +1,379 @@
+"""Build the per-operator latency table of one or more devices: convert in worker processes, measure in batches.
+
+Each batch: convert the batch's operators that are not in the content-addressed cache (``--workers``
+processes; conversion is the bottleneck), then time the whole batch on every device with one
+``benchmark_many`` call (one push/run round trip on a phone), bracketed by a fixed reference operator whose
+latency records the device's drift. After every batch the table is rewritten atomically, so an interrupted run
+resumes where it stopped and neither loses nor duplicates a row. Phases: the designed sample, adaptive
+sampling where a random forest is least sure, then a handful of end-to-end subnets for the predictor's
+whole-network correction.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from latency import table as tbl
+from latency.export_op import cache_path, convert_cached, converter_version
+from latency.operators import MBConv, Operator, parse_key
+from latency.plan import candidates, designed_sample, interleave, most_uncertain, stage_sides
+from supernet.errors import EtfError
+from supernet.space import TABLE1
+
+#: Extra operators picked by adaptive sampling, per kind, after the designed sample.
+ADAPTIVE = {"mbconv": 40, "transformer": 20, "injection": 9, "pool": 4}
+#: Seeds of the subnets measured end to end for the whole-network correction (the report uses other seeds).
+E2E_SEED_BASE = 1000
+
+
+def get_device(name: str):
+    """The device layer's device called ``name`` (``android_bench.device_config.resolve_device``)."""
+    try:
+        from android_bench.device_config import resolve_device
+    except ImportError:
+        raise EtfError("the device layer android_bench (branch bench) is not available; merge it first") from None
+    return resolve_device(name)
+
+
+def reference_op(size: int) -> MBConv:
+    """The fixed operator re-measured in every batch to track the device's speed drift."""
+    _, ins, _ = stage_sides(size)
+    return MBConv(40, 48, 3, 4, 2, ins[2], False)
+
+
+@dataclass
+class ProfileSettings:
+    """Everything that decides what a profiling run measures and how."""
+
+    size: int = 512
+    tables_dir: str = "tables"
+    cache_dir: str = ""
+    workers: int = 2
+    batch: int = 24
+    runs: int = 20
+    warmup: int = 3
+    threads: int | None = None
+    budget_min: float | None = None
+    mbconv: str = "grid"
+    adaptive: dict[str, int] = field(default_factory=lambda: dict(ADAPTIVE))
+    e2e: int = 8
+    limit: int | None = None
+    seed: int = 0
+
+    def cache(self) -> str:
+        return self.cache_dir or str(Path(self.tables_dir) / "cache")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Profiler:
+    """One profiling run over several devices (shared conversion, one table per device)."""
+
+    def __init__(self, device_names: Sequence[str], settings: ProfileSettings, progress: bool = True):
+        self.s = settings
+        self.devices = [get_device(n) for n in device_names]
+        for dev in self.devices:
+            status = dev.check()
+            if not status.ok:
+                raise EtfError(f"device {dev.name} is not reachable: {status.detail}")
+        self.tables = {d.name: tbl.read_ops(self.s.tables_dir, d.name, self.s.size) for d in self.devices}
+        self.e2e = {d.name: tbl.read_e2e(self.s.tables_dir, d.name, self.s.size) for d in self.devices}
+        self.meta = {d.name: self._load_meta(d) for d in self.devices}
+        self.ref = reference_op(self.s.size)
+        self.progress = progress
+        self.start = time.monotonic()
+        self.stopped_for_budget = False
+        self.measured_now = 0
+        self._pool: ProcessPoolExecutor | None = None
+        self._bar = None
+
+    # -- bookkeeping --------------------------------------------------------------------------------------
+    def _load_meta(self, dev) -> dict[str, Any]:
+        path = tbl.meta_path(self.s.tables_dir, dev.name, self.s.size)
+        meta = tbl.read_json(path) if path.exists() else {}
+        if meta and meta.get("size") != self.s.size:
+            raise EtfError(f"{path} is for input size {meta.get('size')}, not {self.s.size}")
+        meta.setdefault("device", dev.name)
+        meta.setdefault("device_kind", dev.kind)
+        meta.setdefault("size", self.s.size)
+        meta.setdefault("created", _now())
+        meta.setdefault("timing", {"convert_wall_s": 0.0, "convert_cpu_s": 0.0, "conversions": 0,
+                                   "measure_wall_s": 0.0, "measurements": 0, "e2e_convert_wall_s": 0.0,
+                                   "e2e_measure_wall_s": 0.0, "runs": 0})
+        meta.setdefault("drift", [])
+        meta["describe"] = dev.describe()
+        meta["converter"] = converter_version()
+        return meta
+
+    def _save(self, dev_name: str) -> None:
+        s = self.s
+        tbl.write_csv_atomic(self.tables[dev_name][tbl.OP_COLUMNS], tbl.ops_path(s.tables_dir, dev_name, s.size))
+        if len(self.e2e[dev_name]):
+            tbl.write_csv_atomic(self.e2e[dev_name][tbl.E2E_COLUMNS], tbl.e2e_path(s.tables_dir, dev_name, s.size))
+        meta = self.meta[dev_name]
+        meta["updated"] = _now()
+        meta["rows"] = int(len(self.tables[dev_name]))
+        meta["rows_by_kind"] = {k: int(v) for k, v in self.tables[dev_name]["kind"].value_counts().items()}
+        meta["e2e_rows"] = int(len(self.e2e[dev_name]))
+        tbl.write_json_atomic(meta, tbl.meta_path(s.tables_dir, dev_name, s.size))
+
+    def _pending(self, ops: Sequence[Operator]) -> list[Operator]:
+        done = [set(t["key"]) for t in self.tables.values()]
+        return [op for op in ops if any(op.key not in d for d in done)]
+
+    def _over_budget(self, next_cost_s: float, reserve_s: float = 0.0) -> bool:
+        """True once the next step would overrun ``--budget-min`` (minus ``reserve_s`` kept for later phases)."""
+        if self.s.budget_min is None:
+            return False
+        return time.monotonic() - self.start + next_cost_s > self.s.budget_min * 60 - reserve_s
+
+    # -- conversion -----------------------------------------------------------------------------------------
+    def _workers(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            ctx = multiprocessing.get_context("spawn")  # torch + fork is not safe
+            self._pool = ProcessPoolExecutor(max_workers=self.s.workers, mp_context=ctx)
+        return self._pool
+
+    def convert(self, keys: Sequence[str]) -> tuple[dict[str, Path], dict[str, str], float, float]:
+        """Convert ``keys`` into the cache in parallel: (paths, failures, wall s, summed worker s)."""
+        cache = self.s.cache()
+        paths = {k: cache_path(cache, k) for k in keys}
+        todo = [k for k in keys if not paths[k].exists()]
+        failures: dict[str, str] = {}
+        start, cpu = time.monotonic(), 0.0
+        if todo:
+            futures = {self._workers().submit(convert_cached, k, str(paths[k])): k for k in todo}
+            for fut in as_completed(futures):
+                try:
+                    _, _, secs = fut.result()
+                    cpu += secs
+                except Exception as exc:  # one operator that does not convert must not stop the run
+                    failures[futures[fut]] = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+                if self._bar is not None:
+                    self._bar.set_postfix_str(f"converting {len(todo)}", refresh=True)
+        return {k: p for k, p in paths.items() if k not in failures}, failures, time.monotonic() - start, cpu
+
+    # -- measurement ------------------------------------------------------------------------------------------
+    def _measure_on(self, dev, paths: list[Path]) -> tuple[list[Any], float]:
+        ref = cache_path(self.s.cache(), self.ref.key)
+        stats = dev.benchmark_many([ref, *paths, ref], runs=self.s.runs, warmup=self.s.warmup,
+                                   threads=self.s.threads, cooldown_s=0.0 if dev.kind == "local" else None)
+        ref_ms = (stats[0].median_ms + stats[-1].median_ms) / 2
+        return stats[1:-1], ref_ms
+
+    def _measure_all(self, paths: list[Path]) -> dict[str, tuple[list[Any], float]]:
+        if len(self.devices) == 1:
+            dev = self.devices[0]
+            return {dev.name: self._measure_on(dev, paths)}
+        with ThreadPoolExecutor(len(self.devices)) as ex:
+            futs = {dev.name: ex.submit(self._measure_on, dev, paths) for dev in self.devices}
+            return {name: f.result() for name, f in futs.items()}
+
+    def run_batch(self, ops: Sequence[Operator], phase: str) -> None:
+        """Convert, measure on every device and append the rows of one batch (atomic write per device)."""
+        keys = [self.ref.key] + [op.key for op in ops]
+        paths, failures, conv_wall, conv_cpu = self.convert(keys)
+        if self.ref.key in failures:
+            raise EtfError(f"the reference operator does not convert: {failures[self.ref.key]}")
+        ok = [op for op in ops if op.key in paths]
+        t0 = time.monotonic()
+        results = self._measure_all([paths[op.key] for op in ok]) if ok else {}
+        meas_wall = time.monotonic() - t0
+        for dev in self.devices:
+            meta = self.meta[dev.name]
+            timing = meta["timing"]
+            timing["convert_wall_s"] += conv_wall
+            timing["convert_cpu_s"] += conv_cpu
+            timing["conversions"] += len([k for k in keys if k not in failures]) if conv_wall > 0 else 0
+            timing["measure_wall_s"] += meas_wall
+            meta.setdefault("failed", {}).update(failures)
+            if dev.name not in results:
+                continue
+            stats, ref_ms = results[dev.name]
+            batch_id = len(meta["drift"])
+            meta["drift"].append({"batch": batch_id, "timestamp": _now(), "ref_ms": ref_ms, "phase": phase,
+                                  "ops": len(ok)})
+            timing["measurements"] += len(stats) + 2
+            have = set(self.tables[dev.name]["key"])
+            rows = [self._row(dev, op, st, ref_ms, batch_id, phase) for op, st in zip(ok, stats) if op.key not in have]
+            if rows:
+                self.tables[dev.name] = pd.concat([self.tables[dev.name], pd.DataFrame(rows)], ignore_index=True) \
+                    if len(self.tables[dev.name]) else pd.DataFrame(rows, columns=tbl.OP_COLUMNS)
+            self._save(dev.name)
+        self.measured_now += len(ok)
+        if self._bar is not None:
+            self._bar.update(len(ops))
+            self._bar.set_postfix_str(f"convert {conv_wall:.0f}s measure {meas_wall:.0f}s", refresh=True)
+
+    def _row(self, dev, op: Operator, st, ref_ms: float, batch: int, phase: str) -> dict[str, Any]:
+        return {"key": op.key, "kind": op.kind, "phase": phase, "device": dev.name, "device_kind": dev.kind,
+                "runtime": st.runtime, "threads": st.threads, "size": self.s.size, "median_ms": st.median_ms,
+                "mean_ms": st.mean_ms, "std_ms": st.std_ms, "min_ms": st.min_ms, "max_ms": st.max_ms,
+                "cv": st.cv, "runs": st.runs, "warmup": st.warmup, "ref_ms": ref_ms, "batch": batch,
+                "timestamp": _now(), "converter": converter_version()}
+
+    # -- phases ------------------------------------------------------------------------------------------------
+    def run_ops(self, ops: Sequence[Operator], phase: str) -> None:
+        pending = self._pending(ops)
+        last_cost = 0.0
+        # keep time for the end-to-end phase (~45 s per subnet conversion on this machine, --workers at a time)
+        reserve = 0.0
+        if self.s.budget_min is not None:
+            reserve = min(0.3 * self.s.budget_min * 60, self.s.e2e * 45.0 / self.s.workers)
+        for i in range(0, len(pending), self.s.batch):
+            if self._over_budget(last_cost, reserve):
+                self.stopped_for_budget = True
+                return
+            t0 = time.monotonic()
+            self.run_batch(pending[i:i + self.s.batch], phase)
+            last_cost = time.monotonic() - t0
+
+    def adaptive_picks(self, kind: str, k: int, pool: Sequence[Operator]) -> list[Operator]:
+        """Up to ``k`` more operators of ``kind`` (minus adaptive ones already measured), from the first table."""
+        t = self.tables[self.devices[0].name]
+        done = int(((t["kind"] == kind) & (t["phase"] == "adaptive")).sum())
+        rows = t[t["kind"] == kind]
+        measured = [parse_key(key) for key in rows["key"]]
+        return most_uncertain(measured, rows["median_ms"].astype(float).tolist(), pool, k - done, self.s.seed)
+
+    def run(self) -> dict[str, Any]:
+        """Run every phase that is not done yet; return a summary (also stored in the meta files)."""
+        from tqdm import tqdm
+
+        s = self.s
+        design = designed_sample(s.size, mbconv=s.mbconv, seed=s.seed)
+        plan = interleave(design)
+        if s.limit is not None:
+            plan = plan[:s.limit]
+        pending = self._pending(plan)
+        adaptive_total = 0 if s.limit is not None else sum(s.adaptive.values())
+        self._bar = tqdm(total=len(pending) + adaptive_total, desc="operators", unit="op", disable=not self.progress,
+                         dynamic_ncols=True)
+        try:
+            self.run_ops(plan, "design")
+            if s.limit is None and not self.stopped_for_budget:
+                cands = candidates(s.size)
+                for kind, k in s.adaptive.items():
+                    picks = self.adaptive_picks(kind, k, cands[kind])
+                    self.run_ops(picks, "adaptive")
+            self._bar.close()
+            if s.e2e > 0:
+                self.run_e2e([E2E_SEED_BASE + i for i in range(s.e2e)], "correction")
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+            if self._bar is not None:
+                self._bar.close()
+        return self.finish(design, plan)
+
+    def finish(self, design: dict[str, list[Operator]], plan: list[Operator]) -> dict[str, Any]:
+        s = self.s
+        cands = {k: len(v) for k, v in candidates(s.size).items()}
+        plan_keys = {op.key for op in plan}
+        summary = {}
+        for dev in self.devices:
+            meta = self.meta[dev.name]
+            t = self.tables[dev.name]
+            missing = len([k for k in plan_keys if k not in set(t["key"])])
+            reasons = []
+            if self.stopped_for_budget:
+                reasons.append(f"stopped by --budget-min {s.budget_min} with {missing} planned operators unmeasured")
+            if s.limit is not None:
+                reasons.append(f"--limit {s.limit}: only the first {s.limit} planned operators")
+            if len(self.e2e[dev.name]) < s.e2e:
+                reasons.append(f"{len(self.e2e[dev.name])} of {s.e2e} end-to-end subnets measured")
+            meta["reduced"] = bool(reasons)
+            meta["reduced_reasons"] = reasons
+            meta["plan"] = {"mbconv": s.mbconv, "designed": {k: len(v) for k, v in design.items()},
+                            "adaptive": s.adaptive if s.limit is None else {}, "candidates": cands,
+                            "runs": s.runs, "warmup": s.warmup, "threads": s.threads, "seed": s.seed}
+            meta["complete"] = not reasons
+            meta["timing"]["runs"] += 1
+            meta["timing"]["last_run_wall_s"] = time.monotonic() - self.start
+            self._save(dev.name)
+            summary[dev.name] = {"table": str(tbl.ops_path(s.tables_dir, dev.name, s.size)), "rows": len(t),
+                                 "rows_by_kind": meta["rows_by_kind"], "e2e_rows": len(self.e2e[dev.name]),
+                                 "reduced": meta["reduced"], "reduced_reasons": reasons, "timing": meta["timing"],
+                                 "measured_this_run": self.measured_now}
+        return summary
+
+    # -- end-to-end subnets ---------------------------------------------------------------------------------
+    def run_e2e(self, seeds: Sequence[int], purpose: str) -> None:
+        """Measure the subnets ``TABLE1.sample(seed)`` end to end (for the correction), skipping those present."""
+        from tqdm import tqdm
+
+        cfgs = [TABLE1.sample(seed) for seed in seeds]
+        todo = [(seed, c) for seed, c in zip(seeds, cfgs)
+                if any(c.key() not in set(e["arch_key"]) for e in self.e2e.values())]
+        bar = tqdm(total=len(todo), desc="end-to-end", unit="net", disable=not self.progress, dynamic_ncols=True)
+        for i in range(0, len(todo), max(1, self.s.workers)):
+            if self._over_budget(0.0):
+                self.stopped_for_budget = True
+                break
+            chunk = todo[i:i + max(1, self.s.workers)]
+            paths, wall = convert_networks([c for _, c in chunk], self.s.size, self.s.cache(), self._workers())
+            t0 = time.monotonic()
+            results = self._measure_all(paths)
+            meas = time.monotonic() - t0
+            for dev in self.devices:
+                stats, ref_ms = results[dev.name]
+                self.meta[dev.name]["timing"]["e2e_convert_wall_s"] += wall
+                self.meta[dev.name]["timing"]["e2e_measure_wall_s"] += meas
+                rows = [e2e_row(dev.name, self.s.size, seed, c, st, ref_ms, purpose)
+                        for (seed, c), st in zip(chunk, stats) if c.key() not in set(self.e2e[dev.name]["arch_key"])]
+                self.e2e[dev.name] = pd.concat([self.e2e[dev.name], pd.DataFrame(rows)], ignore_index=True) \
+                    if len(self.e2e[dev.name]) else pd.DataFrame(rows, columns=tbl.E2E_COLUMNS)
+                self._save(dev.name)
+            bar.update(len(chunk))
+        bar.close()
+
+
+def e2e_row(device: str, size: int, seed: int | None, cfg, st, ref_ms: float, purpose: str) -> dict[str, Any]:
+    from supernet.size import model_size
+
+    return {"arch_key": cfg.key(), "arch_json": cfg.to_json(indent=None), "seed": seed, "purpose": purpose,
+            "device": device, "size": size, "flops": model_size(cfg, size).flops, "median_ms": st.median_ms,
+            "std_ms": st.std_ms, "runs": st.runs, "ref_ms": ref_ms, "timestamp": _now()}
+
+
+def network_path(cache_dir: str, cfg, size: int) -> Path:
+    """Cache location of the deployed network of ``cfg`` at ``size``."""
+    return Path(cache_dir) / "nets" / f"{cfg.key()}_{size}_{converter_version()}.tflite"
+
+
+def convert_network_worker(arch_json: str, size: int, path: str) -> float:
+    """Worker entry point: export ``WithResize(TopFormer(cfg))`` at ``size`` to ``path``; returns seconds."""
+    import torch
+
+    from supernet.export import export_tflite
+    from supernet.space import ArchConfig
+    from supernet.topformer import TopFormer, WithResize
+
+    start = time.perf_counter()
+    torch.manual_seed(0)
+    export_tflite(WithResize(TopFormer(ArchConfig.from_json(arch_json))), (1, 3, size, size), path)
+    return time.perf_counter() - start
+
+
+def convert_networks(cfgs: Sequence, size: int, cache_dir: str, pool: ProcessPoolExecutor) -> tuple[list[Path], float]:
+    """Convert whole networks in the worker pool (cached); returns their paths and the wall seconds."""
+    start = time.monotonic()
+    paths = [network_path(cache_dir, c, size) for c in cfgs]
+    futs = [pool.submit(convert_network_worker, c.to_json(indent=None), size, str(p))
+            for c, p in zip(cfgs, paths) if not p.exists()]
+    for f in futs:
+        f.result()
+    return paths, time.monotonic() - start
+
+
+def settings_dict(s: ProfileSettings) -> dict[str, Any]:
+    return asdict(s)

@@ -1,0 +1,114 @@
+"""The latency table on disk: one CSV row per (operator, device), a JSON sidecar, atomic writes, strict reads.
+
+Files for device D at input size S under ``tables/``: ``D_S.csv`` (operators), ``D_S.e2e.csv`` (end-to-end
+subnets for the predictor's whole-network correction), ``D_S.meta.json`` (device/runtime, plan, timings,
+drift, whether the table is reduced). A bad row is reported with its line number, never silently dropped.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from supernet.errors import EtfError
+
+OP_COLUMNS = ["key", "kind", "phase", "device", "device_kind", "runtime", "threads", "size", "median_ms",
+              "mean_ms", "std_ms", "min_ms", "max_ms", "cv", "runs", "warmup", "ref_ms", "batch", "timestamp",
+              "converter"]
+E2E_COLUMNS = ["arch_key", "arch_json", "seed", "purpose", "device", "size", "flops", "median_ms", "std_ms",
+               "runs", "ref_ms", "timestamp"]
+_NUMERIC = ("median_ms", "std_ms", "ref_ms")
+
+
+def table_stem(tables_dir: str | Path, device: str, size: int) -> Path:
+    """``tables/<device>_<size>`` (device name made file-safe); add ``.csv`` / ``.e2e.csv`` / ``.meta.json``."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", device)
+    return Path(tables_dir) / f"{safe}_{size}"
+
+
+def ops_path(tables_dir: str | Path, device: str, size: int) -> Path:
+    return table_stem(tables_dir, device, size).with_suffix(".csv")
+
+
+def e2e_path(tables_dir: str | Path, device: str, size: int) -> Path:
+    return table_stem(tables_dir, device, size).with_suffix(".e2e.csv")
+
+
+def meta_path(tables_dir: str | Path, device: str, size: int) -> Path:
+    return table_stem(tables_dir, device, size).with_suffix(".meta.json")
+
+
+def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
+    """Write ``df`` to ``path`` via a temporary file and ``os.replace`` (a crash leaves the old file whole)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    df.to_csv(tmp, index=False)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_json_atomic(data: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise EtfError(f"cannot read {path}: {exc}") from None
+
+
+def read_csv_checked(path: Path, columns: list[str], key: str) -> pd.DataFrame:
+    """Read a table CSV; missing columns, non-numeric/negative latencies or duplicate keys raise EtfError."""
+    if not path.exists():
+        return pd.DataFrame(columns=columns)
+    try:
+        df = pd.read_csv(path, dtype={key: str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise EtfError(f"latency table {path} is corrupted: {str(exc).splitlines()[0]}") from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise EtfError(f"latency table {path} lacks column(s) {', '.join(missing)}")
+    for col in _NUMERIC:
+        if col not in df.columns:
+            continue
+        values = pd.to_numeric(df[col], errors="coerce")
+        finite = values.map(lambda v: v == v and math.isfinite(v))
+        bad = ~finite | ((values < 0) if col == "std_ms" else (values <= 0))
+        if bad.any():
+            row = int(bad.idxmax())
+            raise EtfError(f"latency table {path} line {row + 2}: {col}={df[col].iloc[row]!r} is not a valid "
+                           "latency; delete the line and rerun etf-profile to re-measure it")
+        df[col] = values
+    dup = df[key].duplicated()
+    if dup.any():
+        raise EtfError(f"latency table {path} line {int(dup.idxmax()) + 2}: duplicate row for {df[key][dup].iloc[0]}")
+    return df
+
+
+def read_ops(tables_dir: str | Path, device: str, size: int) -> pd.DataFrame:
+    """The operator table (empty frame with the right columns when none exists yet)."""
+    return read_csv_checked(ops_path(tables_dir, device, size), OP_COLUMNS, "key")
+
+
+def read_e2e(tables_dir: str | Path, device: str, size: int) -> pd.DataFrame:
+    """The end-to-end subnet measurements."""
+    return read_csv_checked(e2e_path(tables_dir, device, size), E2E_COLUMNS, "arch_key")
+
+
+def fingerprint(tables_dir: str | Path, device: str, size: int) -> str:
+    """Hash of the operator and end-to-end tables: a predictor is valid only for the tables it was fitted on."""
+    h = hashlib.sha1(f"{device}|{size}".encode())
+    for p in (ops_path(tables_dir, device, size), e2e_path(tables_dir, device, size)):
+        h.update(p.read_bytes() if p.exists() else b"-")
+    return h.hexdigest()[:16]

@@ -1,0 +1,167 @@
+"""Predictor fitting, caching, persistence and bad tables, on a table whose latencies follow a known formula.
+
+The formula (latency = FLOPs-proportional term + fixed per-operator cost; network = 1.2 x sum + 0.3) is test
+data with a known answer, so the tests can check that the fitted predictor recovers it; the measured tables
+are exercised by the slow tests in test_latency_profile.py.
+"""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from latency import table as tbl
+from latency.operators import decompose, parse_key
+from latency.plan import designed_sample, interleave
+from latency.predictor import Correction, LatencyPredictor, accuracy, load_for_device
+from supernet.errors import EtfError
+from supernet.presets import PRESETS
+from supernet.size import model_size
+from supernet.space import TABLE1
+
+SIZE = 64
+KIND_COST = {"stem": 0.01, "mbconv": 0.02, "pool": 0.005, "transformer": 0.05, "injection": 0.03, "head": 0.04,
+             "resize": 0.02}
+
+
+def true_ms(op) -> float:
+    elems = op.features()[-1] if op.kind in ("pool", "resize") else 0
+    return KIND_COST[op.kind] + op.flops() * 2e-8 + elems * 1e-9
+
+
+def true_net(cfg) -> float:
+    return 1.2 * sum(true_ms(op) for op in decompose(cfg, SIZE)) + 0.3
+
+
+def _op_rows(drift: float = 1.0) -> pd.DataFrame:
+    rows = []
+    for i, op in enumerate(interleave(designed_sample(SIZE))):
+        ref = 0.5 * (drift if i % 3 == 0 else 1.0)  # a third of the rows ran at another speed (drift)
+        ms = true_ms(op) * ref / 0.5
+        rows.append({"key": op.key, "kind": op.kind, "phase": "design", "device": "dev", "device_kind": "local",
+                     "runtime": "r", "threads": 1, "size": SIZE, "median_ms": ms, "mean_ms": ms, "std_ms": 0.0,
+                     "min_ms": ms, "max_ms": ms, "cv": 0.0, "runs": 5, "warmup": 1, "ref_ms": ref, "batch": int(i % 3 == 0),
+                     "timestamp": "t", "converter": "c"})
+    return pd.DataFrame(rows, columns=tbl.OP_COLUMNS)
+
+
+def _e2e_rows(seeds) -> pd.DataFrame:
+    rows = []
+    for s in seeds:
+        cfg = TABLE1.sample(s)
+        rows.append({"arch_key": cfg.key(), "arch_json": cfg.to_json(indent=None), "seed": s,
+                     "purpose": "correction", "device": "dev", "size": SIZE, "flops": model_size(cfg, SIZE).flops,
+                     "median_ms": true_net(cfg), "std_ms": 0.0, "runs": 5, "ref_ms": 0.5, "timestamp": "t"})
+    return pd.DataFrame(rows, columns=tbl.E2E_COLUMNS)
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tables")
+    tbl.write_csv_atomic(_op_rows(drift=1.3), tbl.ops_path(d, "dev", SIZE))
+    tbl.write_csv_atomic(_e2e_rows(range(1000, 1008)), tbl.e2e_path(d, "dev", SIZE))
+    return d
+
+
+@pytest.fixture(scope="module")
+def predictor(tables):
+    return load_for_device("dev", SIZE, tables)
+
+
+def test_measured_operators_are_looked_up_drift_normalised(predictor):
+    rows = _op_rows(drift=1.3)
+    for _, row in rows.head(40).iterrows():
+        op_ms = predictor.kinds[row["kind"]].lookup[row["key"]]
+        assert op_ms == pytest.approx(row["median_ms"] * predictor.ref_nominal / row["ref_ms"])
+        assert predictor.ref_nominal == 0.5  # the median reference: the speed of most batches
+        assert op_ms == pytest.approx(true_ms(parse_key(row["key"])))
+
+
+def test_predictions_match_the_known_formula_on_unseen_subnets(predictor):
+    cfgs = [TABLE1.sample(s) for s in range(30)]
+    pred = predictor.predict_many(cfgs)
+    truth = np.array([true_net(c) for c in cfgs])
+    acc = accuracy(pred, truth)
+    assert acc["mape_pct"] < 10 and acc["kendall_tau"] > 0.7, acc
+    assert predictor.correction.n == 8
+
+
+def test_vectorised_path_equals_per_config_and_per_operator_paths(predictor):
+    cfgs = [TABLE1.sample(s) for s in range(40, 60)] + list(PRESETS.values())
+    many = predictor.predict_many(cfgs)
+    assert many.shape == (len(cfgs),)
+    for cfg, m in zip(cfgs, many):
+        assert predictor.predict(cfg) == pytest.approx(m)
+        by_op = sum(ms for _, ms in predictor.operator_latencies(cfg))
+        assert predictor.correction(by_op) == pytest.approx(m)
+
+
+def test_correction_fit_recovers_a_line():
+    c = Correction.fit([1.0, 2.0, 3.0, 4.0], [1.5, 2.7, 3.9, 5.1])
+    assert (c.a, c.b) == (pytest.approx(1.2), pytest.approx(0.3))
+    assert Correction.fit([], []).a == 1.0
+    assert Correction.fit([2.0], [3.0]).a == pytest.approx(1.5)
+
+
+def test_save_load_round_trip_and_wrong_device_or_size(predictor, tmp_path):
+    path = predictor.save(tmp_path / "p.pkl")
+    loaded = LatencyPredictor.load(path, "dev", SIZE)
+    cfgs = [TABLE1.sample(s) for s in range(5)]
+    assert np.allclose(loaded.predict_many(cfgs), predictor.predict_many(cfgs))
+    with pytest.raises(EtfError, match="fitted for device dev, not pixel"):
+        LatencyPredictor.load(path, "pixel", SIZE)
+    with pytest.raises(EtfError, match="fitted at input size 64, not 512"):
+        LatencyPredictor.load(path, "dev", 512)
+    (tmp_path / "junk.pkl").write_bytes(b"not a pickle")
+    with pytest.raises(EtfError, match="not a latency predictor"):
+        LatencyPredictor.load(tmp_path / "junk.pkl")
+
+
+def test_predictor_is_refitted_when_the_table_changes(tables, tmp_path):
+    d = tmp_path / "t"
+    shutil.copytree(tables, d)
+    first = load_for_device("dev", SIZE, d)
+    assert load_for_device("dev", SIZE, d).fingerprint == first.fingerprint
+    rows = tbl.read_ops(d, "dev", SIZE)
+    tbl.write_csv_atomic(rows.iloc[:-1], tbl.ops_path(d, "dev", SIZE))
+    assert load_for_device("dev", SIZE, d).fingerprint != first.fingerprint
+
+
+def test_missing_table_says_run_etf_profile(tmp_path):
+    with pytest.raises(EtfError, match="no latency table for device pixel at size 512: run etf-profile --device "
+                                       "pixel"):
+        load_for_device("pixel", 512, tmp_path)
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "", "inf"])
+def test_corrupted_row_is_named_by_line(tables, tmp_path, value):
+    d = tmp_path / "t"
+    shutil.copytree(tables, d)
+    path = tbl.ops_path(d, "dev", SIZE)
+    rows = pd.read_csv(path, dtype=str, keep_default_na=False)
+    rows.loc[3, "median_ms"] = value
+    rows.to_csv(path, index=False)
+    with pytest.raises(EtfError, match=r"line 5: median_ms="):
+        load_for_device("dev", SIZE, d)
+
+
+def test_truncated_or_garbled_table_is_an_error(tables, tmp_path):
+    d = tmp_path / "t"
+    shutil.copytree(tables, d)
+    path = tbl.ops_path(d, "dev", SIZE)
+    path.write_text("key,kind\n\"unterminated,x\n")
+    with pytest.raises(EtfError, match="corrupted|lacks column"):
+        load_for_device("dev", SIZE, d)
+
+
+def test_table_from_another_device_or_size_is_refused(tables, tmp_path):
+    d = tmp_path / "t"
+    d.mkdir()
+    shutil.copy(tbl.ops_path(tables, "dev", SIZE), tbl.ops_path(d, "dev", 96))
+    with pytest.raises(EtfError, match="input size 64, not 96"):
+        load_for_device("dev", 96, d)
+    shutil.copy(tbl.ops_path(tables, "dev", SIZE), tbl.ops_path(d, "pixel", SIZE))
+    with pytest.raises(EtfError, match="measured on dev"):
+        load_for_device("pixel", SIZE, d)
