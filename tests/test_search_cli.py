@@ -96,3 +96,50 @@ def test_console_entry_prints_no_traceback(tmp_path):
                            str(tmp_path / "o")], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "infeasible" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _formula_tables(d: Path, device: str, size: int) -> None:
+    """A latency table whose numbers follow a known formula (test data: FLOPs term + per-operator cost)."""
+    import pandas as pd
+
+    from latency import table as tbl
+    from latency.operators import decompose
+    from latency.plan import designed_sample, interleave
+    from supernet.size import model_size
+    from supernet.space import TABLE1
+
+    def op_ms(op) -> float:
+        return 0.02 + op.flops() * 2e-8
+
+    ops = [{"key": op.key, "kind": op.kind, "phase": "design", "device": device, "device_kind": "local",
+            "runtime": "r", "threads": 1, "size": size, "median_ms": op_ms(op), "mean_ms": op_ms(op), "std_ms": 0.0,
+            "min_ms": op_ms(op), "max_ms": op_ms(op), "cv": 0.0, "runs": 5, "warmup": 1, "ref_ms": 0.5, "batch": 0,
+            "timestamp": "t", "converter": "c"} for op in interleave(designed_sample(size))]
+    e2e = []
+    for s in range(1000, 1008):
+        cfg = TABLE1.sample(s)
+        e2e.append({"arch_key": cfg.key(), "arch_json": cfg.to_json(indent=None), "seed": s, "purpose": "correction",
+                    "device": device, "size": size, "flops": model_size(cfg, size).flops,
+                    "median_ms": 1.2 * sum(op_ms(op) for op in decompose(cfg, size)) + 0.3, "std_ms": 0.0,
+                    "runs": 5, "ref_ms": 0.5, "timestamp": "t"})
+    tbl.write_csv_atomic(pd.DataFrame(ops, columns=tbl.OP_COLUMNS), tbl.ops_path(d, device, size))
+    tbl.write_csv_atomic(pd.DataFrame(e2e, columns=tbl.E2E_COLUMNS), tbl.e2e_path(d, device, size))
+
+
+def test_infeasible_latency_target_names_the_fastest_predicted_latency(tmp_path, capsys):
+    pytest.importorskip("latency.predictor", reason="needs the latency branch")
+    from latency.predictor import load_for_device
+    from search.coordinate_descent import minimum_latency
+    from search.pieces import predictor_latency_fn
+
+    tables = tmp_path / "tables"
+    _formula_tables(tables, "local", 64)
+    _, floor = minimum_latency(predictor_latency_fn(load_for_device("local", 64, tables)))
+    out = tmp_path / "o"
+    rc = main(["--target-ms", f"{floor * 0.8:.4f}", "--device", "local", "--tables", str(tables), "--size", "64",
+               "--no-export", "-o", str(out)])
+    assert rc == 2
+    err = _err_line(capsys)
+    assert "is infeasible: the smallest predicted latency the search space reaches is" in err
+    assert f"{floor:.3f} ms" in err
+    assert not out.exists()
