@@ -187,7 +187,7 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
             continue
         if not model.exists():
             print(f"      exporting {name} ...", flush=True)
-            pieces.export_winner(PRESETS[name], model.parent, scale.deploy_size, ckpt, num_classes)
+            pieces.export_winner(PRESETS[name], model.parent, scale.deploy_size, evaluator, num_classes)
         measured[name] = float(pieces.measure(device, model, scale.bench_runs, 3, None).median_ms)
         state["preset_ms"] = measured
         _write_json(state_path, state)

@@ -87,16 +87,41 @@ def evaluator_num_classes(evaluator: Any, default: int = 150) -> int:
 # -- export and device --------------------------------------------------------------------------------------
 
 
-def export_winner(cfg: ArchConfig, out_dir: str | Path, size: int, checkpoint: str | Path | None,
-                  num_classes: int, progress: Callable[[str], None] | None = None) -> Path:
-    """Export ``cfg`` with its weights extracted from the supernet ``checkpoint`` to ``out_dir/model.tflite``
-    through the project's deploy path (``supernet.export.export_subnet``: fidelity-checked, atomic)."""
+def subnet_weights(cfg: ArchConfig, evaluator: Any, path: str | Path) -> Path:
+    """Save the static subnet ``cfg`` of the evaluator's supernet, with BN recalibrated exactly as for its mIoU,
+    as ``{"model": state_dict, "num_classes": n}`` (tensors only, so ``torch.load(weights_only=True)`` reads it)."""
+    import torch
+
+    from supernet.calibration import recalibrate_bn
+
+    net = evaluator.supernet
+    net.set_active(cfg)
+    try:
+        if evaluator.calib_batches:
+            recalibrate_bn(net, evaluator.calib_batches, device=evaluator.device)
+        sub = net.get_active_subnet(cfg)
+    finally:
+        evaluator.restore_bn()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"model": sub.state_dict(), "num_classes": int(evaluator.num_classes)}, tmp)
+    tmp.replace(path)
+    return path
+
+
+def export_winner(cfg: ArchConfig, out_dir: str | Path, size: int, evaluator: Any | None, num_classes: int,
+                  progress: Callable[[str], None] | None = None) -> Path:
+    """Export ``cfg`` to ``out_dir/model.tflite`` through the project's deploy path
+    (``supernet.export.export_subnet``: fidelity-checked, atomic), with the weights the search scored: the subnet
+    extracted from the evaluator's supernet after BN recalibration (``out_dir/subnet.pt``); random weights
+    without an evaluator (latency does not depend on them)."""
     try:
         from supernet.export import export_subnet
     except ImportError as exc:
         raise _missing("subnet export", "supernet.export.export_subnet", exc) from None
-    res = export_subnet(cfg, out_dir, size, weights=checkpoint, num_classes=num_classes, onnx=False,
-                        progress=progress)
+    weights = subnet_weights(cfg, evaluator, Path(out_dir) / "subnet.pt") if evaluator is not None else None
+    res = export_subnet(cfg, out_dir, size, weights=weights, num_classes=num_classes, onnx=False, progress=progress)
     return Path(res.files["tflite"])
 
 

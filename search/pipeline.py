@@ -224,7 +224,7 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
             say(f"winner already exported: {model}")
         else:
             say(f"exporting the winner at {job.size}x{job.size} ...")
-            model = pieces.export_winner(best, out, job.size, job.supernet, num_classes)
+            model = pieces.export_winner(best, out, job.size, evaluator, num_classes)
         summary.update({"model_key": best.key(), "model_size": job.size})
         stats = pieces.measure(device, model, job.runs, job.warmup, job.threads)
         measured = float(stats.median_ms)
