@@ -44,6 +44,11 @@ def predictor_latency_fn(predictor: Any) -> LatencyFn:
     return lambda cfgs: np.asarray(predictor.predict_many(list(cfgs)), dtype=float)
 
 
+def predictor_num_classes(predictor: Any, default: int) -> int:
+    """The class count of the deployed head the predictor models (``default`` without a predictor)."""
+    return int(getattr(predictor, "num_classes", default)) if predictor is not None else default
+
+
 def gflops_fn(size: int, num_classes: int) -> LatencyFn:
     """Analytic GFLOPs at ``size`` x ``size`` (``supernet.size.model_size``): the ``--target-gflops`` constraint."""
     return lambda cfgs: np.array([model_size(c, size, num_classes).flops / 1e9 for c in cfgs], dtype=float)

@@ -220,15 +220,27 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
     if job.export:
         model = out / "model.tflite"
         previous = _read_json(out / "summary.json")
-        if model.exists() and previous.get("model_key") == best.key() and previous.get("model_size") == job.size:
+        fresh = previous.get("model_key") == best.key() and previous.get("model_size") == job.size
+        if model.exists() and fresh:
             say(f"winner already exported: {model}")
         else:
-            say(f"exporting the winner at {job.size}x{job.size} ...")
+            say(f"exporting the winner at {job.size}x{job.size} with the weights it was scored with ...")
             model = pieces.export_winner(best, out, job.size, evaluator, num_classes)
-        summary.update({"model_key": best.key(), "model_size": job.size})
-        stats = pieces.measure(device, model, job.runs, job.warmup, job.threads)
+        summary.update({"model_key": best.key(), "model_size": job.size, "model_tflite": str(model)})
+        timed = model
+        latency_classes = pieces.predictor_num_classes(predictor, num_classes)
+        if latency_classes != num_classes:
+            # the predictor models the deployed network with its own class count (e.g. ADE20K's 150): time that one
+            timed = out / "latency_model" / "model.tflite"
+            if not (timed.exists() and fresh):
+                say(f"the predictor models a {latency_classes}-class head, the supernet has {num_classes} classes: "
+                    f"exporting the winner with a {latency_classes}-class head for the latency check ...")
+                timed = pieces.export_winner(best, timed.parent, job.size, None, latency_classes)
+            summary["latency_model_tflite"] = str(timed)
+        summary["latency_model_classes"] = latency_classes
+        stats = pieces.measure(device, timed, job.runs, job.warmup, job.threads)
         measured = float(stats.median_ms)
-        summary.update({"model_tflite": str(model), "measured_ms": measured, "measured_std_ms": float(stats.std_ms),
+        summary.update({"measured_ms": measured, "measured_std_ms": float(stats.std_ms),
                         "device": getattr(stats, "device", job.device)})
         if summary["best_predicted_ms"] is not None:
             pred = summary["best_predicted_ms"]
@@ -238,10 +250,11 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
             summary["within_tolerance"] = measured <= job.target * (1 + MEASURED_TOLERANCE)
         say(f"winner on {summary['device']}: predicted "
             + (f"{summary['best_predicted_ms']:.2f} ms" if summary["best_predicted_ms"] is not None else "n/a")
-            + f", measured {measured:.2f} ms (median of {job.runs}, std {stats.std_ms:.2f})"
+            + f", measured {measured:.2f} ms (median of {job.runs}, std {stats.std_ms:.2f}, "
+              f"{latency_classes}-class head)"
             + (f"; target {job.target:g} ms, measured {summary['measured_vs_target_pct']:+.1f} % "
                f"({'within' if summary['within_tolerance'] else 'OVER'} +{MEASURED_TOLERANCE:.0%})"
-               if job.unit == "ms" else "") + f" -> {model}")
+               if job.unit == "ms" else "") + f" -> {timed}")
     _write_json(out / "summary.json", summary)
     return summary
 
