@@ -31,7 +31,8 @@ from search.algorithms import ALGORITHMS, run_search  # noqa: E402
 from search.log import SearchLog, run_id  # noqa: E402
 from search.objective import Budget  # noqa: E402
 
-VARIANTS = (*ALGORITHMS, "cd@coarse-first", "cd-block@coarse-first")
+VARIANTS = (*ALGORITHMS, "cd@coarse-first", "cd-block@coarse-first", "cd+anchors", "cd+anchors@coarse-first",
+            "cd-block+anchors")
 
 
 def predictor_throughput(latency_fn, n: int = 2000, seed: int = 0) -> dict[str, float]:
@@ -72,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", type=int, default=40)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--algos", nargs="+", default=list(VARIANTS), choices=VARIANTS,
-                   help="search variants; ALGO@coarse-first sweeps stage-level coordinates before per-block ones")
+                   help="search variants; ALGO@coarse-first sweeps stage-level coordinates before per-block ones; "
+                        "cd+anchors starts from the most accurate feasible preset / min config")
     p.add_argument("-o", "--out", type=Path, default=Path("runs/bench_search"))
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
@@ -103,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             t0 = time.perf_counter()
             name, _, order = algo.partition("@")
+            name, plus, _ = name.partition("+anchors")
             res = run_search(name, accuracy, latency_fn, target, budget=Budget(args.budget), seed=seed,
-                             order=order or "space", cache=memo, on_evaluate=log.writer(run_id(algo, target, "ms", seed, args.budget),
+                             order=order or "space", anchors=bool(plus), cache=memo, on_evaluate=log.writer(run_id(algo, target, "ms", seed, args.budget),
                                                                  lambda c: float(latency_fn([c])[0])))
             memo.update({r.key: r.accuracy for r in res.records})
             acc_cost = sum(cost.get(r.key, 0.0) for r in res.records)

@@ -65,12 +65,13 @@ def run_search(algo: str, accuracy_fn: AccuracyFn, latency_fn: LatencyFn, target
                budget: Budget = Budget(), seed: int = 0, space: SearchSpace = TABLE1,
                start: ArchConfig | None = None, presets: Mapping[str, ArchConfig] | None = None,
                cache: Mapping[str, float] | None = None, on_evaluate: Callable[[EvalRecord], None] | None = None,
-               unit: str = "ms", order: str = "space") -> SearchResult:
+               unit: str = "ms", order: str = "space", anchors: bool = False) -> SearchResult:
     """Run one search algorithm under ``latency_fn(cfgs) <= target`` and return its :class:`SearchResult`.
 
     Deterministic for a deterministic accuracy function (or a ``cache`` holding the previous run's values),
     the same ``seed`` and an evaluation budget: that is what makes a killed search resumable from its log.
-    ``order`` is the coordinate sweep order of cd / cd-block ('space' or 'coarse-first')."""
+    ``order`` is the coordinate sweep order of cd / cd-block ('space' or 'coarse-first'); ``anchors`` makes them
+    start from the most accurate feasible preset / min config instead of the largest feasible preset."""
     if algo not in ALGORITHMS:
         raise EtfError(f"unknown search algorithm {algo!r}; use one of {', '.join(ALGORITHMS)}")
     if budget.max_evals is not None and budget.max_evals < 1:
@@ -79,9 +80,9 @@ def run_search(algo: str, accuracy_fn: AccuracyFn, latency_fn: LatencyFn, target
     obj = Objective(accuracy_fn, latency_fn, target, budget=budget, algo=algo, cache=cache, on_evaluate=on_evaluate)
     phases: list[Phase] = []
     if algo == "cd":
-        _, phases, reason = coordinate_descent(obj, space, start, presets, unit=unit, order=order)
+        _, phases, reason = coordinate_descent(obj, space, start, presets, unit=unit, order=order, anchors=anchors)
     elif algo == "cd-block":
-        _, phases, reason = block_coordinate_descent(obj, space, start, presets, unit=unit, order=order)
+        _, phases, reason = block_coordinate_descent(obj, space, start, presets, unit=unit, order=order, anchors=anchors)
     elif algo == "random":
         _, reason = random_search(obj, space, seed, unit=unit)
     else:

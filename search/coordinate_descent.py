@@ -145,6 +145,20 @@ def find_start(objective: Objective, space: SearchSpace = TABLE1, presets: Mappi
                    f"reaches is {low:.3f} {unit}; ask for at least that")
 
 
+def feasible_anchors(objective: Objective, space: SearchSpace = TABLE1,
+                     presets: Mapping[str, ArchConfig] | None = None) -> list[ArchConfig]:
+    """The well-trained landmarks of the space that meet the target: the presets (largest first) and the min
+    config (the sandwich rule trains the min subnet at every step)."""
+    if presets is None:
+        from supernet.presets import PRESETS
+
+        presets = PRESETS
+    cands = list(presets.values()) + [space.min_config()]
+    lats = objective.latencies(cands)
+    fits = sorted((-lat, i) for i, lat in enumerate(lats) if objective.is_feasible(lat))
+    return [cands[i] for _, i in fits]
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Coordinate descent
 # ----------------------------------------------------------------------------------------------------------
@@ -205,10 +219,12 @@ def _descend(objective: Objective, space: SearchSpace, incumbent: ArchConfig,
 def coordinate_descent(objective: Objective, space: SearchSpace = TABLE1, start: ArchConfig | None = None,
                        presets: Mapping[str, ArchConfig] | None = None,
                        blocks: Sequence[tuple[str, CoordFilter]] = (("all", lambda c: True),),
-                       max_sweeps: int = 50, unit: str = "ms", order: str = "space"
+                       max_sweeps: int = 50, unit: str = "ms", order: str = "space", anchors: bool = False
                        ) -> tuple[ArchConfig, list[Phase], str]:
     """Coordinate descent from a feasible start; returns (incumbent, phases, stop reason).
 
+    With ``anchors`` (and no given ``start``) the feasible presets and the min config are evaluated first and the
+    descent starts from the most accurate of them instead of the largest preset.
     ``blocks`` restricts and orders the coordinates: one block is plain CD; :data:`CNN_VIT_BLOCKS` is cd-block.
     The stop reason is 'converged' or the budget's reason ('budget' / 'time')."""
     ordered([], order)  # validate the order before any work
@@ -216,6 +232,10 @@ def coordinate_descent(objective: Objective, space: SearchSpace = TABLE1, start:
     phases: list[Phase] = []
     try:
         objective.accuracy(incumbent)
+        if anchors and start is None:
+            for cfg in feasible_anchors(objective, space, presets):
+                if objective.score(cfg) > objective.score(incumbent):
+                    incumbent = cfg
         incumbent = _descend(objective, space, incumbent, blocks, phases, max_sweeps, order)
     except BudgetExhausted as exc:
         if phases:
@@ -226,14 +246,16 @@ def coordinate_descent(objective: Objective, space: SearchSpace = TABLE1, start:
 
 def block_coordinate_descent(objective: Objective, space: SearchSpace = TABLE1, start: ArchConfig | None = None,
                              presets: Mapping[str, ArchConfig] | None = None, max_sweeps: int = 50,
-                             unit: str = "ms", order: str = "space") -> tuple[ArchConfig, list[Phase], str]:
+                             unit: str = "ms", order: str = "space", anchors: bool = False
+                             ) -> tuple[ArchConfig, list[Phase], str]:
     """cd-block: coordinate descent over the whole CNN part to convergence, then the whole ViT part, alternating
     until a round improves neither (the Efficient-TopFormer study's schedule)."""
-    return coordinate_descent(objective, space, start, presets, CNN_VIT_BLOCKS, max_sweeps, unit, order)
+    return coordinate_descent(objective, space, start, presets, CNN_VIT_BLOCKS, max_sweeps, unit, order,
+                              anchors)
 
 
 __all__ = [
     "LatencyFn", "AccuracyFn", "Phase", "CNN_VIT_BLOCKS", "is_cnn_coordinate", "is_vit_coordinate",
-    "ORDERS", "ordered", "is_per_block", "minimum_latency", "infeasible_message", "find_start", "best_along", "sweep", "coordinate_descent",
+    "ORDERS", "ordered", "feasible_anchors", "is_per_block", "minimum_latency", "infeasible_message", "find_start", "best_along", "sweep", "coordinate_descent",
     "block_coordinate_descent",
 ]
