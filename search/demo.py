@@ -184,20 +184,22 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
     # do not change latency, so the presets are timed with random weights
     latency_classes = pieces.predictor_num_classes(predictor, num_classes)
     measured: dict[str, float] = state.get("preset_ms", {})
+    spread: dict[str, float] = state.get("preset_std_ms", {})
     for name in ("topformer-tiny", "topformer-small"):
         model = out / "presets" / name / "model.tflite"
-        if name in measured and model.exists():
+        if name in measured and name in spread and model.exists():
             continue
         if not model.exists():
             print(f"      exporting {name} ({latency_classes}-class head) ...", flush=True)
             pieces.export_winner(PRESETS[name], model.parent, scale.deploy_size, None, latency_classes)
-        measured[name] = float(pieces.measure(device, model, scale.bench_runs, 3, None).median_ms)
-        state["preset_ms"] = measured
+        stats = pieces.measure(device, model, scale.bench_runs, 3, None)
+        measured[name], spread[name] = float(stats.median_ms), float(stats.std_ms)
+        state["preset_ms"], state["preset_std_ms"] = measured, spread
         _write_json(state_path, state)
     tiny_ms, small_ms = measured["topformer-tiny"], measured["topformer-small"]
     st.done(t, f"TopFormer-Tiny {tiny_ms:.2f} ms, -Small {small_ms:.2f} ms measured", out / "presets")
     before = {n: float(predict([PRESETS[n]])[0]) for n in measured}
-    if add_correction_rows(tables, device_name, scale.deploy_size, measured, scale.bench_runs):
+    if add_correction_rows(tables, device_name, scale.deploy_size, measured, spread, scale.bench_runs):
         predictor = pieces.load_predictor(device_name, scale.deploy_size, tables)  # refits on the changed table
         predict = pieces.predictor_latency_fn(predictor)
     after = {n: float(predict([PRESETS[n]])[0]) for n in measured}
@@ -259,7 +261,8 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
     return result
 
 
-def add_correction_rows(tables: Path, device: str, size: int, measured: dict[str, float], runs: int) -> bool:
+def add_correction_rows(tables: Path, device: str, size: int, measured: dict[str, float], spread: dict[str, float],
+                        runs: int) -> bool:
     """Add the presets measured end to end to the device's end-to-end table as whole-network correction rows
     (what etf-profile's random subnets are for; a reduced table's few random subnets are mostly far larger than
     the presets, so the correction extrapolates badly there). Returns whether the table changed.
@@ -277,7 +280,7 @@ def add_correction_rows(tables: Path, device: str, size: int, measured: dict[str
         return False
     rows = [{"arch_key": PRESETS[n].key(), "arch_json": PRESETS[n].to_json(indent=None), "seed": None,
              "purpose": "correction", "device": device, "size": size,
-             "flops": model_size(PRESETS[n], size).flops, "median_ms": ms, "std_ms": float("nan"), "runs": runs,
+             "flops": model_size(PRESETS[n], size).flops, "median_ms": ms, "std_ms": spread[n], "runs": runs,
              "ref_ms": ref, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())}
             for n, ms in measured.items()]
     keep = e2e[~(e2e["arch_key"].isin(keys) & (e2e["purpose"] == "correction"))] if len(e2e) else e2e
