@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--order", default="space", choices=ORDERS,
                    help="cd sweep order: the space's (each stage: width, depth, its blocks) or coarse-first "
                         "(all stage-level coordinates, then per-block kernels/expansions) [space]")
+    p.add_argument("--no-anchors", action="store_true",
+                   help="cd/cd-block: start from the largest preset that meets the target, without first evaluating "
+                        "the other feasible presets and the min config (default: start from the most accurate of them)")
     p.add_argument("--budget", type=int, default=50, metavar="N",
                    help="max distinct accuracy evaluations; 0 = until converged (cd) [50]")
     p.add_argument("--minutes", type=float, metavar="M", help="wall-clock budget in minutes as well (optional)")
@@ -81,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             raise EtfError(f"--{name.replace('_', '-')} must be at least 1")
     unit = "ms" if args.target_ms is not None else "GFLOPs"
     job = SearchJob(
-        out=args.out, target=args.target_ms if unit == "ms" else args.target_gflops, unit=unit, algo=args.algo, order=args.order,
+        out=args.out, target=args.target_ms if unit == "ms" else args.target_gflops, unit=unit, algo=args.algo, order=args.order, anchors=not args.no_anchors,
         budget=args.budget or None, minutes=args.minutes, seed=args.seed, device=args.device, tables=args.tables,
         predictor=args.predictor, supernet=args.supernet, data=args.data, dataset=args.dataset,
         eval_size=args.eval_size, n_calib=args.n_calib, n_val=args.n_val, batch=args.batch, size=args.size,

@@ -38,6 +38,7 @@ class SearchJob:
     unit: str = "ms"  # "ms" (predicted latency) or "GFLOPs"
     algo: str = "cd"
     order: str = "space"  # cd / cd-block sweep order
+    anchors: bool = True  # cd / cd-block: start from the most accurate feasible preset / min config
     budget: int | None = 50
     minutes: float | None = None
     seed: int = 0
@@ -183,7 +184,9 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
             refs[name] = entry
 
     bar = _Progress(job.budget, f"{job.algo} search", progress)
-    label = job.algo if job.order == "space" or not job.algo.startswith("cd") else f"{job.algo}@{job.order}"
+    label = job.algo
+    if job.algo.startswith("cd"):
+        label += ("+anchors" if job.anchors else "") + (f"@{job.order}" if job.order != "space" else "")
     on_eval = log.writer(run_id(label, job.target, job.unit, job.seed, job.budget), ms_of, gflops_of)
 
     def on_evaluate(rec: EvalRecord) -> None:
@@ -194,21 +197,21 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
         result: SearchResult = run_search(job.algo, accuracy, constraint, job.target,
                                           budget=Budget(job.budget, job.minutes), seed=job.seed, start=start_cfg,
                                           presets=PRESETS, cache=log.cache(), on_evaluate=on_evaluate, unit=job.unit,
-                                          order=job.order)
+                                          order=job.order, anchors=job.anchors)
     finally:
         bar.close()
     best = result.best
     save_config(best, out / "best.json")
     plot_pareto(log.rows, out / "pareto.png", target=job.target, best_key=best.key(), presets=PRESETS,
-                unit=job.unit, title=f"{job.algo}: {result.evaluations} evaluations, target {job.target:g} {job.unit}")
+                unit=job.unit, title=f"{label}: {result.evaluations} evaluations, target {job.target:g} {job.unit}")
     summary: dict[str, Any] = {
         "out": str(out), "best_json": str(out / "best.json"), "search_log": str(out / "search_log.csv"),
-        "pareto_png": str(out / "pareto.png"), **result.summary(),
+        "pareto_png": str(out / "pareto.png"), "variant": label, **result.summary(),
         "best_predicted_ms": ms_of(best), "best_gflops": gflops_of(best),
         "best_params_m": model_size(best, job.size, num_classes).params / 1e6,
         "presets": refs, "job": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(job).items()},
     }
-    say(f"best ({job.algo}, {result.evaluations} evaluations, stop: {result.stop_reason}): "
+    say(f"best ({label}, {result.evaluations} evaluations, stop: {result.stop_reason}): "
         f"mIoU {result.best_accuracy:.2f} %, predicted "
         + (f"{summary['best_predicted_ms']:.2f} ms" if summary["best_predicted_ms"] is not None else "n/a")
         + f", {summary['best_gflops']:.3f} GFLOPs @ {job.size} -> {out / 'best.json'}")

@@ -226,3 +226,24 @@ def test_coarse_first_order_sweeps_stage_level_coordinates_before_per_block_ones
                               if any(a.depth == b.depth and (a.kernels != b.kernels or a.expansions != b.expansions)
                                      and a.width == b.width for a, b in zip(r.cfg.stages, res.records[0].cfg.stages)))
     assert any(r.cfg.vits != res.records[0].cfg.vits for r in res.records[1:first_block_change])
+
+
+@pytest.mark.parametrize("algo", ["cd", "cd-block"])
+def test_anchors_start_from_the_most_accurate_feasible_landmark(algo):
+    from search.coordinate_descent import feasible_anchors
+
+    obj = Objective(ProxyAccuracy(), gflops, TARGET, budget=Budget(None))
+    landmarks = feasible_anchors(obj, TABLE1)
+    assert [c.key() for c in landmarks] == [PRESETS["topformer-tiny"].key(), TABLE1.min_config().key()]
+    res = run_search(algo, ProxyAccuracy(), gflops, TARGET, budget=Budget(12), unit="GFLOPs", anchors=True)
+    assert [r.key for r in res.records[:2]] == [c.key() for c in landmarks]  # both evaluated first
+    best_landmark = max(res.records[:2], key=lambda r: (r.accuracy, -r.latency))
+    assert res.best_accuracy >= best_landmark.accuracy
+    # the descent's first move is a one-coordinate neighbour of the best landmark
+    third = res.records[2].cfg
+    assert TABLE1.distance(third, best_landmark.cfg) == 1
+    # a given start is kept as is (no anchors evaluated)
+    given = run_search(algo, ProxyAccuracy(), gflops, TARGET, budget=Budget(3), unit="GFLOPs", anchors=True,
+                       start=TABLE1.min_config())
+    assert given.records[0].key == TABLE1.min_config().key()
+    assert PRESETS["topformer-tiny"].key() not in [r.key for r in given.records[:1]]
