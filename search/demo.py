@@ -230,7 +230,9 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
             except EtfError as exc:  # e.g. the predictor puts the whole space above the preset's measured latency
                 print(f"      NOT RUN at {name}'s {ms:.2f} ms: {exc}", flush=True)
                 compare[name] = {"error": str(exc), "target": round(ms, 2)}
-        st.done(t, "comparison searches", out / "search_at_tiny")
+        for name, summary in compare.items():
+            if "error" not in summary:
+                st.done(t, f"comparison search at {name}'s latency", summary["out"])
     else:
         print("      skipped in --quick (budget 0)")
 
@@ -254,7 +256,8 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
     for r in rows:
         vs = (f"{100 * (r['measured_ms'] - r['target_ms']) / r['target_ms']:+.1f}%"
               if r["target_ms"] and r["measured_ms"] is not None else "")
-        print(f"{r['model']:22s} {r['target_ms'] or float('nan'):9.2f} {r['predicted_ms']:8.2f} "
+        target_txt = f"{r['target_ms']:9.2f}" if r["target_ms"] else f"{'-':>9s}"
+        print(f"{r['model']:22s} {target_txt} {r['predicted_ms']:8.2f} "
               f"{r['measured_ms'] if r['measured_ms'] is not None else float('nan'):8.2f} {vs:>9s} "
               f"{r['gflops']:7.3f} {r['miou']:7.2f}")
     print("\nartefacts:")
