@@ -37,7 +37,7 @@ def test_quick_demo_runs_the_whole_flow_and_resumes(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "demo_summary.json").read_text())
     rows = {r["model"]: r for r in summary["rows"]}
-    tiny, small, found = rows["topformer-tiny"], rows["topformer-small"], rows["searched @ mid"]
+    tiny, small, found = rows["topformer-tiny"], rows["topformer-small"], rows["searched @ mid meas."]
     assert tiny["measured_ms"] > 0 and small["measured_ms"] > 0
     assert found["target_ms"] == pytest.approx((tiny["measured_ms"] + small["measured_ms"]) / 2, abs=0.01)
     assert found["predicted_ms"] <= found["target_ms"] + 1e-6
