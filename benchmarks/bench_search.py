@@ -6,8 +6,15 @@ predicted latency of the winner, and the search cost split (accuracy evaluations
 configs/s). Accuracy values are shared between runs through one log (a config is computed once; each run is
 charged the measured cost of every config it evaluated, so the cost split stays honest). Resumable.
 
-    PYTHONPATH=. python benchmarks/bench_search.py --supernet runs/demo/supernet.pt --data runs/demo/data \\
-        --dataset synthetic --device local --tables runs/demo/tables --size 256 --budget 40 -o runs/bench_search
+    # after `python -m search.demo` (trained supernet, reduced local table at 256 px):
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_search.py --supernet runs/demo/train/last.pt \
+        --data runs/demo/data --dataset synthetic --device local --tables runs/demo/tables --size 256 \
+        --eval-size 64 --n-calib 4 --n-val 32 --batch 8 --budget 60 \
+        --algos cd cd+anchors cd-block+anchors cd+anchors@coarse-first random evo -o runs/bench_search
+
+Variants: ``cd`` starts from the largest feasible preset; ``+anchors`` (etf-search's default) first evaluates the
+feasible presets and the min config and starts from the most accurate; ``@coarse-first`` sweeps stage-level
+coordinates before per-block kernels/expansions. cd and cd-block are deterministic (the seeds only repeat them).
 """
 from __future__ import annotations
 
