@@ -1,0 +1,167 @@
+"""Search algorithms at equal evaluation budget: cd vs cd-block vs random vs evo, several seeds (issue 6).
+
+Same trained supernet, same accuracy signal (supernet mIoU after BN recalibration), same latency predictor and
+target for every run. Prints, per algorithm: best accuracy (mean, std, min..max over seeds), evaluations-to-best,
+predicted latency of the winner, and the search cost split (accuracy evaluations vs predictor calls, predictor
+configs/s). Accuracy values are shared between runs through one log (a config is computed once; each run is
+charged the measured cost of every config it evaluated, so the cost split stays honest). Resumable.
+
+    # after `python -m search.demo` (trained supernet, reduced local table at 256 px):
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_search.py --supernet runs/demo/train/last.pt \
+        --data runs/demo/data --dataset synthetic --device local --tables runs/demo/tables --size 256 \
+        --eval-size 64 --n-calib 4 --n-val 32 --batch 8 --budget 60 \
+        --algos cd cd+anchors cd-block+anchors cd+anchors@coarse-first random evo -o runs/bench_search
+
+Variants: ``cd`` starts from the largest feasible preset; ``+anchors`` (etf-search's default) first evaluates the
+feasible presets and the min config and starts from the most accurate; ``@coarse-first`` sweeps stage-level
+coordinates before per-block kernels/expansions. cd and cd-block are deterministic (the seeds only repeat them).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from supernet.errors import EtfError, cli_entry  # noqa: E402
+from supernet.presets import PRESETS  # noqa: E402
+from supernet.space import TABLE1  # noqa: E402
+
+from search import pieces  # noqa: E402
+from search.algorithms import ALGORITHMS, run_search  # noqa: E402
+from search.log import SearchLog, run_id  # noqa: E402
+from search.objective import Budget  # noqa: E402
+
+VARIANTS = (*ALGORITHMS, "cd@coarse-first", "cd-block@coarse-first", "cd+anchors", "cd+anchors@coarse-first",
+            "cd-block+anchors")
+
+
+def predictor_throughput(latency_fn, n: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Configs/s of the predictor: one batched call over ``n`` random configs, and ``n // 10`` single calls."""
+    cfgs = [TABLE1.sample(seed * 100_000 + i) for i in range(n)]
+    t = time.perf_counter()
+    latency_fn(cfgs)
+    batched = n / (time.perf_counter() - t)
+    m = max(1, n // 10)
+    t = time.perf_counter()
+    for c in cfgs[:m]:
+        latency_fn([c])
+    single = m / (time.perf_counter() - t)
+    return {"batched_configs_per_s": batched, "single_calls_per_s": single}
+
+
+def _fmt(xs: list[float], digits: int = 2) -> str:
+    if len(xs) == 1:
+        return f"{xs[0]:.{digits}f}"
+    return f"{statistics.mean(xs):.{digits}f} ± {statistics.stdev(xs):.{digits}f}"
+
+
+@cli_entry("bench_search")
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--supernet", type=Path, required=True)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--dataset", default="synthetic")
+    p.add_argument("--device", default="local")
+    p.add_argument("--tables", type=Path, default=Path("tables"))
+    p.add_argument("--predictor", type=Path)
+    p.add_argument("--size", type=int, default=512, help="deployed input side of the predictor")
+    p.add_argument("--eval-size", type=int, default=64)
+    p.add_argument("--n-calib", type=int, default=4, help="BN recalibration batches of --batch crops")
+    p.add_argument("--n-val", type=int, default=32)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--target-ms", type=float, help="default: halfway between predicted TopFormer-Tiny and -Small")
+    p.add_argument("--budget", type=int, default=40)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--algos", nargs="+", default=list(VARIANTS), choices=VARIANTS,
+                   help="search variants; ALGO@coarse-first sweeps stage-level coordinates before per-block ones; "
+                        "cd+anchors starts from the most accurate feasible preset / min config")
+    p.add_argument("-o", "--out", type=Path, default=Path("runs/bench_search"))
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+
+    predictor = pieces.load_predictor(args.device, args.size, args.tables, args.predictor)
+    latency_fn = pieces.predictor_latency_fn(predictor)
+    evaluator = pieces.load_evaluator(args.supernet, args.data, args.dataset, args.eval_size, args.n_calib,
+                                      args.n_val, args.batch)
+    tiny, small = (float(v) for v in latency_fn([PRESETS["topformer-tiny"], PRESETS["topformer-small"]]))
+    target = args.target_ms if args.target_ms is not None else (tiny + small) / 2
+    if target <= 0:
+        raise EtfError("--target-ms must be positive")
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = SearchLog(args.out / "search_log.csv")
+    cost = {r.key: r.eval_s for r in log.rows if not r.cached}  # measured seconds of each computed config
+    memo = log.cache()
+
+    def accuracy(cfg):
+        t = time.perf_counter()
+        acc = float(evaluator.evaluate(cfg))
+        cost[cfg.key()] = time.perf_counter() - t
+        return acc
+
+    print(f"# predicted: TopFormer-Tiny {tiny:.2f} ms, -Small {small:.2f} ms; target {target:.2f} ms; "
+          f"budget {args.budget} evaluations; seeds {args.seeds}", file=sys.stderr)
+    runs = []
+    for algo in args.algos:
+        for seed in args.seeds:
+            t0 = time.perf_counter()
+            name, _, order = algo.partition("@")
+            name, plus, _ = name.partition("+anchors")
+            res = run_search(name, accuracy, latency_fn, target, budget=Budget(args.budget), seed=seed,
+                             order=order or "space", anchors=bool(plus), cache=memo, on_evaluate=log.writer(run_id(algo, target, "ms", seed, args.budget),
+                                                                 lambda c: float(latency_fn([c])[0])))
+            memo.update({r.key: r.accuracy for r in res.records})
+            acc_cost = sum(cost.get(r.key, 0.0) for r in res.records)
+            runs.append({"algo": algo, "seed": seed, "best_accuracy": res.best_accuracy,
+                         "best_latency_ms": res.best_latency, "evaluations": res.evaluations,
+                         "evals_to_best": res.evals_to_best, "stop": res.stop_reason, "best_key": res.best.key(),
+                         "accuracy_cost_s": acc_cost, "predictor_s": res.predictor_seconds,
+                         "predictor_calls": res.predictor_calls, "fresh_evals": res.fresh_evaluations,
+                         "wall_s": time.perf_counter() - t0})
+            print(f"  {algo:21s} seed {seed}: best {res.best_accuracy:.2f} % at {res.best_latency:.2f} ms, "
+                  f"{res.evaluations} evals (best at {res.evals_to_best}), stop={res.stop_reason}, "
+                  f"{res.fresh_evaluations} computed now", file=sys.stderr)
+    thr = predictor_throughput(latency_fn)
+    table = []
+    for algo in args.algos:
+        rs = [r for r in runs if r["algo"] == algo]
+        acc = [r["best_accuracy"] for r in rs]
+        table.append({
+            "algo": algo, "seeds": len(rs), "best_miou_mean": statistics.mean(acc),
+            "best_miou_std": statistics.stdev(acc) if len(acc) > 1 else 0.0, "best_miou_min": min(acc),
+            "best_miou_max": max(acc), "evals_to_best": _fmt([r["evals_to_best"] for r in rs], 1),
+            "best_pred_ms": _fmt([r["best_latency_ms"] for r in rs]),
+            "accuracy_s_per_run": statistics.mean(r["accuracy_cost_s"] for r in rs),
+            "predictor_s_per_run": statistics.mean(r["predictor_s"] for r in rs),
+            "predictor_calls_per_run": statistics.mean(r["predictor_calls"] for r in rs),
+        })
+    print(f"\nsearch at {target:.2f} ms predicted ({args.device}, {args.size}x{args.size}), budget {args.budget} "
+          f"evaluations, seeds {args.seeds}; accuracy = supernet mIoU % on {args.dataset} "
+          f"({args.n_val} val images at {args.eval_size}px after BN recalibration on {args.n_calib}x{args.batch} crops)")
+    head = (f"{'algo':21s} {'best mIoU mean ± std':>21s} {'min..max':>13s} {'evals-to-best':>14s} {'pred ms':>14s} "
+            f"{'acc-eval s/run':>14s} {'pred s/run':>10s} {'pred calls/run':>14s}")
+    print(head)
+    for row in table:
+        print(f"{row['algo']:21s} {row['best_miou_mean']:13.2f} ± {row['best_miou_std']:5.2f} "
+              f"{row['best_miou_min']:6.2f}..{row['best_miou_max']:<6.2f} {row['evals_to_best']:>14s} "
+              f"{row['best_pred_ms']:>14s} {row['accuracy_s_per_run']:14.1f} {row['predictor_s_per_run']:10.3f} "
+              f"{row['predictor_calls_per_run']:14.0f}")
+    print(f"predictor: {thr['batched_configs_per_s']:,.0f} configs/s batched, {thr['single_calls_per_s']:,.0f} "
+          f"single-config calls/s; mean accuracy evaluation "
+          f"{np.mean(list(cost.values())) if cost else float('nan'):.2f} s/config")
+    result = {"target_ms": target, "pred_tiny_ms": tiny, "pred_small_ms": small, "budget": args.budget,
+              "seeds": args.seeds, "table": table, "runs": runs, "predictor_throughput": thr}
+    (args.out / "bench_search.json").write_text(json.dumps(result, indent=1) + "\n")
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""The parts the search consumes from the rest of the project, behind one small adapter each.
+
+Latency predictor (``latency.predictor``), supernet accuracy evaluator (``supernet.evaluate``), subnet export
+(``supernet.export``) and devices (``android_bench``). Each adapter turns a missing file, device or module into a
+one-line :class:`EtfError`, so the CLI and the demo fail cleanly before doing costly work.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from supernet.errors import EtfError
+from supernet.size import model_size
+from supernet.space import ArchConfig
+
+from search.objective import AccuracyFn, LatencyFn
+
+
+def _missing(piece: str, module: str, exc: Exception) -> EtfError:
+    return EtfError(f"{piece} is not available in this checkout ({module}: {exc}); merge the branch that provides it")
+
+
+# -- latency ------------------------------------------------------------------------------------------------
+
+
+def load_predictor(device: str, size: int, tables_dir: str | Path = "tables", path: str | Path | None = None) -> Any:
+    """The fitted latency predictor for ``device`` at ``size`` (or the one saved at ``path``)."""
+    try:
+        from latency.predictor import LatencyPredictor, load_for_device
+    except ImportError as exc:
+        raise _missing("the latency predictor", "latency.predictor", exc) from None
+    if path is not None:
+        if not Path(path).exists():
+            raise EtfError(f"latency predictor file not found: {path}")
+        return LatencyPredictor.load(path)
+    return load_for_device(device, size=size, tables_dir=str(tables_dir))
+
+
+def predictor_latency_fn(predictor: Any) -> LatencyFn:
+    """The predictor as the search's batched latency function (ms)."""
+    return lambda cfgs: np.asarray(predictor.predict_many(list(cfgs)), dtype=float)
+
+
+def predictor_num_classes(predictor: Any, default: int) -> int:
+    """The class count of the deployed head the predictor models (``default`` without a predictor)."""
+    return int(getattr(predictor, "num_classes", default)) if predictor is not None else default
+
+
+def gflops_fn(size: int, num_classes: int) -> LatencyFn:
+    """Analytic GFLOPs at ``size`` x ``size`` (``supernet.size.model_size``): the ``--target-gflops`` constraint."""
+    return lambda cfgs: np.array([model_size(c, size, num_classes).flops / 1e9 for c in cfgs], dtype=float)
+
+
+# -- accuracy -----------------------------------------------------------------------------------------------
+
+
+def load_evaluator(checkpoint: str | Path, data_root: str | Path, dataset: str, size: int, n_calib: int, n_val: int,
+                   batch: int) -> Any:
+    """A ``SubnetEvaluator`` (mIoU % after BN recalibration, cached) over the trained supernet: ``n_calib``
+    calibration batches of ``batch`` training crops, the first ``n_val`` validation images, side ``size``."""
+    if not Path(checkpoint).is_file():
+        raise EtfError(f"supernet checkpoint not found: {checkpoint}")
+    if not Path(data_root).exists():
+        raise EtfError(f"dataset folder not found: {data_root}")
+    try:
+        from supernet.evaluate import SubnetEvaluator
+    except ImportError as exc:
+        raise _missing("the supernet evaluator", "supernet.evaluate", exc) from None
+    return SubnetEvaluator.from_checkpoint(checkpoint, data_root, dataset, size, n_calib, n_val, batch)
+
+
+def evaluator_accuracy_fn(evaluator: Any) -> AccuracyFn:
+    """``evaluator.evaluate`` as the search's accuracy signal; an undefined (NaN) mIoU stops with a clear error."""
+
+    def accuracy(cfg: ArchConfig) -> float:
+        value = float(evaluator.evaluate(cfg))
+        if math.isnan(value):
+            raise EtfError(f"the accuracy signal is undefined (NaN mIoU) for config {cfg.key()}: the validation "
+                           f"subset has no labelled pixels; give more --n-val images")
+        return value
+
+    return accuracy
+
+
+def evaluator_num_classes(evaluator: Any, default: int = 150) -> int:
+    return int(getattr(evaluator, "num_classes", default))
+
+
+# -- export and device --------------------------------------------------------------------------------------
+
+
+def subnet_weights(cfg: ArchConfig, evaluator: Any, path: str | Path) -> Path:
+    """Save the static subnet ``cfg`` of the evaluator's supernet, with BN recalibrated exactly as for its mIoU,
+    as ``{"model": state_dict, "num_classes": n}`` (tensors only, so ``torch.load(weights_only=True)`` reads it)."""
+    import torch
+
+    from supernet.calibration import recalibrate_bn
+
+    net = evaluator.supernet
+    net.set_active(cfg)
+    try:
+        if evaluator.calib_batches:
+            recalibrate_bn(net, evaluator.calib_batches, device=evaluator.device)
+        sub = net.get_active_subnet(cfg)
+    finally:
+        evaluator.restore_bn()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"model": sub.state_dict(), "num_classes": int(evaluator.num_classes)}, tmp)
+    tmp.replace(path)
+    return path
+
+
+def export_winner(cfg: ArchConfig, out_dir: str | Path, size: int, evaluator: Any | None, num_classes: int,
+                  progress: Callable[[str], None] | None = None) -> Path:
+    """Export ``cfg`` to ``out_dir/model.tflite`` through the project's deploy path
+    (``supernet.export.export_subnet``: fidelity-checked, atomic), with the weights the search scored: the subnet
+    extracted from the evaluator's supernet after BN recalibration (``out_dir/subnet.pt``); random weights
+    without an evaluator (latency does not depend on them)."""
+    try:
+        from supernet.export import export_subnet
+    except ImportError as exc:
+        raise _missing("subnet export", "supernet.export.export_subnet", exc) from None
+    weights = subnet_weights(cfg, evaluator, Path(out_dir) / "subnet.pt") if evaluator is not None else None
+    res = export_subnet(cfg, out_dir, size, weights=weights, num_classes=num_classes, onnx=False, progress=progress)
+    return Path(res.files["tflite"])
+
+
+def resolve(device: str) -> Any:
+    """The ``android_bench`` device called ``device`` (unknown names: one-line EtfError)."""
+    try:
+        from android_bench.device_config import resolve_device
+    except ImportError as exc:
+        raise _missing("device benchmarking", "android_bench.device_config", exc) from None
+    return resolve_device(device)
+
+
+def measure(device: Any, model: str | Path, runs: int, warmup: int, threads: int | None) -> Any:
+    """Benchmark one exported model on ``device``; returns its ``BenchStats``."""
+    return device.benchmark(model, runs=runs, warmup=warmup, threads=threads)
+
+
+def measure_many(device: Any, models: Sequence[str | Path], runs: int, warmup: int, threads: int | None,
+                 progress: Callable | None = None) -> list[Any]:
+    return device.benchmark_many(list(models), runs=runs, warmup=warmup, threads=threads, progress=progress)

@@ -1,0 +1,263 @@
+"""One search job end to end: constraint, accuracy signal, reference presets, search, log, plot, export, re-benchmark.
+
+``etf-search`` is a thin CLI over :func:`run_job`; the demo calls it too, handing in pieces it already loaded.
+Outputs in ``job.out``: ``best.json``, ``search_log.csv``, ``pareto.png``, ``summary.json``, ``model.tflite``.
+A rerun with the same settings resumes: logged evaluations are replayed from the log, finished steps are kept.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from supernet.errors import EtfError
+from supernet.presets import PRESETS
+from supernet.size import model_size
+from supernet.space import TABLE1, ArchConfig, load_config, save_config
+
+from search import pieces
+from search.algorithms import ALGORITHMS, SearchResult, run_search
+from search.coordinate_descent import find_start
+from search.log import SearchLog, run_id
+from search.objective import Budget, EvalRecord, Objective
+from search.pareto import plot_pareto
+
+#: The measured latency of the winner should be within this fraction above the target (the issue's +5%).
+MEASURED_TOLERANCE = 0.05
+
+
+@dataclass
+class SearchJob:
+    """Everything one ``etf-search`` run needs (see ``etf-search --help`` for each field)."""
+
+    out: Path
+    target: float
+    unit: str = "ms"  # "ms" (predicted latency) or "GFLOPs"
+    algo: str = "cd"
+    order: str = "space"  # cd / cd-block sweep order
+    anchors: bool = True  # cd / cd-block: start from the most accurate feasible preset / min config
+    budget: int | None = 50
+    minutes: float | None = None
+    seed: int = 0
+    device: str | None = "local"
+    tables: Path = Path("tables")
+    predictor: Path | None = None
+    supernet: Path | None = None
+    data: Path | None = None
+    dataset: str = "synthetic"
+    eval_size: int = 64
+    n_calib: int = 4  # BN recalibration batches (of ``batch`` training crops)
+    n_val: int = 32
+    batch: int = 16
+    size: int = 512  # input side of the deployed model: latency, FLOPs, export and benchmark
+    export: bool = True
+    runs: int = 30
+    warmup: int = 5
+    threads: int | None = None
+    start: str | None = None
+    evaluate_presets: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def _accuracy_settings(job: SearchJob) -> dict[str, Any]:
+    """What the accuracy signal depends on: a log made with other settings cannot be reused as a cache."""
+    ckpt = Path(job.supernet) if job.supernet else None
+    st = ckpt.stat() if ckpt and ckpt.exists() else None
+    return {"supernet": str(ckpt.resolve()) if ckpt else None, "supernet_bytes": st.st_size if st else None,
+            "supernet_mtime_ns": st.st_mtime_ns if st else None, "data": str(Path(job.data).resolve()) if job.data else None,
+            "dataset": job.dataset, "eval_size": job.eval_size, "n_calib": job.n_calib, "n_val": job.n_val}
+
+
+def _check_meta(out: Path, settings: dict[str, Any]) -> None:
+    path = out / "search_meta.json"
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            old = None
+        if isinstance(old, dict) and (out / "search_log.csv").exists():
+            diff = [k for k in settings if old.get(k) != settings[k]]
+            if diff:
+                raise EtfError(f"{out} holds a search log made with other accuracy settings ({', '.join(diff)} "
+                               f"differ); use another -o or delete {out / 'search_log.csv'}")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(settings, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+class _Progress:
+    """A tqdm bar over the evaluation budget, showing the best accuracy so far (stderr)."""
+
+    def __init__(self, total: int | None, desc: str, enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="eval", file=sys.stderr, leave=False)
+
+    def __call__(self, rec: EvalRecord) -> None:
+        if self.bar is not None:
+            if rec.is_best:
+                self.bar.set_postfix(best=f"{rec.accuracy:.2f}", lat=f"{rec.latency:.2f}")
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, device: Any = None,
+            say: Callable[[str], None] = print, progress: bool = True) -> dict[str, Any]:
+    """Run the search job; returns the summary (also written to ``job.out/summary.json``)."""
+    if job.algo not in ALGORITHMS:
+        raise EtfError(f"unknown search algorithm {job.algo!r}; use one of {', '.join(ALGORITHMS)}")
+    if job.target <= 0:
+        raise EtfError(f"the target must be positive, not {job.target:g}")
+    if job.budget is not None and job.budget < 1:
+        raise EtfError(f"--budget must be at least 1, not {job.budget}")
+    out = Path(job.out)
+    if out.exists() and not out.is_dir():
+        raise EtfError(f"-o {out} exists and is not a directory")
+    start_cfg = load_config(job.start) if job.start else None
+
+    # cheap pieces first: device, predictor, constraint, feasibility (before loading the supernet)
+    if device is None and job.device and (job.unit == "ms" or job.export):
+        device = pieces.resolve(job.device)
+    if predictor is None and job.device and (job.unit == "ms" or job.predictor):
+        predictor = pieces.load_predictor(job.device, job.size, job.tables, job.predictor)
+    if job.unit == "ms" and predictor is None:
+        raise EtfError("--target-ms needs a latency predictor: give --device (and its table) or --predictor")
+    num_classes_guess = 150
+    predict_ms = pieces.predictor_latency_fn(predictor) if predictor is not None else None
+    constraint = predict_ms if job.unit == "ms" else pieces.gflops_fn(job.size, num_classes_guess)
+
+    def no_accuracy(cfg: ArchConfig) -> float:
+        raise AssertionError("feasibility check evaluates no accuracy")
+
+    find_start(Objective(no_accuracy, constraint, job.target, budget=Budget(None)), TABLE1, PRESETS, start_cfg,
+               job.unit)
+
+    if evaluator is None:
+        if job.supernet is None or job.data is None:
+            raise EtfError("give --supernet CKPT and --data PATH (the accuracy signal is the supernet's mIoU)")
+        evaluator = pieces.load_evaluator(job.supernet, job.data, job.dataset, job.eval_size, job.n_calib, job.n_val,
+                                          job.batch)
+    num_classes = pieces.evaluator_num_classes(evaluator)
+    if job.unit == "GFLOPs":
+        constraint = pieces.gflops_fn(job.size, num_classes)
+    accuracy = pieces.evaluator_accuracy_fn(evaluator)
+
+    out.mkdir(parents=True, exist_ok=True)
+    _check_meta(out, _accuracy_settings(job))
+    log = SearchLog(out / "search_log.csv")
+    ms_of = (lambda c: float(predict_ms([c])[0])) if predict_ms is not None else (lambda c: None)
+    gflops_of = lambda c: model_size(c, job.size, num_classes).flops / 1e9  # noqa: E731
+
+    # reference points: every preset (those over the target too: the plot shows where they lie)
+    refs: dict[str, dict[str, Any]] = {}
+    if job.evaluate_presets:
+        ref_obj = Objective(accuracy, constraint, float("inf"), budget=Budget(None), algo="preset", cache=log.cache(),
+                            on_evaluate=log.writer("presets", ms_of, gflops_of))
+        for name, cfg in PRESETS.items():
+            lat = ref_obj.latency(cfg)
+            if not ref_obj.seen(cfg) and cfg.key() not in log.cache():
+                say(f"evaluating preset {name} (reference point) ...")
+            refs[name] = {"constraint": lat, "feasible": lat <= job.target, "accuracy": ref_obj.accuracy(cfg)}
+
+    bar = _Progress(job.budget, f"{job.algo} search", progress)
+    label = job.algo
+    if job.algo.startswith("cd"):
+        label += ("+anchors" if job.anchors else "") + (f"@{job.order}" if job.order != "space" else "")
+    on_eval = log.writer(run_id(label, job.target, job.unit, job.seed, job.budget), ms_of, gflops_of)
+
+    def on_evaluate(rec: EvalRecord) -> None:
+        on_eval(rec)
+        bar(rec)
+
+    try:
+        result: SearchResult = run_search(job.algo, accuracy, constraint, job.target,
+                                          budget=Budget(job.budget, job.minutes), seed=job.seed, start=start_cfg,
+                                          presets=PRESETS, cache=log.cache(), on_evaluate=on_evaluate, unit=job.unit,
+                                          order=job.order, anchors=job.anchors)
+    finally:
+        bar.close()
+    best = result.best
+    save_config(best, out / "best.json")
+    plot_pareto(log.rows, out / "pareto.png", target=job.target, best_key=best.key(), presets=PRESETS,
+                unit=job.unit, title=f"{label}: {result.evaluations} evaluations, target {job.target:g} {job.unit}")
+    summary: dict[str, Any] = {
+        "out": str(out), "best_json": str(out / "best.json"), "search_log": str(out / "search_log.csv"),
+        "pareto_png": str(out / "pareto.png"), "variant": label, **result.summary(),
+        "best_predicted_ms": ms_of(best), "best_gflops": gflops_of(best),
+        "best_params_m": model_size(best, job.size, num_classes).params / 1e6,
+        "presets": refs, "job": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(job).items()},
+    }
+    say(f"best ({label}, {result.evaluations} evaluations, stop: {result.stop_reason}): "
+        f"mIoU {result.best_accuracy:.2f} %, predicted "
+        + (f"{summary['best_predicted_ms']:.2f} ms" if summary["best_predicted_ms"] is not None else "n/a")
+        + f", {summary['best_gflops']:.3f} GFLOPs @ {job.size} -> {out / 'best.json'}")
+    say(f"search cost: {result.wall_seconds:.1f} s wall, {result.accuracy_seconds:.1f} s accuracy evaluations "
+        f"({result.fresh_evaluations} computed, {result.evaluations - result.fresh_evaluations} from the log), "
+        f"{result.predictor_seconds * 1000:.1f} ms predictor for {result.predictor_calls} configs "
+        f"({result.predictor_calls_per_s:,.0f} configs/s)")
+
+    if job.export:
+        model = out / "model.tflite"
+        previous = _read_json(out / "summary.json")
+        fresh = previous.get("model_key") == best.key() and previous.get("model_size") == job.size
+        if model.exists() and fresh:
+            say(f"winner already exported: {model}")
+        else:
+            say(f"exporting the winner at {job.size}x{job.size} with the weights it was scored with ...")
+            model = pieces.export_winner(best, out, job.size, evaluator, num_classes)
+        summary.update({"model_key": best.key(), "model_size": job.size, "model_tflite": str(model)})
+        timed = model
+        latency_classes = pieces.predictor_num_classes(predictor, num_classes)
+        if latency_classes != num_classes:
+            # the predictor models the deployed network with its own class count (e.g. ADE20K's 150): time that one
+            timed = out / "latency_model" / "model.tflite"
+            if not (timed.exists() and fresh):
+                say(f"the predictor models a {latency_classes}-class head, the supernet has {num_classes} classes: "
+                    f"exporting the winner with a {latency_classes}-class head for the latency check ...")
+                timed = pieces.export_winner(best, timed.parent, job.size, None, latency_classes)
+            summary["latency_model_tflite"] = str(timed)
+        summary["latency_model_classes"] = latency_classes
+        stats = pieces.measure(device, timed, job.runs, job.warmup, job.threads)
+        measured = float(stats.median_ms)
+        summary.update({"measured_ms": measured, "measured_std_ms": float(stats.std_ms),
+                        "device": getattr(stats, "device", job.device)})
+        if summary["best_predicted_ms"] is not None:
+            pred = summary["best_predicted_ms"]
+            summary["prediction_error_pct"] = 100.0 * (measured - pred) / pred
+        if job.unit == "ms":
+            summary["measured_vs_target_pct"] = 100.0 * (measured - job.target) / job.target
+            summary["within_tolerance"] = measured <= job.target * (1 + MEASURED_TOLERANCE)
+        say(f"winner on {summary['device']}: predicted "
+            + (f"{summary['best_predicted_ms']:.2f} ms" if summary["best_predicted_ms"] is not None else "n/a")
+            + f", measured {measured:.2f} ms (median of {job.runs}, std {stats.std_ms:.2f}, "
+              f"{latency_classes}-class head)"
+            + (f"; target {job.target:g} ms, measured {summary['measured_vs_target_pct']:+.1f} % "
+               f"({'within' if summary['within_tolerance'] else 'OVER'} +{MEASURED_TOLERANCE:.0%})"
+               if job.unit == "ms" else "") + f" -> {timed}")
+    _write_json(out / "summary.json", summary)
+    return summary
+
+
+__all__ = ["SearchJob", "run_job", "MEASURED_TOLERANCE"]
