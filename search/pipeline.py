@@ -214,7 +214,7 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
         + (f"{summary['best_predicted_ms']:.2f} ms" if summary["best_predicted_ms"] is not None else "n/a")
         + f", {summary['best_gflops']:.3f} GFLOPs @ {job.size} -> {out / 'best.json'}")
     say(f"search cost: {result.wall_seconds:.1f} s wall, {result.accuracy_seconds:.1f} s accuracy evaluations "
-        f"({result.fresh_evaluations} computed, {result.evaluations - result.fresh_evaluations} from the log), "
+        f"({result.fresh_evaluations} new to the log, {result.evaluations - result.fresh_evaluations} replayed from it), "
         f"{result.predictor_seconds * 1000:.1f} ms predictor for {result.predictor_calls} configs "
         f"({result.predictor_calls_per_s:,.0f} configs/s)")
 
