@@ -56,11 +56,11 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], int | No
     path = Path(path)
     if not path.is_file():
         raise EtfError(f"weights file not found: {path}" if not path.exists() else f"weights path is not a file: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and torch errors alike: the file is not a readable checkpoint
-        msg = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise EtfError(f"cannot read checkpoint {path}: {msg}") from None
+    # etf-train checkpoints carry optimiser and RNG state next to the weights, which a weights-only reader
+    # refuses; read them with the training side's reader (same one-line errors) and take the weights out.
+    from supernet.checkpoint import read_checkpoint as read_any
+
+    obj = read_any(path)
     num_classes = None
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         num_classes = obj.get("num_classes")

@@ -149,6 +149,24 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path, supernet_ckpt):
     assert classes == 3 and "classifier.weight" in state
 
 
+def test_training_checkpoint_with_optimiser_and_rng_state_exports(tmp_path, supernet_ckpt):
+    """An etf-train checkpoint (optimiser, numpy/python RNG states beside the weights) feeds etf-export as is."""
+    import random
+
+    import numpy as np
+
+    net, path = supernet_ckpt
+    plain = torch.load(path, map_location="cpu", weights_only=True)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    full = {**plain, "iteration": 7, "optimizer": opt.state_dict(),
+            "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}}
+    torch.save(full, tmp_path / "last.pt")
+    state, classes = read_checkpoint(tmp_path / "last.pt")
+    assert classes == plain["num_classes"] and set(state) == set(plain["model"])
+    model, _, kind = build_deployed_model(TABLE1.sample(2), tmp_path / "last.pt")
+    assert kind == "supernet"
+
+
 # -- pure parts of the fidelity check and the op classification -------------------------------------------
 
 def test_compare_uses_a_tolerance_relative_to_the_largest_logit():
