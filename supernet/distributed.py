@@ -138,16 +138,7 @@ class SyncElasticConvBN(ElasticConvBN):
         var = (stats[c:2 * c] / n - mean * mean).clamp_min(0.0)
         with torch.no_grad():
             unbiased = var * (n / (n - 1)) if float(n) > 1 else var
-            self.num_batches_tracked += 1
-            m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-            new_mean = (1 - m) * take(self.running_mean, 0, out) + m * mean.detach()
-            new_var = (1 - m) * take(self.running_var, 0, out) + m * unbiased.detach()
-            if isinstance(out, int):
-                self.running_mean[:out] = new_mean
-                self.running_var[:out] = new_var
-            else:
-                self.running_mean.index_copy_(0, out, new_mean)
-                self.running_var.index_copy_(0, out, new_var)
+            self.update_running_stats(out, mean.detach(), unbiased.detach())
         scale = weight * torch.rsqrt(var + self.eps)
         return (y - mean.view(1, c, 1, 1)) * scale.view(1, c, 1, 1) + bias.view(1, c, 1, 1)
 

@@ -95,19 +95,23 @@ class ElasticConvBN(nn.Module):
                                 weight, bias, False, 0.0, self.eps)
         with torch.no_grad():
             n = y.numel() // y.shape[1]
-            mean = y.mean(dim=(0, 2, 3))
-            var = y.var(dim=(0, 2, 3), unbiased=n > 1)
-            self.num_batches_tracked += 1
-            m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-            new_mean = (1 - m) * take(self.running_mean, 0, out) + m * mean
-            new_var = (1 - m) * take(self.running_var, 0, out) + m * var
-            if isinstance(out, int):
-                self.running_mean[:out] = new_mean
-                self.running_var[:out] = new_var
-            else:
-                self.running_mean.index_copy_(0, out, new_mean)
-                self.running_var.index_copy_(0, out, new_var)
+            self.update_running_stats(out, y.mean(dim=(0, 2, 3)), y.var(dim=(0, 2, 3), unbiased=n > 1))
         return F.batch_norm(y, None, None, weight, bias, True, 0.0, self.eps)
+
+    @torch.no_grad()
+    def update_running_stats(self, out: Sel, mean: torch.Tensor, unbiased_var: torch.Tensor) -> None:
+        """Blend a batch's statistics into the running ones of channels ``out`` only (momentum, or a
+        cumulative average when ``momentum`` is None)."""
+        self.num_batches_tracked += 1
+        m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+        new_mean = (1 - m) * take(self.running_mean, 0, out) + m * mean
+        new_var = (1 - m) * take(self.running_var, 0, out) + m * unbiased_var
+        if isinstance(out, int):
+            self.running_mean[:out] = new_mean
+            self.running_var[:out] = new_var
+        else:
+            self.running_mean.index_copy_(0, out, new_mean)
+            self.running_var.index_copy_(0, out, new_var)
 
     @torch.no_grad()
     def copy_to(self, conv: nn.Conv2d, bn: nn.BatchNorm2d, out: Sel, inp: Sel | None = None,
