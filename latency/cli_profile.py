@@ -13,7 +13,7 @@ What gets measured (at --size): all stem, head and resize configs; a grid of MBC
 position x kernel x expansion, with the smallest/middle/largest widths; --mbconv exhaustive measures all
 ~2,200); a space-filling sample of 40 transformer blocks, 27 injection modules and 6 pyramid-pool configs;
 then adaptive sampling (a random forest's least certain candidates: +40 MBConv, +20 transformer,
-+9 injection, +4 pool); then --e2e random subnets end to end for the predictor's correction.
++9 injection, +4 pool); then --e2e subnets end to end (smallest, presets, random) for the predictor's correction.
 Each batch is converted in --workers processes (cached under OUT/cache, never twice) and timed on every
 device in one round trip, with a reference operator before and after (its latency is the drift record).
 
@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mbconv", choices=("grid", "exhaustive"), default="grid",
                    help="MBConv blocks to measure: a designed grid (~280 at 512, default) or all (~2,200)")
     p.add_argument("--no-adaptive", action="store_true", help="skip the adaptive-sampling phase")
-    p.add_argument("--e2e", type=int, default=8, help="random subnets measured end to end (default 8)")
+    p.add_argument("--e2e", type=int, default=16, help="subnets measured end to end for the whole-network "
+                   "correction: the smallest config and the 3 presets, then random ones (default 16)")
     p.add_argument("--e2e-only", action="store_true", help="skip the operator phases; measure only the --e2e "
                    "end-to-end subnets (e.g. after a budget-limited run)")
     p.add_argument("--limit", type=int, default=None, help="measure only the first N planned operators "

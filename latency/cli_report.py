@@ -1,7 +1,7 @@
 """``etf-predictor-report``: how well the latency predictor does on subnets it never saw, against two baselines.
 
 Measures N random subnets end to end on the device (seeds disjoint from the correction subnets; any config
-used in fitting is skipped), in batches bracketed by the reference operator (drift), and compares the
+used in fitting is skipped), with the reference operator timed between every two subnets (drift), and compares the
 predictor with (a) a linear fit on FLOPs and (b) the plain operator sum without correction, both fitted on
 the same data as the predictor's correction. Measurements are kept in ``<device>_<size>.heldout.csv``
 (resumable, never used for fitting); the scatter plot goes to ``<device>_<size>.report.png``.
@@ -23,7 +23,7 @@ import pandas as pd
 from latency import table as tbl
 from latency.export_op import cache_path, convert_cached, ignore_sigint, sigint_ignored
 from latency.predictor import accuracy, load_for_device
-from latency.profile import _now, convert_networks, e2e_row, get_device, reference_op
+from latency.profile import _now, convert_networks, e2e_row, get_device, measure_with_reference, reference_op
 from supernet.errors import EtfError, cli_entry
 from supernet.size import model_size
 from supernet.space import TABLE1, ArchConfig
@@ -72,11 +72,9 @@ def measure_heldout(device_name: str, size: int, tables_dir: str, n: int, worker
         for i in range(0, len(todo), batch):
             chunk = todo[i:i + batch]
             paths, _ = convert_networks([c for _, c in chunk], size, cache, pool)
-            stats = dev.benchmark_many([ref_path, *paths, ref_path], runs=runs, warmup=warmup,
-                                       cooldown_s=0.0 if dev.kind == "local" else None)
-            ref_ms = (stats[0].median_ms + stats[-1].median_ms) / 2
-            new = pd.DataFrame([e2e_row(dev.name, size, s, c, st, ref_ms, "heldout")
-                                for (s, c), st in zip(chunk, stats[1:-1])], columns=tbl.E2E_COLUMNS)
+            stats, refs = measure_with_reference(dev, ref_path, paths, runs=runs, warmup=warmup, interleave=True)
+            new = pd.DataFrame([e2e_row(dev.name, size, s, c, st, ref, "heldout")
+                                for (s, c), st, ref in zip(chunk, stats, refs)], columns=tbl.E2E_COLUMNS)
             rows = pd.concat([rows, new], ignore_index=True) if len(rows) else new
             tbl.write_csv_atomic(rows, path)
             bar.update(len(chunk))

@@ -21,7 +21,9 @@ from supernet.errors import EtfError
 
 
 #: Bump when ``export_operator`` changes how an operator is converted (invalidates the cache).
-OPERATOR_EXPORT_REV = 1
+#: Rev 2: BatchNorms are randomised before export (rev 1 kept TopFormer's zero-init attention projection, which
+#: the converter folded away, so attention was never timed).
+OPERATOR_EXPORT_REV = 2
 
 
 @lru_cache(maxsize=1)
@@ -43,12 +45,17 @@ def cache_path(cache_dir: str | Path, key: str) -> Path:
 
 
 def export_operator(op: Operator, path: str | Path) -> Path:
-    """Build ``op`` alone (random weights, eval mode) and write it as a NHWC ``.tflite`` at ``path``."""
+    """Build ``op`` alone (random weights and BatchNorms, eval mode) and write it as a NHWC ``.tflite`` at ``path``.
+
+    BatchNorms are randomised as for an untrained whole-network export: a zero-initialised BN would let the
+    converter delete the branch it ends, and the table would time an operator the trained network does not have.
+    """
+    from supernet.deploy import randomize_batchnorm_
     from supernet.export import _quiet, export_tflite
 
     shapes = op.input_shapes()
     torch.manual_seed(0)
-    module = op.build().eval()
+    module = randomize_batchnorm_(op.build()).eval()
     if len(shapes) == 1:
         return export_tflite(module, shapes[0], path)
     import litert_torch

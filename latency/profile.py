@@ -25,12 +25,29 @@ from latency.export_op import cache_path, convert_cached, converter_version, ign
 from latency.operators import MBConv, Operator, parse_key
 from latency.plan import candidates, designed_sample, interleave, most_uncertain, stage_sides
 from supernet.errors import EtfError
-from supernet.space import TABLE1
+from supernet.space import TABLE1, ArchConfig
 
 #: Extra operators picked by adaptive sampling, per kind, after the designed sample.
 ADAPTIVE = {"mbconv": 40, "transformer": 20, "injection": 9, "pool": 4}
 #: Seeds of the subnets measured end to end for the whole-network correction (the report uses other seeds).
 E2E_SEED_BASE = 1000
+
+
+def correction_subnets(n: int) -> list[tuple[int | None, "ArchConfig"]]:
+    """The ``n`` subnets measured end to end for the whole-network correction, as (seed or None, config):
+    first the smallest config and the three TopFormer presets (the sizes a latency-constrained search ends at,
+    which random samples of Table 1 rarely reach), then seeded random subnets."""
+    from supernet.presets import PRESETS
+
+    anchors = [TABLE1.min_config(), *PRESETS.values()]
+    out: list[tuple[int | None, ArchConfig]] = [(None, c) for c in anchors[:n]]
+    seed = E2E_SEED_BASE
+    while len(out) < n:
+        cfg = TABLE1.sample(seed)
+        if cfg.key() not in {c.key() for _, c in out}:
+            out.append((seed, cfg))
+        seed += 1
+    return out
 
 
 def get_device(name: str):
@@ -63,7 +80,7 @@ class ProfileSettings:
     budget_min: float | None = None
     mbconv: str = "grid"
     adaptive: dict[str, int] = field(default_factory=lambda: dict(ADAPTIVE))
-    e2e: int = 8
+    e2e: int = 16
     limit: int | None = None
     seed: int = 0
     e2e_only: bool = False
@@ -166,19 +183,16 @@ class Profiler:
         return {k: p for k, p in paths.items() if k not in failures}, failures, time.monotonic() - start, cpu, done
 
     # -- measurement ------------------------------------------------------------------------------------------
-    def _measure_on(self, dev, paths: list[Path]) -> tuple[list[Any], float]:
-        ref = cache_path(self.s.cache(), self.ref.key)
-        stats = dev.benchmark_many([ref, *paths, ref], runs=self.s.runs, warmup=self.s.warmup,
-                                   threads=self.s.threads, cooldown_s=0.0 if dev.kind == "local" else None)
-        ref_ms = (stats[0].median_ms + stats[-1].median_ms) / 2
-        return stats[1:-1], ref_ms
+    def _measure_on(self, dev, paths: list[Path], interleave: bool = False) -> tuple[list[Any], list[float]]:
+        return measure_with_reference(dev, cache_path(self.s.cache(), self.ref.key), paths, runs=self.s.runs,
+                                      warmup=self.s.warmup, threads=self.s.threads, interleave=interleave)
 
-    def _measure_all(self, paths: list[Path]) -> dict[str, tuple[list[Any], float]]:
+    def _measure_all(self, paths: list[Path], interleave: bool = False) -> dict[str, tuple[list[Any], list[float]]]:
         if len(self.devices) == 1:
             dev = self.devices[0]
-            return {dev.name: self._measure_on(dev, paths)}
+            return {dev.name: self._measure_on(dev, paths, interleave)}
         with ThreadPoolExecutor(len(self.devices)) as ex:
-            futs = {dev.name: ex.submit(self._measure_on, dev, paths) for dev in self.devices}
+            futs = {dev.name: ex.submit(self._measure_on, dev, paths, interleave) for dev in self.devices}
             return {name: f.result() for name, f in futs.items()}
 
     def run_batch(self, ops: Sequence[Operator], phase: str) -> None:
@@ -201,7 +215,8 @@ class Profiler:
             meta.setdefault("failed", {}).update(failures)
             if dev.name not in results:
                 continue
-            stats, ref_ms = results[dev.name]
+            stats, refs = results[dev.name]
+            ref_ms = float(sum(refs) / len(refs))
             batch_id = len(meta["drift"])
             meta["drift"].append({"batch": batch_id, "timestamp": _now(), "ref_ms": ref_ms, "phase": phase,
                                   "ops": len(ok)})
@@ -271,7 +286,7 @@ class Profiler:
                     self.run_ops(picks, "adaptive")
             self._bar.close()
             if s.e2e > 0:
-                self.run_e2e([E2E_SEED_BASE + i for i in range(s.e2e)], "correction")
+                self.run_e2e(correction_subnets(s.e2e), "correction")
         except KeyboardInterrupt:
             self._stop_workers()
             raise
@@ -332,12 +347,11 @@ class Profiler:
         return summary
 
     # -- end-to-end subnets ---------------------------------------------------------------------------------
-    def run_e2e(self, seeds: Sequence[int], purpose: str) -> None:
-        """Measure the subnets ``TABLE1.sample(seed)`` end to end (for the correction), skipping those present."""
+    def run_e2e(self, subnets: Sequence[tuple[int | None, ArchConfig]], purpose: str) -> None:
+        """Measure ``subnets`` ((seed or None, config) pairs) end to end, skipping those already in the table."""
         from tqdm import tqdm
 
-        cfgs = [TABLE1.sample(seed) for seed in seeds]
-        todo = [(seed, c) for seed, c in zip(seeds, cfgs)
+        todo = [(seed, c) for seed, c in subnets
                 if any(c.key() not in set(e["arch_key"]) for e in self.e2e.values())]
         bar = tqdm(total=len(todo), desc="end-to-end", unit="net", disable=not self.progress, dynamic_ncols=True)
         for i in range(0, len(todo), max(1, self.s.workers)):
@@ -347,19 +361,45 @@ class Profiler:
             chunk = todo[i:i + max(1, self.s.workers)]
             paths, wall = convert_networks([c for _, c in chunk], self.s.size, self.s.cache(), self._workers())
             t0 = time.monotonic()
-            results = self._measure_all(paths)
+            results = self._measure_all(paths, interleave=True)
             meas = time.monotonic() - t0
             for dev in self.devices:
-                stats, ref_ms = results[dev.name]
+                stats, refs = results[dev.name]
                 self.meta[dev.name]["timing"]["e2e_convert_wall_s"] += wall
                 self.meta[dev.name]["timing"]["e2e_measure_wall_s"] += meas
-                rows = [e2e_row(dev.name, self.s.size, seed, c, st, ref_ms, purpose)
-                        for (seed, c), st in zip(chunk, stats) if c.key() not in set(self.e2e[dev.name]["arch_key"])]
+                rows = [e2e_row(dev.name, self.s.size, seed, c, st, ref, purpose)
+                        for (seed, c), st, ref in zip(chunk, stats, refs)
+                        if c.key() not in set(self.e2e[dev.name]["arch_key"])]
                 self.e2e[dev.name] = pd.concat([self.e2e[dev.name], pd.DataFrame(rows)], ignore_index=True) \
                     if len(self.e2e[dev.name]) else pd.DataFrame(rows, columns=tbl.E2E_COLUMNS)
                 self._save(dev.name)
             bar.update(len(chunk))
         bar.close()
+
+
+def measure_with_reference(dev, ref_path: Path, paths: Sequence[Path], runs: int, warmup: int,
+                           threads: int | None = None, interleave: bool = False) -> tuple[list[Any], list[float]]:
+    """Time ``paths`` on ``dev`` in one round trip together with the reference operator; returns each model's
+    stats and the reference latency (ms) it is normalised by.
+
+    Bracketed (``[ref, m1, m2, ..., ref]``, for short operators) every model gets the mean of the two
+    reference timings; interleaved (``[ref, m1, ref, m2, ref, ...]``, for whole networks, whose batch takes
+    long enough for the machine's speed to change within it) each model gets the mean of its two neighbours.
+    """
+    order = [ref_path]
+    for p in paths:
+        order += [p, ref_path] if interleave else [p]
+    if not interleave:
+        order.append(ref_path)
+    stats = dev.benchmark_many(order, runs=runs, warmup=warmup, threads=threads,
+                               cooldown_s=0.0 if dev.kind == "local" else None)
+    if interleave:
+        models = stats[1::2]
+        refs = [(stats[2 * i].median_ms + stats[2 * i + 2].median_ms) / 2 for i in range(len(models))]
+    else:
+        models = stats[1:-1]
+        refs = [(stats[0].median_ms + stats[-1].median_ms) / 2] * len(models)
+    return models, refs
 
 
 def e2e_row(device: str, size: int, seed: int | None, cfg, st, ref_ms: float, purpose: str) -> dict[str, Any]:
@@ -379,13 +419,15 @@ def convert_network_worker(arch_json: str, size: int, path: str) -> float:
     """Worker entry point: export ``WithResize(TopFormer(cfg))`` at ``size`` to ``path``; returns seconds."""
     import torch
 
+    from supernet.deploy import randomize_batchnorm_
     from supernet.export import export_tflite
     from supernet.space import ArchConfig
     from supernet.topformer import TopFormer, WithResize
 
     start = time.perf_counter()
     torch.manual_seed(0)
-    export_tflite(WithResize(TopFormer(ArchConfig.from_json(arch_json))), (1, 3, size, size), path)
+    net = randomize_batchnorm_(TopFormer(ArchConfig.from_json(arch_json)))  # as an untrained etf-export does
+    export_tflite(WithResize(net), (1, 3, size, size), path)
     return time.perf_counter() - start
 
 

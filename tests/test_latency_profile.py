@@ -160,3 +160,44 @@ def test_two_devices_profile_in_parallel_into_one_table_each(profiled, tmp_path,
     assert list(a["key"]) == list(b["key"]) and len(a) == 3
     assert set(a["device"]) == {"local"} and set(b["device"]) == {"cpu2"}
     assert summary["local"]["timing"]["conversions"] == 0
+
+
+def test_correction_subnets_start_with_the_smallest_config_and_the_presets():
+    from latency.profile import correction_subnets
+    from supernet.presets import PRESETS
+    from supernet.space import TABLE1
+
+    subnets = correction_subnets(7)
+    keys = [c.key() for _, c in subnets]
+    assert keys[:4] == [TABLE1.min_config().key(), *(c.key() for c in PRESETS.values())]
+    assert [s for s, _ in subnets[:4]] == [None] * 4 and all(s is not None for s, _ in subnets[4:])
+    assert len(set(keys)) == 7
+    assert [c.key() for _, c in correction_subnets(2)] == keys[:2]
+
+
+@pytest.mark.slow
+def test_transformer_operator_export_keeps_the_attention(tmp_path):
+    """A zero-initialised projection BN lets the converter delete the attention branch; the table must time it."""
+    from latency.export_op import export_operator
+    from latency.plan import designed_sample
+    from supernet.oplist import op_counts, tflite_ops
+
+    op = designed_sample(SIZE)["transformer"][0]
+    counts = op_counts(tflite_ops(export_operator(op, tmp_path / "t.tflite")))
+    assert counts.get("BATCH_MATMUL", 0) == 2, counts  # q.k and attn.v
+
+
+@pytest.mark.slow
+def test_interleaved_measurement_gives_each_model_its_neighbouring_reference(profiled):
+    from android_bench.device_config import resolve_device
+    from latency.export_op import cache_path
+    from latency.profile import measure_with_reference, reference_op
+
+    cache = profiled / "cache"
+    ref = cache_path(cache, reference_op(SIZE).key)
+    models = sorted(p for p in cache.glob("*.tflite") if p != ref)[:2]
+    dev = resolve_device("local")
+    stats, refs = measure_with_reference(dev, ref, models, runs=3, warmup=1, interleave=True)
+    assert len(stats) == len(refs) == 2 and all(s.median_ms > 0 for s in stats) and all(r > 0 for r in refs)
+    stats, refs = measure_with_reference(dev, ref, models, runs=3, warmup=1, interleave=False)
+    assert len(stats) == 2 and refs[0] == refs[1] > 0
