@@ -54,6 +54,8 @@ def main() -> None:
     ap.add_argument("--n-val", type=int, default=50, help="validation images scored")
     ap.add_argument("--n-random-eval", type=int, default=3, help="random subnets in the table")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--eval-only", action="store_true",
+                    help="evaluate the run's existing checkpoint (e.g. one trained by etf-train) without training")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -66,10 +68,16 @@ def main() -> None:
                       head_lr_mult=args.head_lr_mult,
                       num_random=args.num_random, workers=args.workers, seed=args.seed, ckpt_every=2)
     ckpt = args.run / "last.pt"
-    train(cfg, resume=ckpt.exists())
+    if not args.eval_only:
+        train(cfg, resume=ckpt.exists())
     log = read_log(args.run / "log.csv")
     train_seconds = sum(r["time"] for r in log)
     state = read_checkpoint(ckpt)
+    if args.eval_only:  # report the run's own settings, not this script's defaults
+        saved = state.get("args", {})
+        for name in ("size", "batch", "num_random", "lr"):
+            if name in saved:
+                setattr(args, name, saved[name])
 
     t0 = time.perf_counter()
     ev = SubnetEvaluator.from_checkpoint(ckpt, args.data, "synthetic", args.size, n_calib=args.n_calib,

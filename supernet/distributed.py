@@ -1,13 +1,13 @@
-"""Multi-process training helpers: process-group set-up from torchrun's environment, gradient averaging,
-and synchronised batch statistics for the supernet's own BN layers (``ElasticConvBN``).
+"""Multi-process training helpers: process-group set-up from torchrun's environment, the
+DistributedDataParallel wrapper for sandwich steps, and synchronised batch statistics for the supernet's own
+BN layers (``ElasticConvBN``).
 
-Why not ``nn.parallel.DistributedDataParallel``: one sandwich step runs four forward/backward passes
-through *different* subnets (different parameter slices, some blocks unused) before one optimiser step.
-DDP's reducer is built for one forward/backward per step; here it would need ``find_unused_parameters``
-plus ``no_sync()`` on all but the last pass, and would still all-reduce on every pass of a naive loop.
-Averaging the accumulated gradients once per step (:func:`average_gradients`) is what DDP computes, with
-one collective per step. And ``nn.SyncBatchNorm.convert_sync_batchnorm`` only converts ``nn.BatchNorm*``,
-so the elastic BN gets its own synchronised variant (:class:`SyncElasticConvBN`).
+One sandwich step runs several forward/backward passes through *different* subnets (different parameter
+slices, some blocks unused) before one optimiser step. DDP handles that with ``find_unused_parameters`` and
+``no_sync()`` on every pass but the last: gradients accumulate locally and are all-reduced once, during the
+last backward (parameters used only by earlier passes are included; DDP tracks use across ``no_sync``).
+``nn.SyncBatchNorm.convert_sync_batchnorm`` only converts ``nn.BatchNorm*``, so the elastic BN gets its own
+synchronised variant (:class:`SyncElasticConvBN`).
 """
 from __future__ import annotations
 
@@ -58,43 +58,19 @@ def shutdown(info: DistInfo) -> None:
         dist.destroy_process_group()
 
 
-@torch.no_grad()
-def broadcast_module(module: nn.Module, src: int = 0) -> None:
-    """Copy parameters and buffers from rank ``src`` to all ranks (what DDP does at construction)."""
-    for tensor in list(module.parameters()) + list(module.buffers()):
-        dist.broadcast(tensor.data, src)
+def wrap_ddp(model: nn.Module, device: torch.device) -> nn.parallel.DistributedDataParallel:
+    """``DistributedDataParallel`` over the supernet for sandwich steps (see the module docstring).
 
+    Construction broadcasts rank 0's parameters and buffers. ``find_unused_parameters``: a subnet leaves
+    blocks unused. ``broadcast_buffers=False``: the synchronised BN already gives every rank the same running
+    statistics, and the subnets of one step change which channels they touch."""
+    import warnings
 
-@torch.no_grad()
-def average_gradients(module: nn.Module, world_size: int, bucket_numel: int = 1 << 22) -> None:
-    """All-reduce every parameter's accumulated gradient and divide by the world size, in flat buckets.
-
-    Parameters without a gradient get zeros first, so every rank reduces the same tensors in the same
-    order even when a rank's subnets did not touch a parameter."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    bucket: list[torch.Tensor] = []
-    size = 0
-
-    def flush() -> None:
-        flat = torch.cat([g.reshape(-1) for g in bucket])
-        dist.all_reduce(flat)
-        flat /= world_size
-        offset = 0
-        for g in bucket:
-            g.copy_(flat[offset:offset + g.numel()].view_as(g))
-            offset += g.numel()
-
-    for p in params:
-        bucket.append(p.grad)
-        size += p.grad.numel()
-        if size >= bucket_numel:
-            flush()
-            bucket, size = [], 0
-    if bucket:
-        flush()
+    with warnings.catch_warnings():  # torch 2.13 deprecates broadcast_buffers but advises keeping False for now
+        warnings.filterwarnings("ignore", message=".*broadcast_buffers.*", category=FutureWarning)
+        return nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=True, broadcast_buffers=False)
 
 
 class _AllReduceSum(torch.autograd.Function):
@@ -121,21 +97,23 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
 class SyncElasticConvBN(ElasticConvBN):
     """``ElasticConvBN`` whose training-mode statistics are the batch mean/var over all processes.
 
-    Per-channel sum and sum of squares (and the pixel count) are all-reduced with the differentiable
-    :func:`all_reduce_sum`, so gradients flow through the global statistics as
+    The per-channel sum (and the pixel count), then the per-channel sum of squared deviations from the global
+    mean, are all-reduced with the differentiable :func:`all_reduce_sum`, so gradients flow through the global
+    statistics as
     in ``nn.SyncBatchNorm``. Evaluation mode and the state-dict layout are unchanged."""
 
     def _bn(self, y: torch.Tensor, out: Sel) -> torch.Tensor:
         if not self.training or not (dist.is_available() and dist.is_initialized()):
             return super()._bn(y, out)
         weight, bias = take(self.bn_weight, 0, out), take(self.bn_bias, 0, out)
-        count = torch.tensor([float(y.numel() // y.shape[1])], device=y.device, dtype=y.dtype)
-        stats = torch.cat([y.sum(dim=(0, 2, 3)), (y * y).sum(dim=(0, 2, 3)), count])
-        stats = all_reduce_sum(stats)
         c = y.shape[1]
+        count = torch.tensor([float(y.numel() // c)], device=y.device, dtype=y.dtype)
+        # two passes (mean, then squared deviations), as precise as one process's batch_norm; one pass with
+        # E[y^2] - mean^2 loses digits on channels whose mean dwarfs their spread
+        stats = all_reduce_sum(torch.cat([y.sum(dim=(0, 2, 3)), count]))
         n = stats[-1]
         mean = stats[:c] / n
-        var = (stats[c:2 * c] / n - mean * mean).clamp_min(0.0)
+        var = all_reduce_sum((y - mean.view(1, c, 1, 1)).pow(2).sum(dim=(0, 2, 3))) / n
         with torch.no_grad():
             unbiased = var * (n / (n - 1)) if float(n) > 1 else var
             self.update_running_stats(out, mean.detach(), unbiased.detach())

@@ -10,6 +10,7 @@ iteration). The same script runs on one CPU or under ``torchrun`` on many proces
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -29,8 +30,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from supernet.checkpoint import load_supernet, read_checkpoint, save_checkpoint, warm_start
 from supernet.datasets import DATASET_NAMES, build_dataset, collate_segmentation
-from supernet.distributed import (DistInfo, average_gradients, barrier, broadcast_module, convert_sync_elastic_bn,
-                                  gather_objects, init_from_env, revert_sync_elastic_bn, shutdown)
+from supernet.distributed import (DistInfo, barrier, convert_sync_elastic_bn, gather_objects, init_from_env,
+                                  revert_sync_elastic_bn, shutdown, wrap_ddp)
 from supernet.errors import EtfError, cli_entry
 from supernet.losses import distillation_loss, segmentation_loss
 from supernet.model import TopFormerSupernet
@@ -298,9 +299,10 @@ def _train(cfg: TrainConfig, info: DistInfo, saved: dict[str, Any] | None, ckpt_
             f"{len(model.state_dict())} supernet tensors; {len(skipped)} checkpoint tensors skipped"
             + (f" (e.g. {', '.join(skipped[:3])})" if skipped else ""), file=sys.stderr)
     model.to(device).train()
+    ddp = None
     if info.enabled:
-        broadcast_module(model)
         convert_sync_elastic_bn(model)
+        ddp = wrap_ddp(model, device)  # broadcasts rank 0's weights
 
     lr = cfg.resolved_lr(info.world_size)
     warmup = cfg.resolved_warmup()
@@ -371,9 +373,7 @@ def _train(cfg: TrainConfig, info: DistInfo, saved: dict[str, Any] | None, ckpt_
                 break
             images = batch["image"].to(device, non_blocking=True)
             labels = batch["label"].to(device, non_blocking=True)
-            last = sandwich_step(model, images, labels, cfg.num_random, arch_rng)
-            if info.enabled:
-                average_gradients(model, info.world_size)
+            last = sandwich_step(model, images, labels, cfg.num_random, arch_rng, ddp)
             if cfg.clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
             current_lr = optimizer.param_groups[0]["lr"]
@@ -411,23 +411,37 @@ def _train(cfg: TrainConfig, info: DistInfo, saved: dict[str, Any] | None, ckpt_
 
 
 def sandwich_step(model: TopFormerSupernet, images: torch.Tensor, labels: torch.Tensor, num_random: int,
-                  arch_rng: random.Random) -> dict[str, float]:
+                  arch_rng: random.Random, ddp: nn.parallel.DistributedDataParallel | None = None) -> dict[str, float]:
     """Forward/backward the max subnet on labels, then the min and ``num_random`` sampled subnets on the max
-    subnet's detached logits; gradients accumulate in ``.grad`` (the caller steps). Returns the losses."""
+    subnet's detached logits; gradients accumulate in ``.grad`` (the caller steps). Returns the losses.
+
+    With ``ddp`` (the DistributedDataParallel wrapper of ``model``) every pass but the last runs under
+    ``no_sync()``, so the accumulated gradients are averaged over processes once, in the last backward."""
+    net = ddp if ddp is not None else model
+    passes = 2 + num_random
+
+    def run(i: int, loss_of) -> torch.Tensor:
+        sync = ddp is None or i == passes - 1
+        with contextlib.nullcontext() if sync else ddp.no_sync():
+            loss = loss_of(net(images))
+            loss.backward()
+        return loss
+
     model.set_max()
-    teacher = model(images)
-    loss_max = segmentation_loss(teacher, labels)
-    loss_max.backward()
-    teacher = teacher.detach()
+    logits: list[torch.Tensor] = []
+
+    def max_loss(out: torch.Tensor) -> torch.Tensor:
+        logits.append(out.detach())
+        return segmentation_loss(out, labels)
+
+    loss_max = run(0, max_loss)
+    teacher = logits[0]
     model.set_min()
-    loss_min = distillation_loss(model(images), teacher, labels)
-    loss_min.backward()
+    loss_min = run(1, lambda out: distillation_loss(out, teacher, labels))
     rand = []
-    for _ in range(num_random):
+    for i in range(num_random):
         model.sample_active(arch_rng)
-        loss = distillation_loss(model(images), teacher, labels)
-        loss.backward()
-        rand.append(float(loss.detach()))
+        rand.append(float(run(2 + i, lambda out: distillation_loss(out, teacher, labels)).detach()))
     model.set_max()
     return {"loss_max": float(loss_max.detach()), "loss_min": float(loss_min.detach()),
             "loss_rand": float(np.mean(rand)) if rand else float("nan")}

@@ -258,6 +258,69 @@ def test_synced_elastic_bn_over_two_gloo_processes_equals_one_big_batch(tmp_path
     assert torch.allclose(grad_w, layer.bn_weight.grad, atol=1e-3)  # the sum of local gradients = global
 
 
+def _ddp_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(1)
+    return torch.randn(4, 3, 64, 64, generator=gen, dtype=torch.float64), torch.randint(0, 4, (4, 64, 64),
+                                                                                      generator=gen)
+
+
+def _ddp_model() -> torch.nn.Module:
+    from supernet.model import TopFormerSupernet
+
+    torch.manual_seed(0)
+    # float64: in float32 the untrained net's near-degenerate BN channels amplify summation-order noise to
+    # ~0.5% of the gradient, on one process as on two; in float64 the two paths agree to ~1e-11
+    model = TopFormerSupernet(num_classes=4).double().train()
+    model.dropout.p = 0.0  # dropout streams differ per rank by design; switch it off to compare gradients
+    return model
+
+
+def _ddp_sandwich_worker(rank: int, world: int, port: int, result_dir: str) -> None:
+    import random
+
+    import torch.distributed as dist
+
+    from supernet.distributed import convert_sync_elastic_bn, wrap_ddp
+    from supernet.train import sandwich_step
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    model = _ddp_model()
+    if rank == 1:  # DDP must broadcast rank 0's weights at construction
+        with torch.no_grad():
+            next(model.parameters()).add_(1.0)
+    convert_sync_elastic_bn(model)
+    ddp = wrap_ddp(model, torch.device("cpu"))
+    images, labels = _ddp_batch()
+    part = slice(rank * 2, rank * 2 + 2)
+    losses = sandwich_step(model, images[part], labels[part], 1, random.Random(0), ddp)
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    torch.save({"grads": grads, "losses": losses}, os.path.join(result_dir, f"ddp{rank}.pt"))
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ddp_sandwich_step_over_two_gloo_processes_equals_one_big_batch(tmp_path: Path) -> None:
+    """Four passes through different subnets, three under no_sync: the averaged gradients equal one process's."""
+    import random
+
+    import torch.multiprocessing as mp
+
+    from supernet.train import sandwich_step
+
+    mp.spawn(_ddp_sandwich_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    model = _ddp_model()
+    images, labels = _ddp_batch()
+    sandwich_step(model, images, labels, 1, random.Random(0))
+    want = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    got = [torch.load(tmp_path / f"ddp{r}.pt")["grads"] for r in range(2)]
+    assert set(got[0]) == set(got[1]) == set(want)
+    scale = max(g.abs().max().item() for g in want.values())
+    for name, g in want.items():
+        for r in range(2):
+            assert torch.allclose(got[r][name], g, rtol=1e-7, atol=1e-9 * scale), name
+
+
 @pytest.mark.slow
 def test_torchrun_two_gloo_processes_train_and_resume(tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
