@@ -141,23 +141,25 @@ def main(argv: list[str] | None = None) -> int:
             "predictor_s_per_run": statistics.mean(r["predictor_s"] for r in rs),
             "predictor_calls_per_run": statistics.mean(r["predictor_calls"] for r in rs),
         })
+    out = sys.stderr if args.json else sys.stdout  # --json: stdout is one JSON object, the table goes to stderr
     print(f"\nsearch at {target:.2f} ms predicted ({args.device}, {args.size}x{args.size}), budget {args.budget} "
           f"evaluations, seeds {args.seeds}; accuracy = supernet mIoU % on {args.dataset} "
-          f"({args.n_val} val images at {args.eval_size}px after BN recalibration on {args.n_calib}x{args.batch} crops)")
+          f"({args.n_val} val images at {args.eval_size}px after BN recalibration on {args.n_calib}x{args.batch} crops)",
+          file=out)
     head = (f"{'algo':21s} {'best mIoU mean ± std':>21s} {'min..max':>13s} {'evals-to-best':>14s} {'pred ms':>14s} "
             f"{'acc-eval s/run':>14s} {'pred s/run':>10s} {'pred calls/run':>14s}")
-    print(head)
+    print(head, file=out)
     for row in table:
         print(f"{row['algo']:21s} {row['best_miou_mean']:13.2f} ± {row['best_miou_std']:5.2f} "
               f"{row['best_miou_min']:6.2f}..{row['best_miou_max']:<6.2f} {row['evals_to_best']:>14s} "
               f"{row['best_pred_ms']:>14s} {row['accuracy_s_per_run']:14.1f} {row['predictor_s_per_run']:10.3f} "
-              f"{row['predictor_calls_per_run']:14.0f}")
+              f"{row['predictor_calls_per_run']:14.0f}", file=out)
     print(f"predictor: {thr['batched_configs_per_s']:,.0f} configs/s batched, {thr['single_calls_per_s']:,.0f} "
           f"single-config calls/s; mean accuracy evaluation "
-          f"{np.mean(list(cost.values())) if cost else float('nan'):.2f} s/config")
+          f"{np.mean(list(cost.values())) if cost else float('nan'):.2f} s/config", file=out)
     result = {"target_ms": target, "pred_tiny_ms": tiny, "pred_small_ms": small, "budget": args.budget,
               "seeds": args.seeds, "table": table, "runs": runs, "predictor_throughput": thr}
-    (args.out / "bench_search.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.out / f"bench_search_budget{args.budget}.json").write_text(json.dumps(result, indent=1) + "\n")
     if args.json:
         print(json.dumps(result))
     return 0
