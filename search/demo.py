@@ -61,7 +61,7 @@ QUICK = DemoScale(train_images=24, val_images=12, data_size=64, classes=5, train
 #: presets come out ordered Base >= Small >= Tiny), a little shorter so that the whole flow fits in 45 minutes.
 FULL = DemoScale(train_images=800, val_images=100, data_size=128, classes=10, train_iters=600, train_batch=8,
                  train_size=96, train_lr=2e-3, train_head_lr_mult=1.0, deploy_size=256, profile_minutes=8.0,
-                 profile_e2e=6, eval_size=96, n_calib=4, n_val=50, budget=60, compare_budget=40, bench_runs=30)
+                 profile_e2e=6, eval_size=96, n_calib=4, n_val=50, budget=200, compare_budget=120, bench_runs=30)
 
 
 class Stages:
@@ -214,7 +214,7 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
     # 6. the main search between them
     target = round((tiny_ms + small_ms) / 2, 2)
     t = st.start(f"coordinate-descent search at {target:.2f} ms (between Tiny and Small), export, re-benchmark")
-    common = dict(unit="ms", algo="cd", device=device_name, tables=tables, supernet=ckpt, data=data,
+    common = dict(unit="ms", algo="cd-block", device=device_name, tables=tables, supernet=ckpt, data=data,
                   dataset="synthetic", eval_size=scale.eval_size, n_calib=scale.n_calib, n_val=scale.n_val, batch=8,
                   size=scale.deploy_size, runs=scale.bench_runs, warmup=3)
     main_summary = run_job(SearchJob(out=out / "search", target=target, budget=scale.budget, **common),

@@ -39,7 +39,7 @@ class SearchJob:
     algo: str = "cd"
     order: str = "space"  # cd / cd-block sweep order
     anchors: bool = True  # cd / cd-block: start from the most accurate feasible preset / min config
-    budget: int | None = 50
+    budget: int | None = 200
     minutes: float | None = None
     seed: int = 0
     device: str | None = "local"
