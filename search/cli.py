@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "preset that meets the target")
     p.add_argument("--no-presets", action="store_true", help="do not evaluate the presets that fit as references")
     p.add_argument("--no-export", action="store_true", help="stop after the search (no TFLite, no re-benchmark)")
+    p.add_argument("--refine", type=int, default=2, metavar="N",
+                   help="when the exported winner measures more than +5%% over --target-ms, search again under the "
+                        "target scaled by predicted/measured of that winner (the device is the truth; evaluated "
+                        "configs are replayed from the log), at most N times; 0: never [2]")
     p.add_argument("--runs", type=int, default=30, help="timed runs of the re-benchmark [30]")
     p.add_argument("--warmup", type=int, default=5, help="warm-up runs of the re-benchmark [5]")
     p.add_argument("--threads", type=int, help="benchmark threads [device default]")
@@ -82,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.budget is not None and args.budget < 0:
         raise EtfError(f"--budget must be >= 0, not {args.budget}")
+    if args.refine < 0:
+        raise EtfError(f"--refine must be >= 0, not {args.refine}")
     for name in ("size", "eval_size", "n_calib", "n_val", "batch", "runs"):
         if getattr(args, name) < 1:
             raise EtfError(f"--{name.replace('_', '-')} must be at least 1")
@@ -92,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         predictor=args.predictor, supernet=args.supernet, data=args.data, dataset=args.dataset,
         eval_size=args.eval_size, n_calib=args.n_calib, n_val=args.n_val, batch=args.batch, size=args.size,
         export=not args.no_export, runs=args.runs, warmup=args.warmup, threads=args.threads, start=args.start,
-        evaluate_presets=not args.no_presets)
+        evaluate_presets=not args.no_presets, refine=args.refine)
     say = (lambda s: print(s, file=sys.stderr)) if args.json else print
     summary = run_job(job, say=say, progress=not args.quiet)
     if args.json:

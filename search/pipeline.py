@@ -59,6 +59,7 @@ class SearchJob:
     threads: int | None = None
     start: str | None = None
     evaluate_presets: bool = True
+    refine: int = 2  # re-searches under a tightened predicted limit when the winner measures over the target
     extra: dict = field(default_factory=dict)
 
 
@@ -181,18 +182,71 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
                 say(f"evaluating preset {name} (reference point) ...")
             refs[name] = {"constraint": lat, "feasible": lat <= job.target, "accuracy": ref_obj.accuracy(cfg)}
 
-    bar = _Progress(job.budget, f"{job.algo} search", progress)
     label = job.algo
     if job.algo.startswith("cd"):
         label += ("+anchors" if job.anchors else "") + (f"@{job.order}" if job.order != "space" else "")
-    on_eval = log.writer(run_id(label, job.target, job.unit, job.seed, job.budget), ms_of, gflops_of)
+    search_target = job.target  # the limit on predicted latency; tightened when the winner measures over the target
+    refinements: list[dict[str, Any]] = []
+    result = best = None
+    while True:
+        try:
+            result, best = _search(job, label, search_target, accuracy, constraint, start_cfg, log, ms_of,
+                                   gflops_of, progress)
+        except EtfError as exc:
+            if result is None:
+                raise
+            say(f"no config meets the tightened limit ({exc}); keeping the last winner")
+            refinements[-1]["infeasible"] = True
+            save_config(best, out / "best.json")
+            break
+        summary: dict[str, Any] = {
+            "out": str(out), "best_json": str(out / "best.json"), "search_log": str(out / "search_log.csv"),
+            "pareto_png": str(out / "pareto.png"), "variant": label, **result.summary(),
+            "search_target": search_target, "best_predicted_ms": ms_of(best), "best_gflops": gflops_of(best),
+            "best_params_m": model_size(best, job.size, num_classes).params / 1e6,
+            "presets": refs, "job": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(job).items()},
+        }
+        say(f"best ({label}, {result.evaluations} evaluations, stop: {result.stop_reason}): "
+            f"mIoU {result.best_accuracy:.2f} %, predicted "
+            + (f"{summary['best_predicted_ms']:.2f} ms" if summary["best_predicted_ms"] is not None else "n/a")
+            + f", {summary['best_gflops']:.3f} GFLOPs @ {job.size} -> {out / 'best.json'}")
+        say(f"search cost: {result.wall_seconds:.1f} s wall, {result.accuracy_seconds:.1f} s accuracy evaluations "
+            f"({result.fresh_evaluations} new to the log, {result.evaluations - result.fresh_evaluations} replayed "
+            f"from it), {result.predictor_seconds * 1000:.1f} ms predictor for {result.predictor_calls} configs "
+            f"({result.predictor_calls_per_s:,.0f} configs/s)")
+        if job.export:
+            summary.update(_export_and_measure(job, best, out, evaluator, predictor, device, num_classes, say,
+                                               summary["best_predicted_ms"]))
+        over = job.export and job.unit == "ms" and not summary.get("within_tolerance", True)
+        if not over or len(refinements) >= job.refine:
+            break
+        # the device is the truth: tighten the limit on predicted latency by the predictor's error on this winner
+        factor = summary["measured_ms"] / summary["best_predicted_ms"]
+        refinements.append({"search_target": search_target, "best_key": best.key(),
+                            "best_accuracy": result.best_accuracy, "predicted_ms": summary["best_predicted_ms"],
+                            "measured_ms": summary["measured_ms"]})
+        search_target = min(search_target, job.target / factor) * (1 - 1e-6)
+        say(f"the winner measures over the target: the predictor under-estimates it by {100 * (factor - 1):.1f} %; "
+            f"searching again under {search_target:.3f} ms predicted (refinement {len(refinements)} of {job.refine}, "
+            f"evaluated configs are replayed from the log)")
+    summary["refinements"] = refinements
+    _write_json(out / "summary.json", summary)
+    return summary
+
+
+def _search(job: SearchJob, label: str, target: float, accuracy, constraint, start_cfg, log: SearchLog, ms_of,
+            gflops_of, progress: bool) -> tuple[SearchResult, ArchConfig]:
+    """One search run under ``target`` (resumable from ``log``); writes best.json and pareto.png."""
+    out = Path(job.out)
+    bar = _Progress(job.budget, f"{job.algo} search", progress)
+    on_eval = log.writer(run_id(label, target, job.unit, job.seed, job.budget), ms_of, gflops_of)
 
     def on_evaluate(rec: EvalRecord) -> None:
         on_eval(rec)
         bar(rec)
 
     try:
-        result: SearchResult = run_search(job.algo, accuracy, constraint, job.target,
+        result: SearchResult = run_search(job.algo, accuracy, constraint, target,
                                           budget=Budget(job.budget, job.minutes), seed=job.seed, start=start_cfg,
                                           presets=PRESETS, cache=log.cache(), on_evaluate=on_evaluate, unit=job.unit,
                                           order=job.order, anchors=job.anchors)
@@ -202,62 +256,50 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
     save_config(best, out / "best.json")
     plot_pareto(log.rows, out / "pareto.png", target=job.target, best_key=best.key(), presets=PRESETS,
                 unit=job.unit, title=f"{label}: {result.evaluations} evaluations, target {job.target:g} {job.unit}")
-    summary: dict[str, Any] = {
-        "out": str(out), "best_json": str(out / "best.json"), "search_log": str(out / "search_log.csv"),
-        "pareto_png": str(out / "pareto.png"), "variant": label, **result.summary(),
-        "best_predicted_ms": ms_of(best), "best_gflops": gflops_of(best),
-        "best_params_m": model_size(best, job.size, num_classes).params / 1e6,
-        "presets": refs, "job": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(job).items()},
-    }
-    say(f"best ({label}, {result.evaluations} evaluations, stop: {result.stop_reason}): "
-        f"mIoU {result.best_accuracy:.2f} %, predicted "
-        + (f"{summary['best_predicted_ms']:.2f} ms" if summary["best_predicted_ms"] is not None else "n/a")
-        + f", {summary['best_gflops']:.3f} GFLOPs @ {job.size} -> {out / 'best.json'}")
-    say(f"search cost: {result.wall_seconds:.1f} s wall, {result.accuracy_seconds:.1f} s accuracy evaluations "
-        f"({result.fresh_evaluations} new to the log, {result.evaluations - result.fresh_evaluations} replayed from it), "
-        f"{result.predictor_seconds * 1000:.1f} ms predictor for {result.predictor_calls} configs "
-        f"({result.predictor_calls_per_s:,.0f} configs/s)")
+    return result, best
 
-    if job.export:
-        model = out / "model.tflite"
-        previous = _read_json(out / "summary.json")
-        fresh = previous.get("model_key") == best.key() and previous.get("model_size") == job.size
-        if model.exists() and fresh:
-            say(f"winner already exported: {model}")
-        else:
-            say(f"exporting the winner at {job.size}x{job.size} with the weights it was scored with ...")
-            model = pieces.export_winner(best, out, job.size, evaluator, num_classes)
-        summary.update({"model_key": best.key(), "model_size": job.size, "model_tflite": str(model)})
-        timed = model
-        latency_classes = pieces.predictor_num_classes(predictor, num_classes)
-        if latency_classes != num_classes:
-            # the predictor models the deployed network with its own class count (e.g. ADE20K's 150): time that one
-            timed = out / "latency_model" / "model.tflite"
-            if not (timed.exists() and fresh):
-                say(f"the predictor models a {latency_classes}-class head, the supernet has {num_classes} classes: "
-                    f"exporting the winner with a {latency_classes}-class head for the latency check ...")
-                timed = pieces.export_winner(best, timed.parent, job.size, None, latency_classes)
-            summary["latency_model_tflite"] = str(timed)
-        summary["latency_model_classes"] = latency_classes
-        stats = pieces.measure(device, timed, job.runs, job.warmup, job.threads)
-        measured = float(stats.median_ms)
-        summary.update({"measured_ms": measured, "measured_std_ms": float(stats.std_ms),
-                        "device": getattr(stats, "device", job.device)})
-        if summary["best_predicted_ms"] is not None:
-            pred = summary["best_predicted_ms"]
-            summary["prediction_error_pct"] = 100.0 * (measured - pred) / pred
-        if job.unit == "ms":
-            summary["measured_vs_target_pct"] = 100.0 * (measured - job.target) / job.target
-            summary["within_tolerance"] = measured <= job.target * (1 + MEASURED_TOLERANCE)
-        say(f"winner on {summary['device']}: predicted "
-            + (f"{summary['best_predicted_ms']:.2f} ms" if summary["best_predicted_ms"] is not None else "n/a")
-            + f", measured {measured:.2f} ms (median of {job.runs}, std {stats.std_ms:.2f}, "
-              f"{latency_classes}-class head)"
-            + (f"; target {job.target:g} ms, measured {summary['measured_vs_target_pct']:+.1f} % "
-               f"({'within' if summary['within_tolerance'] else 'OVER'} +{MEASURED_TOLERANCE:.0%})"
-               if job.unit == "ms" else "") + f" -> {timed}")
-    _write_json(out / "summary.json", summary)
-    return summary
+
+def _export_and_measure(job: SearchJob, best: ArchConfig, out: Path, evaluator, predictor, device, num_classes: int,
+                        say: Callable[[str], None], predicted: float | None) -> dict[str, Any]:
+    """Export the winner to TFLite, time it on the device and compare with the prediction and the target."""
+    res: dict[str, Any] = {}
+    model = out / "model.tflite"
+    previous = _read_json(out / "summary.json")
+    fresh = previous.get("model_key") == best.key() and previous.get("model_size") == job.size
+    if model.exists() and fresh:
+        say(f"winner already exported: {model}")
+    else:
+        say(f"exporting the winner at {job.size}x{job.size} with the weights it was scored with ...")
+        model = pieces.export_winner(best, out, job.size, evaluator, num_classes)
+    res.update({"model_key": best.key(), "model_size": job.size, "model_tflite": str(model)})
+    timed = model
+    latency_classes = pieces.predictor_num_classes(predictor, num_classes)
+    if latency_classes != num_classes:
+        # the predictor models the deployed network with its own class count (e.g. ADE20K's 150): time that one
+        timed = out / "latency_model" / "model.tflite"
+        if not (timed.exists() and fresh):
+            say(f"the predictor models a {latency_classes}-class head, the supernet has {num_classes} classes: "
+                f"exporting the winner with a {latency_classes}-class head for the latency check ...")
+            timed = pieces.export_winner(best, timed.parent, job.size, None, latency_classes)
+        res["latency_model_tflite"] = str(timed)
+    res["latency_model_classes"] = latency_classes
+    stats = pieces.measure(device, timed, job.runs, job.warmup, job.threads)
+    measured = float(stats.median_ms)
+    res.update({"measured_ms": measured, "measured_std_ms": float(stats.std_ms),
+                "device": getattr(stats, "device", job.device)})
+    if predicted is not None:
+        res["prediction_error_pct"] = 100.0 * (measured - predicted) / predicted
+    if job.unit == "ms":
+        res["measured_vs_target_pct"] = 100.0 * (measured - job.target) / job.target
+        res["within_tolerance"] = measured <= job.target * (1 + MEASURED_TOLERANCE)
+    say(f"winner on {res['device']}: predicted " + (f"{predicted:.2f} ms" if predicted is not None else "n/a")
+        + f", measured {measured:.2f} ms (median of {job.runs}, std {stats.std_ms:.2f}, {latency_classes}-class head)"
+        + (f"; target {job.target:g} ms, measured {res['measured_vs_target_pct']:+.1f} % "
+           f"({'within' if res['within_tolerance'] else 'OVER'} +{MEASURED_TOLERANCE:.0%})"
+           if job.unit == "ms" else "") + f" -> {timed}")
+    # written now, so that a rerun knows which winner model.tflite holds
+    _write_json(out / "summary.json", {**previous, **res})
+    return res
 
 
 __all__ = ["SearchJob", "run_job", "MEASURED_TOLERANCE"]
