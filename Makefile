@@ -14,4 +14,4 @@ test: install
 	$(PYTHON) -m pytest -q
 
 demo: install
-	$(PYTHON) -m search.demo
+	$(PYTHON) -m search.cli.demo

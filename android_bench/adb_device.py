@@ -19,7 +19,7 @@ from android_bench.bench_output import parse_benchmark_output
 from android_bench.device import Device, DeviceStatus, ProgressFn
 from android_bench.model_files import ONNX, model_kind
 from android_bench.stats import BenchStats, MeasureProtocol, cv_warning, parse_governors, parse_temperatures
-from supernet.errors import EtfError
+from etf.common import EtfError
 
 BINARY_NAME = "benchmark_model"
 

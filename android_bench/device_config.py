@@ -20,7 +20,7 @@ from typing import Any
 
 from android_bench.device import Device
 from android_bench.local_device import LocalDevice
-from supernet.errors import EtfError
+from etf.common import EtfError
 
 LOCAL = "local"
 _TRANSPORTS = ("tcp", "usb", "local")

@@ -12,7 +12,7 @@ from android_bench.device import Device, DeviceStatus, ProgressFn
 from android_bench.model_files import ONNX, model_kind
 from android_bench.stats import BenchStats, MeasureProtocol, parse_governors, parse_temperatures, summarize_times
 from android_bench.timing import RunTimings, random_input, time_runs
-from supernet.errors import EtfError
+from etf.common import EtfError
 
 GOVERNOR_GLOB = "/sys/devices/system/cpu/cpu*/cpufreq/scaling_governor"
 THERMAL_GLOB = "/sys/class/thermal/thermal_zone*/temp"

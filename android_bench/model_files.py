@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from supernet.errors import EtfError
+from etf.common import EtfError
 
 TFLITE = "tflite"
 ONNX = "onnx"

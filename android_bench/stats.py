@@ -9,7 +9,7 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
-from supernet.errors import EtfError
+from etf.common import EtfError
 
 #: Run-to-run variation (std / mean) above which a result carries a "noisy" warning.
 CV_WARN = 0.05

@@ -8,7 +8,7 @@ on this CPU through ``android_bench.LocalDevice``: LiteRT+XNNPACK with 1 and 2 t
 forward (1 thread) is timed in the same loop as a fixed reference for machine load.
 
 ``--random N`` instead exports N random configs of the space (seeds 0..N-1) and prints their fidelity.
-Random weights (non-degenerate BatchNorm, see supernet.deploy); weights do not change latency.
+Random weights (non-degenerate BatchNorm, see android_bench.export.deploy); weights do not change latency.
 """
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ import torch
 from tqdm import tqdm
 
 from android_bench.local_device import LocalDevice
-from supernet.deploy import build_deployed_model
-from supernet.export import export_subnet
+from android_bench.export.deploy import build_deployed_model
+from android_bench.export.convert import export_subnet
 from supernet.presets import PRESETS
 from supernet.size import model_size
 from supernet.space import TABLE1

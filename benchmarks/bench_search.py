@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from supernet.errors import EtfError, cli_entry  # noqa: E402
+from etf.common import EtfError, cli_entry  # noqa: E402
 from supernet.presets import PRESETS  # noqa: E402
 from supernet.space import TABLE1  # noqa: E402
 

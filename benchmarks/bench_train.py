@@ -11,7 +11,7 @@ Run (run B in docs/training.md came from exactly this; run A used --run runs/ben
         --n-calib 5 --n-val 50
 
 Steps: ``etf-make-synthetic`` (skipped when the folder already holds a synthetic set), ``etf-train`` (resumed when the run
-folder has a checkpoint, skipped when it is finished), then :class:`supernet.evaluate.SubnetEvaluator`
+folder has a checkpoint, skipped when it is finished), then :class:`supernet.evaluation.evaluator.SubnetEvaluator`
 on fixed calibration crops and the first ``--n-val`` validation images. The synthetic set is NOT ADE20K:
 its mIoU only says how well the supernet's subnets separate its 10 made-up classes.
 """
@@ -25,14 +25,14 @@ from pathlib import Path
 
 import torch
 
-from supernet.checkpoint import read_checkpoint
-from supernet.datasets import SYNTHETIC_META, read_synthetic_meta
-from supernet.evaluate import SubnetEvaluator
+from supernet.training.checkpoint import read_checkpoint
+from supernet.data.datasets import SYNTHETIC_META, read_synthetic_meta
+from supernet.evaluation.evaluator import SubnetEvaluator
 from supernet.presets import PRESETS
 from supernet.size import model_size
 from supernet.space import TABLE1
-from supernet.synthetic import make_synthetic
-from supernet.train import TrainConfig, read_log, train
+from supernet.data.synthetic import make_synthetic
+from supernet.training.train import TrainConfig, read_log, train
 
 
 def main() -> None:

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from supernet.datasets import build_dataset, collate_segmentation
-from supernet.metrics import SegmentationMetrics
-from supernet.synthetic import make_synthetic
+from supernet.data.datasets import build_dataset, collate_segmentation
+from supernet.evaluation.metrics import SegmentationMetrics
+from supernet.data.synthetic import make_synthetic
 
 
 def conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:

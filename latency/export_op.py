@@ -1,6 +1,6 @@
 """Convert one operator to TFLite the way the whole network is converted, plus a content-addressed cache.
 
-Single-input operators go through ``supernet.export.export_tflite`` itself. Multi-input ones (pyramid pool,
+Single-input operators go through ``android_bench.export.convert.export_tflite`` itself. Multi-input ones (pyramid pool,
 injection, head) use the same converter with every input and the output made channel-last
 (``litert_torch.to_channel_last_io``), which is what ``export_tflite`` does for one input, so no boundary
 transpose is counted as the operator's cost. The cache file name is a hash of the operator key and the
@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from latency.operators import Operator
-from supernet.errors import EtfError
+from etf.common import EtfError
 
 
 #: Bump when ``export_operator`` changes how an operator is converted (invalidates the cache).
@@ -33,7 +33,7 @@ def converter_version() -> str:
 
     root = Path(__file__).resolve().parent.parent
     code = hashlib.sha1()
-    for rel in ("supernet/topformer.py", "supernet/export.py"):
+    for rel in ("supernet/topformer.py", "android_bench/export/convert.py"):
         code.update((root / rel).read_bytes())
     return f"torch{torch.__version__}-litert{version('litert-torch')}-{code.hexdigest()[:8]}-op{OPERATOR_EXPORT_REV}"
 
@@ -50,8 +50,8 @@ def export_operator(op: Operator, path: str | Path) -> Path:
     BatchNorms are randomised as for an untrained whole-network export: a zero-initialised BN would let the
     converter delete the branch it ends, and the table would time an operator the trained network does not have.
     """
-    from supernet.deploy import randomize_batchnorm_
-    from supernet.export import _quiet, export_tflite
+    from android_bench.export.deploy import randomize_batchnorm_
+    from android_bench.export.convert import _quiet, export_tflite
 
     shapes = op.input_shapes()
     torch.manual_seed(0)

@@ -29,7 +29,7 @@ from latency import table as tbl
 from latency.operators import (NUM_CLASSES, HeadOp, InjectionOp, MBConv, Operator, PyramidPool, Resize, Stem,
                                Transformer, decompose, log_features, parse_key)
 from latency.plan import stage_sides
-from supernet.errors import EtfError
+from etf.common import EtfError
 from supernet.space import INJECTION_LEVELS, PYRAMID_STAGES, TABLE1, ArchConfig, StageConfig, VitConfig
 
 FORMAT_VERSION = 2

@@ -24,7 +24,7 @@ from latency import table as tbl
 from latency.export_op import cache_path, convert_cached, converter_version, ignore_sigint, sigint_ignored
 from latency.operators import MBConv, Operator, parse_key
 from latency.plan import candidates, designed_sample, interleave, most_uncertain, stage_sides
-from supernet.errors import EtfError
+from etf.common import EtfError
 from supernet.space import TABLE1, ArchConfig
 
 #: Extra operators picked by adaptive sampling, per kind, after the designed sample.
@@ -419,8 +419,8 @@ def convert_network_worker(arch_json: str, size: int, path: str) -> float:
     """Worker entry point: export ``WithResize(TopFormer(cfg))`` at ``size`` to ``path``; returns seconds."""
     import torch
 
-    from supernet.deploy import randomize_batchnorm_
-    from supernet.export import export_tflite
+    from android_bench.export.deploy import randomize_batchnorm_
+    from android_bench.export.convert import export_tflite
     from supernet.space import ArchConfig
     from supernet.topformer import TopFormer, WithResize
 

@@ -5,5 +5,5 @@
 - ``search.objective``: ``LatencyFn`` / ``AccuracyFn`` types, the cached, budgeted ``Objective``.
 - ``search.coordinate_descent`` / ``search.baselines``: the algorithms (pure, no I/O).
 - ``search.log``: the durable, resumable ``search_log.csv``; ``search.pareto``: the plot.
-- ``search.pipeline.run_job``: one ``etf-search`` job end to end (CLI: ``search.cli``); ``search.demo``: the flow.
+- ``search.pipeline.run_job``: one ``etf-search`` job end to end (CLI: ``search.cli.search``); ``search.demo``: the flow.
 """

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from supernet.errors import EtfError
+from etf.common import EtfError
 from supernet.space import TABLE1, ArchConfig, SearchSpace
 
 from search.baselines import evolutionary_search, random_search

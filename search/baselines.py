@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from typing import Callable
 
-from supernet.errors import EtfError
+from etf.common import EtfError
 from supernet.space import TABLE1, ArchConfig, SearchSpace
 
 from search.objective import BudgetExhausted, Objective

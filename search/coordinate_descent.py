@@ -14,7 +14,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from supernet.errors import EtfError
+from etf.common import EtfError
 from supernet.space import TABLE1, ArchConfig, SearchSpace
 
 from search.objective import AccuracyFn, BudgetExhausted, LatencyFn, Objective

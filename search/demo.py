@@ -1,4 +1,4 @@
-"""The README's main job on this CPU, from nothing: ``make demo`` (``python -m search.demo``).
+"""The README's main job on this CPU, from nothing: ``make demo`` (``python -m search.cli.demo``).
 
 Stages (each skipped when its artefact exists, so a rerun resumes):
   1. synthetic data (NOT ADE20K)            -> OUT/data
@@ -13,16 +13,14 @@ Stages (each skipped when its artefact exists, so a rerun resumes):
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from supernet.errors import EtfError, cli_entry
+from etf.common import EtfError
 from supernet.presets import PRESETS
 from supernet.size import model_size
 
@@ -83,10 +81,9 @@ class Stages:
             self.artefacts.append((what, str(path)))
 
 
-def _call_cli(main: Callable[[list[str]], int], argv: list[str], what: str) -> None:
-    rc = main(argv)
-    if rc not in (0, None):
-        raise EtfError(f"{what} failed (exit {rc}); fix the error above and rerun the demo to resume")
+#: The training settings the demo chooses (so a resumed run checks them against the checkpoint's).
+TRAIN_GIVEN = ("data", "dataset", "out", "iters", "batch", "size", "lr", "head_lr_mult", "workers", "ckpt_every",
+               "device")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -127,7 +124,7 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
 
     # 1. data
     t = st.start("synthetic segmentation data (NOT ADE20K: generated shapes and textures)")
-    from supernet.synthetic import make_synthetic
+    from supernet.data.synthetic import make_synthetic
 
     data = out / "data"
     meta = make_synthetic(data, train=scale.train_images, val=scale.val_images, size=scale.data_size,
@@ -142,15 +139,12 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
     if state.get("trained_iters") == scale.train_iters and ckpt.exists():
         st.done(t, "supernet checkpoint", ckpt, skipped=True)
     else:
-        try:
-            from supernet.train import main as train_main
-        except ImportError as exc:
-            raise EtfError(f"stage 2 needs etf-train (supernet.train: {exc}); merge branch train") from None
-        argv = ["--data", str(data), "--dataset", "synthetic", "-o", str(train_dir), "--iters",
-                str(scale.train_iters), "--batch", str(scale.train_batch), "--size", str(scale.train_size),
-                "--workers", "0", "--ckpt-every", "25", "--device", "cpu", "--lr", str(scale.train_lr),
-                "--head-lr-mult", str(scale.train_head_lr_mult)]
-        _call_cli(train_main, argv + (["--resume"] if ckpt.exists() else []), "etf-train")
+        from supernet.training.train import TrainConfig, train
+
+        cfg = TrainConfig(data=str(data), dataset="synthetic", out=str(train_dir), iters=scale.train_iters,
+                          batch=scale.train_batch, size=scale.train_size, lr=scale.train_lr,
+                          head_lr_mult=scale.train_head_lr_mult, workers=0, ckpt_every=25, device="cpu")
+        train(cfg, resume=ckpt.exists(), given=set(TRAIN_GIVEN))
         state["trained_iters"] = scale.train_iters
         _write_json(state_path, state)
         st.done(t, "supernet checkpoint", ckpt)
@@ -162,13 +156,11 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
     if state.get("profiled") == [device_name, scale.deploy_size] and tables.exists():
         st.done(t, "latency table (reduced)", tables, skipped=True)
     else:
-        try:
-            from latency.cli_profile import main as profile_main
-        except ImportError as exc:
-            raise EtfError(f"stage 3 needs etf-profile (latency.cli_profile: {exc}); merge branch latency") from None
-        _call_cli(profile_main, ["--device", device_name, "--size", str(scale.deploy_size), "--out", str(tables),
-                                 "--budget-min", str(scale.profile_minutes), "--no-adaptive", "--e2e",
-                                 str(scale.profile_e2e), "--no-progress"], "etf-profile")
+        from latency.profile import ProfileSettings, Profiler
+
+        settings = ProfileSettings(size=scale.deploy_size, tables_dir=str(tables), budget_min=scale.profile_minutes,
+                                   adaptive={}, e2e=scale.profile_e2e)
+        Profiler([device_name], settings, progress=False).run()
         state["profiled"] = [device_name, scale.deploy_size]
         _write_json(state_path, state)
         st.done(t, "latency table (reduced)", tables)
@@ -203,7 +195,12 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
     tiny_ms, small_ms = measured["topformer-tiny"], measured["topformer-small"]
     st.done(t, f"TopFormer-Tiny {tiny_ms:.2f} ms, -Small {small_ms:.2f} ms measured", out / "presets")
     before = {n: float(predict([PRESETS[n]])[0]) for n in measured}
-    if add_correction_rows(tables, device_name, scale.deploy_size, measured, spread, scale.bench_runs):
+    from latency.table import add_e2e_rows
+
+    # the presets measured end to end become whole-network correction rows (a reduced table's few random
+    # subnets are mostly far larger than the presets, so the correction extrapolates badly there)
+    if add_e2e_rows(tables, device_name, scale.deploy_size,
+                    [(PRESETS[n], measured[n], spread[n], scale.bench_runs) for n in measured]):
         predictor = pieces.load_predictor(device_name, scale.deploy_size, tables)  # refits on the changed table
         predict = pieces.predictor_latency_fn(predictor)
     after = {n: float(predict([PRESETS[n]])[0]) for n in measured}
@@ -285,55 +282,6 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
     return result
 
 
-def add_correction_rows(tables: Path, device: str, size: int, measured: dict[str, float], spread: dict[str, float],
-                        runs: int) -> bool:
-    """Add the presets measured end to end to the device's end-to-end table as whole-network correction rows
-    (what etf-profile's random subnets are for; a reduced table's few random subnets are mostly far larger than
-    the presets, so the correction extrapolates badly there). Returns whether the table changed.
-    The reference-operator drift was not measured with them: their ``ref_ms`` is the table's nominal one."""
-    import pandas as pd
-
-    from latency import table as tbl
-
-    e2e = tbl.read_e2e(tables, device, size)
-    ref = float(tbl.read_ops(tables, device, size)["ref_ms"].median())
-    keys = {PRESETS[n].key(): n for n in measured}
-    old = e2e[e2e["arch_key"].isin(keys) & (e2e["purpose"] == "correction")] if len(e2e) else e2e
-    if len(old) == len(keys) and all(abs(float(r.median_ms) - measured[keys[r.arch_key]]) < 1e-9
-                                     for r in old.itertuples()):
-        return False
-    rows = [{"arch_key": PRESETS[n].key(), "arch_json": PRESETS[n].to_json(indent=None), "seed": None,
-             "purpose": "correction", "device": device, "size": size,
-             "flops": model_size(PRESETS[n], size).flops, "median_ms": ms, "std_ms": spread[n], "runs": runs,
-             "ref_ms": ref, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())}
-            for n, ms in measured.items()]
-    keep = e2e[~(e2e["arch_key"].isin(keys) & (e2e["purpose"] == "correction"))] if len(e2e) else e2e
-    table = pd.concat([keep, pd.DataFrame(rows, columns=tbl.E2E_COLUMNS)], ignore_index=True)
-    tbl.write_csv_atomic(table[tbl.E2E_COLUMNS], tbl.e2e_path(tables, device, size))
-    return True
-
-
 def _search_row(label: str, s: dict[str, Any]) -> dict[str, Any]:
     return {"model": label, "target_ms": s["target"], "predicted_ms": s["best_predicted_ms"],
             "measured_ms": s.get("measured_ms"), "gflops": s["best_gflops"], "miou": s["best_accuracy"]}
-
-
-@cli_entry("etf-demo")
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="etf-demo", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-o", "--out", type=Path, default=Path("runs/demo"), help="folder of every artefact [runs/demo]")
-    p.add_argument("--quick", action="store_true", help="tiny version (minutes): the end-to-end test's setting")
-    p.add_argument("--device", default="local", help="device to profile, search for and benchmark on [local]")
-    p.add_argument("--threads", type=int, help="torch threads for training and evaluation [all cores when the "
-                   "machine is idle, 1 when it is busy]")
-    args = p.parse_args(argv)
-    out = args.out if not args.quick or args.out != Path("runs/demo") else Path("runs/demo-quick")
-    if args.threads is not None and args.threads < 1:
-        raise EtfError("--threads must be at least 1")
-    run_demo(out, QUICK if args.quick else FULL, args.quick, args.device, args.threads)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

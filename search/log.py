@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from supernet.errors import EtfError
+from etf.common import EtfError
 from supernet.space import ArchConfig
 
 from search.objective import EvalRecord

@@ -1,7 +1,7 @@
 """The parts the search consumes from the rest of the project, behind one small adapter each.
 
-Latency predictor (``latency.predictor``), supernet accuracy evaluator (``supernet.evaluate``), subnet export
-(``supernet.export``) and devices (``android_bench``). Each adapter turns a missing file, device or module into a
+Latency predictor (``latency.predictor``), supernet accuracy evaluator (``supernet.evaluation.evaluator``), subnet export
+(``android_bench.export.convert``) and devices (``android_bench``). Each adapter turns a missing file, device or module into a
 one-line :class:`EtfError`, so the CLI and the demo fail cleanly before doing costly work.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from supernet.errors import EtfError
+from etf.common import EtfError
 from supernet.size import model_size
 from supernet.space import ArchConfig
 
@@ -66,9 +66,9 @@ def load_evaluator(checkpoint: str | Path, data_root: str | Path, dataset: str, 
     if not Path(data_root).exists():
         raise EtfError(f"dataset folder not found: {data_root}")
     try:
-        from supernet.evaluate import SubnetEvaluator
+        from supernet.evaluation.evaluator import SubnetEvaluator
     except ImportError as exc:
-        raise _missing("the supernet evaluator", "supernet.evaluate", exc) from None
+        raise _missing("the supernet evaluator", "supernet.evaluation.evaluator", exc) from None
     return SubnetEvaluator.from_checkpoint(checkpoint, data_root, dataset, size, n_calib, n_val, batch)
 
 
@@ -97,7 +97,7 @@ def subnet_weights(cfg: ArchConfig, evaluator: Any, path: str | Path) -> Path:
     as ``{"model": state_dict, "num_classes": n}`` (tensors only, so ``torch.load(weights_only=True)`` reads it)."""
     import torch
 
-    from supernet.calibration import recalibrate_bn
+    from supernet.evaluation.calibration import recalibrate_bn
 
     net = evaluator.supernet
     net.set_active(cfg)
@@ -118,13 +118,13 @@ def subnet_weights(cfg: ArchConfig, evaluator: Any, path: str | Path) -> Path:
 def export_winner(cfg: ArchConfig, out_dir: str | Path, size: int, evaluator: Any | None, num_classes: int,
                   progress: Callable[[str], None] | None = None) -> Path:
     """Export ``cfg`` to ``out_dir/model.tflite`` through the project's deploy path
-    (``supernet.export.export_subnet``: fidelity-checked, atomic), with the weights the search scored: the subnet
+    (``android_bench.export.convert.export_subnet``: fidelity-checked, atomic), with the weights the search scored: the subnet
     extracted from the evaluator's supernet after BN recalibration (``out_dir/subnet.pt``); random weights
     without an evaluator (latency does not depend on them)."""
     try:
-        from supernet.export import export_subnet
+        from android_bench.export.convert import export_subnet
     except ImportError as exc:
-        raise _missing("subnet export", "supernet.export.export_subnet", exc) from None
+        raise _missing("subnet export", "android_bench.export.convert.export_subnet", exc) from None
     weights = subnet_weights(cfg, evaluator, Path(out_dir) / "subnet.pt") if evaluator is not None else None
     res = export_subnet(cfg, out_dir, size, weights=weights, num_classes=num_classes, onnx=False, progress=progress)
     return Path(res.files["tflite"])

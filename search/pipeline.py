@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from supernet.errors import EtfError
+from etf.common import EtfError
 from supernet.presets import PRESETS
 from supernet.size import model_size
 from supernet.space import TABLE1, ArchConfig, load_config, save_config

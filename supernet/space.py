@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from supernet.errors import EtfError
+from etf.common import EtfError
 
 FUSE_CHOICES = ("depthwise", "full")
 

@@ -8,12 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
-from _bench_helpers import tiny_models, write_loopback_config
+from tests._bench_helpers import tiny_models, write_loopback_config
 
-from android_bench.adb_peer import AdbPeer, write_benchmark_model_stub
-from android_bench.cli import bench_main, devices_main
+from tests.equipment.adb_peer import AdbPeer, write_benchmark_model_stub
+from android_bench.cli.bench import main as bench_main
+from android_bench.cli.devices import main as devices_main
 from android_bench.device_config import resolve_device
-from supernet.errors import EtfError
+from etf.common import EtfError
 
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from android_bench.adb_peer import AdbPeer
-from android_bench.adb_peer import protocol as p
-from android_bench.adb_peer.sync import SyncSession
+from tests.equipment.adb_peer import AdbPeer
+from tests.equipment.adb_peer import protocol as p
+from tests.equipment.adb_peer.sync import SyncSession
 
 ADB = shutil.which("adb") or "/usr/bin/adb"
 pytestmark = pytest.mark.timeout(300)
@@ -175,7 +175,7 @@ def test_sandbox_refuses_paths_that_escape(tmp_path):
 
 def test_peer_cli_starts_and_serves(tmp_path):
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "android_bench.adb_peer", "--port", str(port), "--root",
+    proc = subprocess.Popen([sys.executable, "-m", "tests.equipment.adb_peer", "--port", str(port), "--root",
                              str(tmp_path / "dev")], stdout=subprocess.PIPE, text=True,
                             env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
     try:

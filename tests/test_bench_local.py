@@ -8,14 +8,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from _bench_helpers import tiny_models
+from tests._bench_helpers import tiny_models
 
-from android_bench.benchmark_runner import main as runner_main
+from tests.equipment.benchmark_model import main as runner_main
 from android_bench.bench_output import parse_benchmark_output
-from android_bench.cli import bench_main, devices_main
+from android_bench.cli.bench import main as bench_main
+from android_bench.cli.devices import main as devices_main
 from android_bench.device_config import resolve_device
 from android_bench.local_device import LocalDevice
-from supernet.errors import EtfError
+from etf.common import EtfError
 
 REQUIRED = {"median_ms", "mean_ms", "std_ms", "runs", "device"}
 
@@ -142,7 +143,7 @@ def test_etf_devices_lists_local(capsys):
 @pytest.mark.slow
 def test_etf_bench_as_a_process_exits_2_on_bad_input(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]), XDG_CONFIG_HOME=str(tmp_path))
-    proc = subprocess.run([sys.executable, "-m", "android_bench.cli", str(tmp_path / "none.tflite")],
+    proc = subprocess.run([sys.executable, "-m", "android_bench.cli.bench", str(tmp_path / "none.tflite")],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"etf-bench: error: model file not found: {tmp_path / 'none.tflite'}"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from android_bench.bench_output import parse_benchmark_output
-from supernet.errors import EtfError
+from etf.common import EtfError
 
 # benchmark_model on Android, 2020-era build (yolov5s, 4 threads): plain lines, "Peak memory footprint".
 OUT_2020 = """\

@@ -8,7 +8,7 @@ import pytest
 
 from android_bench.adb_script import HEARTBEAT, build_batch_script, split_batch_output
 from android_bench.stats import CV_WARN, MeasureProtocol, parse_governors, parse_temperatures, summarize_times
-from supernet.errors import EtfError
+from etf.common import EtfError
 
 
 def test_summary_statistics_match_numpy():

@@ -9,12 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from supernet.calibration import elastic_bn_layers, recalibrate_bn
-from supernet.checkpoint import load_supernet
-from supernet.evaluate import SubnetEvaluator, calibration_batches, validation_batches
+from supernet.evaluation.calibration import elastic_bn_layers, recalibrate_bn
+from supernet.training.checkpoint import load_supernet
+from supernet.evaluation.evaluator import SubnetEvaluator, calibration_batches, validation_batches
 from supernet.model import TopFormerSupernet
 from supernet.space import TABLE1
-from train_helpers import SIZE, tiny_ckpt, tiny_data  # noqa: F401  (pytest fixtures)
+from tests.train_helpers import SIZE, tiny_ckpt, tiny_data  # noqa: F401  (pytest fixtures)
 
 
 def test_recalibration_gives_the_exact_mean_of_batch_statistics_on_active_channels() -> None:

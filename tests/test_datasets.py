@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from supernet.datasets import (IGNORE_INDEX, LabelCodec, TrainTransform, build_dataset, collate_segmentation)
-from supernet.errors import EtfError
+from supernet.data.datasets import (IGNORE_INDEX, LabelCodec, TrainTransform, build_dataset, collate_segmentation)
+from etf.common import EtfError
 
 
 def write_pair(root: Path, split: str, stem: str, label: np.ndarray, label_name: str | None = None) -> None:

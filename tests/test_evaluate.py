@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from supernet.checkpoint import load_supernet
-from supernet.evaluate import SubnetEvaluator, main, predict, resolve_arch, validation_batches
-from supernet.metrics import SegmentationMetrics
+from supernet.training.checkpoint import load_supernet
+from supernet.cli.eval import main
+from supernet.evaluation.evaluator import SubnetEvaluator, predict, resolve_arch, validation_batches
+from supernet.evaluation.metrics import SegmentationMetrics
 from supernet.presets import PRESETS
 from supernet.space import TABLE1
-from train_helpers import SIZE, tiny_ckpt, tiny_data  # noqa: F401  (pytest fixtures)
+from tests.train_helpers import SIZE, tiny_ckpt, tiny_data  # noqa: F401  (pytest fixtures)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def test_evaluate_equals_a_confusion_matrix_computed_by_hand(evaluator: SubnetEv
     cfg = PRESETS["topformer-small"]
     miou = evaluator.evaluate(cfg)
     # recompute: recalibrate, predict, count pixels per (truth, prediction) pair in plain Python loops
-    from supernet.calibration import recalibrate_bn
+    from supernet.evaluation.calibration import recalibrate_bn
 
     net = evaluator.supernet
     net.set_active(cfg)

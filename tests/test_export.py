@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from supernet.deploy import build_deployed_model, randomize_batchnorm_, read_checkpoint
-from supernet.errors import EtfError
-from supernet.export import export_subnet
-from supernet.export_cli import main as export_main
-from supernet.fidelity import DEFAULT_REL_TOL, check_fidelity, compare, fixed_input
-from supernet.layout import ChannelLastAttention, NHWCBoundary, channel_last_attention_
+from android_bench.export.deploy import build_deployed_model, randomize_batchnorm_, read_checkpoint
+from etf.common import EtfError
+from android_bench.export.convert import export_subnet
+from android_bench.cli.export import main as export_main
+from android_bench.export.fidelity import DEFAULT_REL_TOL, check_fidelity, compare, fixed_input
+from android_bench.export.layout import ChannelLastAttention, NHWCBoundary, channel_last_attention_
 from supernet.model import TopFormerSupernet
-from supernet.oplist import ROLE_BOUNDARY, ROLE_HEADS, ROLE_LAYOUT, TfliteOp, tflite_ops, transpose_role
+from android_bench.export.oplist import ROLE_BOUNDARY, ROLE_HEADS, ROLE_LAYOUT, TfliteOp, tflite_ops, transpose_role
 from supernet.presets import PRESETS
 from supernet.space import TABLE1, save_config
 from supernet.topformer import Attention, TopFormer
@@ -227,7 +227,7 @@ def test_cli_bad_input_keeps_an_existing_folder_untouched(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    r = subprocess.run([sys.executable, "-m", "supernet.export_cli", "--arch", "topformer-tiny", "--weights",
+    r = subprocess.run([sys.executable, "-m", "android_bench.cli.export", "--arch", "topformer-tiny", "--weights",
                         str(tmp_path / "missing.pt"), "-o", str(out)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "weights file not found" in r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
@@ -313,7 +313,7 @@ def test_cli_exports_a_supernet_subnet_and_the_check_catches_another_model(tmp_p
     cfg = TABLE1.sample(3)
     save_config(cfg, tmp_path / "arch.json")
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "supernet.export_cli", "--arch", str(tmp_path / "arch.json"),
+    r = subprocess.run([sys.executable, "-m", "android_bench.cli.export", "--arch", str(tmp_path / "arch.json"),
                         "--weights", str(ckpt), "--size", "64", "--no-onnx", "-o", str(out)],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -16,7 +16,7 @@ from latency import table as tbl
 from latency.operators import decompose, parse_key
 from latency.plan import designed_sample, interleave
 from latency.predictor import Correction, LatencyPredictor, accuracy, load_for_device
-from supernet.errors import EtfError
+from etf.common import EtfError
 from supernet.presets import PRESETS
 from supernet.size import model_size
 from supernet.space import TABLE1
@@ -177,7 +177,7 @@ def test_table_from_another_device_or_size_is_refused(tables, tmp_path):
 
 
 def test_report_evaluation_against_baselines_and_drift_record(tables, predictor):
-    from latency.cli_report import evaluate
+    from latency.cli.report import evaluate
 
     e2e = tbl.read_e2e(tables, "dev", SIZE)
     held = _e2e_rows(range(2000, 2030))

@@ -30,7 +30,7 @@ def run_cli(module: str, *args: str, timeout: int = 400) -> subprocess.Completed
 
 def predict(capsys, *args: str) -> tuple[int, str, str]:
     """Run ``etf-predict`` in this process (saves a torch import per call); (exit code, stdout, stderr)."""
-    from latency.cli_predict import main
+    from latency.cli.predict import main
 
     capsys.readouterr()
     code = main(list(args))
@@ -46,7 +46,7 @@ def profile_args(out: Path, limit: int, batch: int) -> list[str]:
 @pytest.fixture(scope="module")
 def profiled(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tables")
-    res = run_cli("latency.cli_profile", *profile_args(out, 7, 4), "--json")
+    res = run_cli("latency.cli.profile", *profile_args(out, 7, 4), "--json")
     assert res.returncode == 0, res.stderr[-2000:]
     summary = json.loads(res.stdout)
     assert summary["local"]["rows"] == 7
@@ -117,7 +117,7 @@ def _rows_now(out: Path) -> int:
 def test_killed_profile_resumes_without_losing_or_duplicating_rows(tmp_path):
     out = tmp_path / "tables"
     args = profile_args(out, 8, 2)
-    proc = subprocess.Popen([sys.executable, "-m", "latency.cli_profile", *args], cwd=ROOT, env=ENV,
+    proc = subprocess.Popen([sys.executable, "-m", "latency.cli.profile", *args], cwd=ROOT, env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 300
@@ -131,7 +131,7 @@ def test_killed_profile_resumes_without_losing_or_duplicating_rows(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
     before = tbl.read_ops(out, "local", SIZE)
     assert 2 <= len(before) < 8
-    res = run_cli("latency.cli_profile", *args)
+    res = run_cli("latency.cli.profile", *args)
     assert res.returncode == 0, res.stderr[-2000:]
     after = tbl.read_ops(out, "local", SIZE)
     planned = [op.key for op in interleave(designed_sample(SIZE))[:8]]
@@ -146,7 +146,7 @@ def test_killed_profile_resumes_without_losing_or_duplicating_rows(tmp_path):
 def test_two_devices_profile_in_parallel_into_one_table_each(profiled, tmp_path, monkeypatch, capsys):
     """``--device local,cpu2`` (a second local-transport device from the device config): one table per device;
     the operators come from the shared conversion cache, so nothing is converted again."""
-    from latency.cli_profile import main
+    from latency.cli.profile import main
 
     config = tmp_path / "devices.toml"
     config.write_text('[devices.cpu2]\ntransport = "local"\nthreads = 1\ncooldown_s = 0.0\n')
@@ -179,7 +179,7 @@ def test_transformer_operator_export_keeps_the_attention(tmp_path):
     """A zero-initialised projection BN lets the converter delete the attention branch; the table must time it."""
     from latency.export_op import export_operator
     from latency.plan import designed_sample
-    from supernet.oplist import op_counts, tflite_ops
+    from android_bench.export.oplist import op_counts, tflite_ops
 
     op = designed_sample(SIZE)["transformer"][0]
     counts = op_counts(tflite_ops(export_operator(op, tmp_path / "t.tflite")))

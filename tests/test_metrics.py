@@ -9,7 +9,7 @@ import torch
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 from sklearn.metrics import jaccard_score
 
-from supernet.metrics import (SegmentationMetrics, accuracy_per_class, confusion_matrix, iou_per_class, mean_iou,
+from supernet.evaluation.metrics import (SegmentationMetrics, accuracy_per_class, confusion_matrix, iou_per_class, mean_iou,
                               pixel_accuracy, summarize)
 
 

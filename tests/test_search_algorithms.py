@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from supernet.errors import EtfError
+from etf.common import EtfError
 from supernet.presets import PRESETS
 from supernet.size import model_size
 from supernet.space import TABLE1, ArchConfig

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from search.cli import main
+from search.cli.search import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,7 +92,7 @@ def test_both_targets_is_a_usage_error(tmp_path):
 def test_console_entry_prints_no_traceback(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("ETF_DEBUG", None)
-    proc = subprocess.run([sys.executable, "-m", "search.cli", "--target-gflops", "0.001", "--no-export", "-o",
+    proc = subprocess.run([sys.executable, "-m", "search.cli.search", "--target-gflops", "0.001", "--no-export", "-o",
                            str(tmp_path / "o")], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "infeasible" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,4 +1,4 @@
-"""End to end: ``python -m search.demo --quick`` runs the whole flow on this CPU and resumes when rerun.
+"""End to end: ``python -m search.cli.demo --quick`` runs the whole flow on this CPU and resumes when rerun.
 
 Slow (a few minutes: trains a tiny supernet, profiles a reduced table, converts three models to TFLite).
 It needs every piece of the flow; before the training and latency branches are merged it is skipped with the
@@ -24,13 +24,13 @@ pytestmark = pytest.mark.slow
 
 def _run_demo(out: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "search.demo", "--quick", "-o", str(out)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "search.cli.demo", "--quick", "-o", str(out)], capture_output=True,
                           text=True, env=env, cwd=ROOT, timeout=900)
 
 
 @pytest.mark.timeout(1200)
 def test_quick_demo_runs_the_whole_flow_and_resumes(tmp_path):
-    pytest.importorskip("supernet.evaluate", reason="needs the training/evaluation branch (supernet.evaluate)")
+    pytest.importorskip("supernet.evaluation.evaluator", reason="needs the training/evaluation branch (supernet.evaluation.evaluator)")
     pytest.importorskip("latency.predictor", reason="needs the latency branch (latency.predictor)")
     out = tmp_path / "demo"
     proc = _run_demo(out)

@@ -26,9 +26,9 @@ pytestmark = pytest.mark.slow
 def test_winner_measured_over_the_target_triggers_a_tighter_search(tmp_path):
     import torch
 
-    from supernet.checkpoint import save_checkpoint
+    from supernet.training.checkpoint import save_checkpoint
     from supernet.model import TopFormerSupernet
-    from supernet.synthetic import make_synthetic
+    from supernet.data.synthetic import make_synthetic
 
     make_synthetic(tmp_path / "data", train=8, val=6, size=64, classes=4, seed=0)
     torch.manual_seed(0)

@@ -1,6 +1,6 @@
 """A real ``etf-search`` process killed with SIGKILL mid-search resumes from its log to the same result.
 
-The accuracy signal is the real one (``supernet.evaluate.SubnetEvaluator``: mIoU after BN recalibration) of a
+The accuracy signal is the real one (``supernet.evaluation.evaluator.SubnetEvaluator``: mIoU after BN recalibration) of a
 seeded, untrained supernet on a tiny synthetic set: meaningless as accuracy, but a deterministic function of the
 config, which is all resumption needs. The constraint is analytic GFLOPs (no latency table needed).
 """
@@ -25,12 +25,12 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def tiny_setup(tmp_path_factory):
-    pytest.importorskip("supernet.evaluate", reason="needs the training/evaluation branch (supernet.evaluate)")
+    pytest.importorskip("supernet.evaluation.evaluator", reason="needs the training/evaluation branch (supernet.evaluation.evaluator)")
     import torch
 
-    from supernet.checkpoint import save_checkpoint
+    from supernet.training.checkpoint import save_checkpoint
     from supernet.model import TopFormerSupernet
-    from supernet.synthetic import make_synthetic
+    from supernet.data.synthetic import make_synthetic
 
     root = tmp_path_factory.mktemp("resume")
     make_synthetic(root / "data", train=8, val=6, size=48, classes=4, seed=0)
@@ -41,7 +41,7 @@ def tiny_setup(tmp_path_factory):
 
 
 def _argv(root: Path, ckpt: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "search.cli", "--target-gflops", "1.0", "--size", "512", "--no-export",
+    return [sys.executable, "-m", "search.cli.search", "--target-gflops", "1.0", "--size", "512", "--no-export",
             "--supernet", str(ckpt), "--data", str(root / "data"), "--dataset", "synthetic", "--eval-size", "48",
             "--n-calib", "1", "--n-val", "6", "--batch", "4", "--budget", "24", "--quiet", "-o", str(out)]
 

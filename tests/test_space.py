@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from supernet.errors import EtfError
+from etf.common import EtfError
 from supernet.presets import PRESETS
 from supernet.space import TABLE1, ArchConfig, VitConfig, load_config, save_config, scaled_floor
 

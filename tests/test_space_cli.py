@@ -10,7 +10,7 @@ from supernet.space import TABLE1
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "supernet.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "supernet.cli.space", *args], capture_output=True, text=True, timeout=120)
 
 
 def test_choices_prints_every_coordinate_and_the_size():

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from supernet.datasets import IGNORE_INDEX, build_dataset
-from supernet.errors import EtfError
-from supernet.synthetic import RECIPES, class_palette, main, make_synthetic, render_scene
+from supernet.data.datasets import IGNORE_INDEX, build_dataset
+from etf.common import EtfError
+from supernet.cli.make_synthetic import main
+from supernet.data.synthetic import RECIPES, class_palette, make_synthetic, render_scene
 
 SMALL = dict(train=6, val=3, size=48, classes=10, seed=0)
 

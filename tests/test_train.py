@@ -14,12 +14,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from supernet.checkpoint import load_supernet, read_checkpoint, warm_start
-from supernet.errors import EtfError
-from supernet.losses import distillation_loss, segmentation_loss
+from supernet.training.checkpoint import load_supernet, read_checkpoint, warm_start
+from etf.common import EtfError
+from supernet.training.losses import distillation_loss, segmentation_loss
 from supernet.model import TopFormerSupernet
-from supernet.train import LOG_COLUMNS, StreamSampler, lr_factor, main, read_log
-from train_helpers import ROOT, SIZE, tiny_ckpt, tiny_data  # noqa: F401  (pytest fixtures)
+from supernet.cli.train import main
+from supernet.training.train import LOG_COLUMNS, StreamSampler, lr_factor, read_log
+from tests.train_helpers import ROOT, SIZE, tiny_ckpt, tiny_data  # noqa: F401  (pytest fixtures)
 
 
 # ---------------------------------------------------------------------------------------------- pure parts
@@ -164,7 +165,7 @@ def _train_args(data: Path, out: Path, iters: int) -> list[str]:
 
 def _popen_train(args: list[str]) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "supernet.train", *args], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, "-m", "supernet.cli.train", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -210,7 +211,7 @@ def test_killed_and_resumed_run_matches_the_uninterrupted_run(tiny_data: Path, t
 def _sync_bn_worker(rank: int, world: int, port: int, result_dir: str) -> None:
     import torch.distributed as dist
 
-    from supernet.distributed import convert_sync_elastic_bn
+    from supernet.training.distributed import convert_sync_elastic_bn
     from supernet.elastic import ElasticConvBN
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
@@ -280,8 +281,8 @@ def _ddp_sandwich_worker(rank: int, world: int, port: int, result_dir: str) -> N
 
     import torch.distributed as dist
 
-    from supernet.distributed import convert_sync_elastic_bn, wrap_ddp
-    from supernet.train import sandwich_step
+    from supernet.training.distributed import convert_sync_elastic_bn, wrap_ddp
+    from supernet.training.train import sandwich_step
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
@@ -306,7 +307,7 @@ def test_ddp_sandwich_step_over_two_gloo_processes_equals_one_big_batch(tmp_path
 
     import torch.multiprocessing as mp
 
-    from supernet.train import sandwich_step
+    from supernet.training.train import sandwich_step
 
     mp.spawn(_ddp_sandwich_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     model = _ddp_model()
@@ -328,7 +329,7 @@ def test_torchrun_two_gloo_processes_train_and_resume(tiny_data: Path, tmp_path:
 
     def torchrun(*extra: str) -> subprocess.CompletedProcess:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-               str(_free_port()), "-m", "supernet.train", "--data", str(tiny_data), "--dataset", "synthetic",
+               str(_free_port()), "-m", "supernet.cli.train", "--data", str(tiny_data), "--dataset", "synthetic",
                "--size", str(SIZE), "--batch", "2", "--lr", "2e-3", "--warmup-iters", "1", "--num-random", "1",
                "--workers", "0", "--device", "cpu", "--ckpt-every", "1", "--no-progress", "-o", str(out), *extra]
         return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)

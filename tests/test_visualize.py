@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from supernet.datasets import normalize
-from supernet.synthetic import class_palette
-from supernet.visualize import colorize, default_palette, denormalize, save_side_by_side
+from supernet.data.datasets import normalize
+from supernet.data.synthetic import class_palette
+from supernet.data.visualize import colorize, default_palette, denormalize, save_side_by_side
 
 
 def test_colorize_uses_palette_and_black_for_ignore() -> None:

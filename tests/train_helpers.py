@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from supernet.synthetic import make_synthetic
-from supernet.train import TrainConfig, train
+from supernet.data.synthetic import make_synthetic
+from supernet.training.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 32  # train crop and validation short side: the smallest the synthetic generator draws

@@ -1,0 +1,1 @@
+"""Command-line tools of the deployment side: etf-export, etf-bench, etf-devices."""

@@ -1,0 +1,117 @@
+"""``etf-bench``: time .tflite (LiteRT here, benchmark_model on a phone) and .onnx files side by side."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from android_bench.device_config import default_config_path, resolve_device
+from android_bench.model_files import model_kind
+from android_bench.stats import CV_WARN, BenchStats
+from etf.common import cli_entry
+
+BENCH_EPILOG = """\
+examples:
+  etf-bench out/model.tflite                       # this CPU, LiteRT + XNNPACK, 1 thread
+  etf-bench out/model.tflite out/model.onnx -t 2   # LiteRT vs ONNX Runtime side by side
+  etf-bench out/model.tflite --device pixel --json # a phone from ~/.config/etf/devices.toml
+
+protocol: --warmup untimed runs, then --runs timed runs; median, mean, std, min, max; a --cooldown pause
+between models; a warning when std/mean is above {cv:.0%}. Devices: see `etf-devices` and android_bench/README.md.
+"""
+
+
+def out_console() -> Console:
+    """Stdout console; wide when piped so tables are not folded to 80 columns."""
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
+def _fmt(value: object, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def stats_table(results: list[BenchStats]) -> Table:
+    """One column per model: the statistics side by side."""
+    table = Table(title="etf-bench", show_lines=False)
+    table.add_column("", style="bold")
+    for r in results:
+        table.add_column(f"{r.model}\n{r.device} / {r.runtime}", justify="right")
+    rows = [
+        ("median ms", "median_ms"), ("mean ms", "mean_ms"), ("std ms", "std_ms"), ("min ms", "min_ms"),
+        ("max ms", "max_ms"), ("cv", "cv"), ("runs", "runs"), ("warm-up runs", "warmup"), ("threads", "threads"),
+        ("init ms", "init_ms"), ("first inference ms", "first_inference_ms"), ("warm-up avg ms", "warmup_avg_ms"),
+        ("peak memory MB", "peak_memory_mb"), ("model MB", "model_bytes"), ("cpu mask", "cpu_mask"),
+        ("governor", "governor"), ("temperature C", "temperature_c"),
+    ]
+    for label, key in rows:
+        cells = []
+        for r in results:
+            v = getattr(r, key)
+            if key == "cv" and v is not None:
+                cells.append(f"[red]{v:.1%}[/red]" if v > CV_WARN else f"{v:.1%}")
+            elif key == "model_bytes" and v is not None:
+                cells.append(f"{v / 1e6:.2f}")
+            else:
+                cells.append(_fmt(v))
+        table.add_row(label, *cells)
+    return table
+
+
+@cli_entry("etf-bench")
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="etf-bench",
+        description="Time .tflite (any device) and .onnx (local device) model files with an honest protocol and "
+        "print latency statistics.",
+        epilog=BENCH_EPILOG.format(cv=CV_WARN),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("files", nargs="+", metavar="FILE", help=".tflite or .onnx model file(s)")
+    ap.add_argument("-d", "--device", default=None, help="device name from the config (default: local, this CPU)")
+    ap.add_argument("--config", default=None, help=f"devices TOML (default: $ETF_DEVICES or {default_config_path()})")
+    ap.add_argument("-t", "--threads", type=int, default=None, help="inference threads (default: the device's)")
+    ap.add_argument("-n", "--runs", type=int, default=50, help="timed runs per model (default 50)")
+    ap.add_argument("-w", "--warmup", type=int, default=5, help="untimed warm-up runs per model (default 5)")
+    ap.add_argument("--cooldown", type=float, default=None, metavar="S",
+                    help="pause between models in seconds (default: the device's)")
+    ap.add_argument("--json", action="store_true",
+                    help="print JSON: one object for one file, a list for several")
+    args = ap.parse_args(argv)
+
+    for f in args.files:  # fail on a bad file before connecting anywhere
+        model_kind(f)
+    device = resolve_device(args.device, args.config)
+    console = Console(stderr=True)
+    paths = [Path(f) for f in args.files]
+    if args.json or len(paths) == 1:
+        results = device.benchmark_many(paths, runs=args.runs, warmup=args.warmup, threads=args.threads,
+                                         cooldown_s=args.cooldown)
+    else:
+        from rich.progress import Progress
+
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task(f"benchmarking on {device.name}", total=len(paths))
+            results = device.benchmark_many(paths, runs=args.runs, warmup=args.warmup, threads=args.threads,
+                                             cooldown_s=args.cooldown,
+                                             progress=lambda done, total, name: bar.update(task, completed=done))
+    if args.json:
+        payload = [r.to_dict() for r in results]
+        print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
+    else:
+        out_console().print(stats_table(results))
+    for r in results:
+        for w in r.warnings:
+            console.print(f"[yellow]warning[/yellow] ({r.model}): {w}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

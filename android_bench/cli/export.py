@@ -1,0 +1,77 @@
+"""``etf-export``: a subnet config (or preset) plus optional weights -> checked model.tflite and model.onnx.
+
+Examples:
+    etf-export --arch topformer-tiny -o out/tiny                 # random weights, 512x512, 150 classes
+    etf-export --arch best.json --weights supernet.pt -o out/best  # the subnet of a trained supernet
+    etf-export --arch topformer-small --size 256 --no-onnx -o out/s --json
+
+Both files take one float32 NHWC image 1xSxSx3 (input "image") and return NHWC logits 1xSxSxC (output
+"logits") at the input size. After every export both are run on a fixed seeded input (TFLite in LiteRT with
+XNNPACK, ONNX in ONNX Runtime) and compared with PyTorch: an error past 1e-4 x max |logit| fails the export.
+Nothing is left in the output folder when the input is bad or a check fails.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from etf.common import cli_entry
+from android_bench.export.convert import export_subnet
+from supernet.presets import PRESETS
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="etf-export",
+        description="Export a TopFormer subnet to TFLite (litert-torch) and ONNX (torch.onnx) with NHWC at the "
+                    "boundary, and check both files against PyTorch.",
+        epilog="examples:" + __doc__.split("Examples:")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--arch", required=True, metavar="PRESET_OR_FILE",
+                   help="preset name (" + ", ".join(PRESETS) + ") or path to a JSON config (etf-space sample)")
+    p.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    p.add_argument("--size", type=int, default=512, help="square input size, a multiple of 64 [512]")
+    p.add_argument("--weights", metavar="CKPT",
+                   help="checkpoint: torch.save of {'model': supernet state_dict, 'num_classes': n}, or a static "
+                        "TopFormer state_dict [random weights]")
+    p.add_argument("--classes", type=int, default=None,
+                   help="number of classes [from the checkpoint; 150 (ADE20K) without weights]")
+    p.add_argument("--no-onnx", action="store_true", help="write only model.tflite")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and of the check input [0]")
+    p.add_argument("--json", action="store_true", help="print the export report as one JSON object")
+    return p
+
+
+def _human(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+@cli_entry("etf-export")
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    say = None if args.json else (lambda msg: print(f"etf-export: {msg} ...", file=sys.stderr, flush=True))
+    res = export_subnet(args.arch, args.out, size=args.size, weights=args.weights, num_classes=args.classes,
+                        onnx=not args.no_onnx, seed=args.seed, progress=say)
+    if args.json:
+        print(json.dumps(res.to_dict()))
+        return 0
+    print(f"arch {res.arch.key()}  {res.size}x{res.size}  {res.num_classes} classes  weights: "
+          f"{res.weights or 'random'} ({res.weights_kind})  layout NHWC")
+    for kind, path in res.files.items():
+        size = res.file_bytes.get(kind, path.stat().st_size)
+        took = f"  converted in {res.seconds[kind]:.1f} s" if kind in res.seconds else ""
+        print(f"  {str(path):40s} {_human(size):>10s}{took}")
+    for f in res.fidelity:
+        print(f"  fidelity {f.runtime:6s} max abs error {f.max_abs_error:.3g}  (max |logit| {f.max_abs_logit:.3g}, "
+              f"tolerance {f.tolerance:.3g})  {'ok' if f.ok else 'FAILED'}")
+    n_ops = sum(res.op_counts.values())
+    n_tr = len(res.transposes)
+    print(f"  tflite ops {n_ops}, TRANSPOSE {n_tr} ({n_tr - len(res.stray_transposes)} attention head split/merge, "
+          f"{len(res.stray_transposes)} stray)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

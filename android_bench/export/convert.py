@@ -1,0 +1,228 @@
+"""Convert a PyTorch module to TFLite (litert-torch) and ONNX (torch.onnx) with NHWC at the model boundary.
+
+``export_tflite`` is the one conversion path of the project: whole networks (``etf-export``) and the single
+operators that the latency profiler measures go through it, so both are converted the same way.
+``export_subnet`` is the high-level step behind ``etf-export``: config (+ weights) in, checked files out.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from android_bench.export.deploy import build_deployed_model
+from etf.common import EtfError
+from android_bench.export.fidelity import DEFAULT_REL_TOL, Fidelity, check_fidelity
+from android_bench.export.layout import NHWCBoundary, channel_last_attention_
+from android_bench.export.oplist import ROLE_HEADS, op_counts, tflite_ops, transposes
+from supernet.space import ArchConfig, load_config, save_config
+
+#: ONNX opset written by :func:`export_onnx` (the dynamo exporter's native opset).
+ONNX_OPSET = 18
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the converters' progress chatter on stdout/stderr (errors are re-raised)."""
+    logging.getLogger("litert_torch").setLevel(logging.ERROR)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
+
+
+def _nhwc_sample(input_shape: tuple[int, ...], nhwc: bool) -> torch.Tensor:
+    sample = torch.randn(*input_shape)
+    return sample.permute(0, *range(2, len(input_shape)), 1).contiguous() if nhwc else sample
+
+
+def export_tflite(module: nn.Module, input_shape: tuple[int, ...], path: str | Path, nhwc: bool = True,
+                  quiet: bool = True) -> Path:
+    """Convert ``module`` (fed one float32 tensor of NCHW ``input_shape``) to a ``.tflite`` file at ``path``.
+
+    With ``nhwc`` the model's input and output are channel-last (``1xHxWxC``); the converter then cancels
+    the layout transposes against its own NHWC lowering, so none remain at the boundary. TopFormer attention
+    blocks are converted in their channel-last form (:class:`~android_bench.export.layout.ChannelLastAttention`, same
+    function), which leaves only the transposes that split/merge heads. Written atomically: a failed
+    conversion leaves no file. ``module`` itself is not modified.
+    """
+    import litert_torch  # heavy import, only when converting
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = channel_last_attention_(copy.deepcopy(module)).eval()
+    wrapped = litert_torch.to_channel_last_io(module, args=[0], outputs=[0]) if nhwc else module
+    sample = _nhwc_sample(input_shape, nhwc)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with _quiet() if quiet else contextlib.nullcontext():
+            edge = litert_torch.convert(wrapped, (sample,))
+            edge.export(str(tmp))
+        tmp.replace(path)
+    except Exception as exc:  # the converter raises many types; report one line
+        tmp.unlink(missing_ok=True)
+        raise EtfError(f"TFLite conversion failed: {_first_line(exc)}") from exc
+    return path
+
+
+def export_onnx(module: nn.Module, input_shape: tuple[int, ...], path: str | Path, nhwc: bool = True,
+                quiet: bool = True) -> Path:
+    """Export ``module`` (fed one float32 tensor of NCHW ``input_shape``) to a single-file ``.onnx`` at ``path``
+    with the torch.onnx dynamo exporter (opset 18), input ``image`` and output ``logits``.
+
+    With ``nhwc`` the boundary is channel-last like the TFLite file (the two permutes are the graph's first and
+    last Transpose), so both files compute the same function. Written atomically.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapped = (NHWCBoundary(module) if nhwc else module).eval()
+    sample = _nhwc_sample(input_shape, nhwc)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with _quiet() if quiet else contextlib.nullcontext():
+            torch.onnx.export(wrapped, (sample,), str(tmp), dynamo=True, opset_version=ONNX_OPSET,
+                              input_names=["image"], output_names=["logits"], external_data=False,
+                              verbose=False)
+        tmp.replace(path)
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        raise EtfError(f"ONNX export failed: {_first_line(exc)}") from exc
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------------
+# export_subnet: config (+ weights) -> checked model.tflite / model.onnx / arch.json / export.json
+# ----------------------------------------------------------------------------------------------------------
+
+TFLITE_NAME, ONNX_NAME, ARCH_NAME, REPORT_NAME = "model.tflite", "model.onnx", "arch.json", "export.json"
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_subnet` wrote and measured (also saved as ``export.json``)."""
+
+    out_dir: Path
+    arch: ArchConfig
+    size: int
+    num_classes: int
+    weights: str | None
+    weights_kind: str
+    files: dict[str, Path]
+    file_bytes: dict[str, int]
+    seconds: dict[str, float]
+    fidelity: list[Fidelity]
+    op_counts: dict[str, int]
+    transposes: list[dict]
+    layout: str = "NHWC"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def stray_transposes(self) -> list[dict]:
+        """TRANSPOSE ops that the architecture does not need (boundary or layout ones): should be empty."""
+        return [t for t in self.transposes if t["role"] != ROLE_HEADS]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "out_dir": str(self.out_dir), "arch_key": self.arch.key(), "size": self.size,
+            "num_classes": self.num_classes, "weights": self.weights, "weights_kind": self.weights_kind,
+            "input": {"name": "image", "shape": [1, self.size, self.size, 3], "layout": self.layout,
+                      "dtype": "float32"},
+            "output": {"name": "logits", "shape": [1, self.size, self.size, self.num_classes],
+                       "layout": self.layout, "dtype": "float32"},
+            "files": {k: str(v) for k, v in self.files.items()}, "file_bytes": self.file_bytes,
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "fidelity": [f.to_dict() for f in self.fidelity],
+            "op_counts": self.op_counts, "transposes": self.transposes,
+            "stray_transposes": len(self.stray_transposes), "notes": self.notes,
+        }
+
+
+def _check_size(size: int) -> None:
+    if not isinstance(size, int) or size < 64 or size % 64:
+        raise EtfError(f"--size must be a positive multiple of 64 (so every token-pooling window is even), got {size}")
+
+
+def export_subnet(cfg_or_preset: ArchConfig | str | Path, out_dir: str | Path, size: int = 512,
+                  weights: str | Path | None = None, num_classes: int | None = None, onnx: bool = True,
+                  seed: int = 0, rel_tol: float | None = None,
+                  progress: Callable[[str], None] | None = None) -> ExportResult:
+    """Export the deployed model of a config (``ArchConfig``, preset name or JSON path) to ``out_dir``:
+    ``model.tflite``, ``model.onnx`` (unless ``onnx`` is False), ``arch.json`` and ``export.json``.
+
+    Weights: see :func:`android_bench.export.deploy.build_deployed_model` (``num_classes`` None = from the checkpoint, or
+    150). After conversion, every file is run on a fixed input and compared with PyTorch; an error past
+    ``rel_tol`` x max |logit| raises :class:`EtfError`. All files are built in a staging folder and moved into
+    ``out_dir`` only when every check passed, so bad input or a failed check leaves nothing behind (with
+    ``onnx`` False, a ``model.onnx`` left by an earlier export is removed, as it no longer matches).
+    """
+    say = progress or (lambda _msg: None)
+    cfg = cfg_or_preset if isinstance(cfg_or_preset, ArchConfig) else load_config(cfg_or_preset)
+    _check_size(size)
+    model, classes, kind = build_deployed_model(cfg, weights, num_classes, seed)
+    shape = (1, 3, size, size)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise EtfError(f"output path exists and is not a folder: {out_dir}")
+    created = not out_dir.exists()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".etf-export-", dir=out_dir))
+    except OSError as exc:
+        raise EtfError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from None
+    try:
+        seconds: dict[str, float] = {}
+        files = {"tflite": stage / TFLITE_NAME}
+        say(f"converting to TFLite ({size}x{size})")
+        t0 = time.perf_counter()
+        export_tflite(model, shape, files["tflite"])
+        seconds["tflite"] = time.perf_counter() - t0
+        if onnx:
+            say("exporting to ONNX")
+            files["onnx"] = stage / ONNX_NAME
+            t0 = time.perf_counter()
+            export_onnx(model, shape, files["onnx"])
+            seconds["onnx"] = time.perf_counter() - t0
+        say("checking fidelity against PyTorch")
+        t0 = time.perf_counter()
+        fid = check_fidelity(model, files, shape, nhwc=True, seed=seed, rel_tol=rel_tol or DEFAULT_REL_TOL)
+        seconds["fidelity"] = time.perf_counter() - t0
+        ops = tflite_ops(files["tflite"])
+        heads = {v.heads for v in cfg.vits}
+        save_config(cfg, stage / ARCH_NAME)
+        result = ExportResult(
+            out_dir=out_dir, arch=cfg, size=size, num_classes=classes,
+            weights=str(weights) if weights is not None else None, weights_kind=kind,
+            files={k: out_dir / p.name for k, p in files.items()} | {"arch": out_dir / ARCH_NAME,
+                                                                     "report": out_dir / REPORT_NAME},
+            file_bytes={k: p.stat().st_size for k, p in files.items()}, seconds=seconds, fidelity=fid,
+            op_counts=op_counts(ops), transposes=transposes(ops, heads))
+        (stage / REPORT_NAME).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        for name in [p.name for p in files.values()] + [ARCH_NAME, REPORT_NAME]:  # report last
+            os.replace(stage / name, out_dir / name)
+        if not onnx:  # a model.onnx of an earlier export would no longer match model.tflite
+            (out_dir / ONNX_NAME).unlink(missing_ok=True)
+        return result
+    except BaseException:
+        if created:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

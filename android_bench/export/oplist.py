@@ -1,0 +1,85 @@
+"""The operator list of a ``.tflite`` file as the runtime sees it, and where its TRANSPOSE ops come from.
+
+The interpreter is opened WITHOUT the default XNNPACK delegate: with it, delegated ops are collapsed into
+one DELEGATE node and a stray layout transpose would hide inside it.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from etf.common import EtfError
+
+#: Role of a TRANSPOSE that TopFormer's attention needs: moving the heads axis in front of the tokens.
+ROLE_HEADS = "attention-heads"
+#: Role of any other TRANSPOSE: a layout change the converter left in (unwanted).
+ROLE_LAYOUT = "layout"
+#: Role of a TRANSPOSE that reads the model input or writes the model output (unwanted: phones want NHWC).
+ROLE_BOUNDARY = "boundary"
+
+_HEAD_PERMS = {(0, 2, 1, 3), (0, 2, 3, 1)}
+
+
+@dataclass(frozen=True)
+class TfliteOp:
+    """One operator of a .tflite graph: its builtin name, tensor shapes, and permutation if a TRANSPOSE."""
+
+    index: int
+    name: str
+    input_shapes: tuple[tuple[int, ...], ...]
+    output_shapes: tuple[tuple[int, ...], ...]
+    reads_model_input: bool
+    writes_model_output: bool
+    perm: tuple[int, ...] | None = None
+
+
+def tflite_ops(path: str | Path) -> list[TfliteOp]:
+    """Every operator of the .tflite at ``path`` in execution order (builtin resolver, no delegate)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    try:
+        interp = Interpreter(model_path=str(path),
+                             experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise EtfError(f"LiteRT cannot load {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+    shapes = {d["index"]: tuple(int(s) for s in d["shape"]) for d in interp.get_tensor_details()}
+    model_in = {d["index"] for d in interp.get_input_details()}
+    model_out = {d["index"] for d in interp.get_output_details()}
+    ops = []
+    for op in interp._get_ops_details():  # the only API that lists ops; stable across ai-edge-litert 1.x-2.x
+        ins = [int(i) for i in op["inputs"] if i >= 0]
+        outs = [int(i) for i in op["outputs"]]
+        perm = None
+        if op["op_name"] == "TRANSPOSE" and len(ins) == 2:
+            perm = tuple(int(p) for p in interp.get_tensor(ins[1]))
+        ops.append(TfliteOp(int(op["index"]), op["op_name"], tuple(shapes.get(i, ()) for i in ins),
+                            tuple(shapes.get(i, ()) for i in outs), bool(model_in & set(ins)),
+                            bool(model_out & set(outs)), perm))
+    return ops
+
+
+def op_counts(ops: list[TfliteOp]) -> dict[str, int]:
+    """How many ops of each builtin kind, most frequent first."""
+    return dict(Counter(op.name for op in ops).most_common())
+
+
+def transpose_role(op: TfliteOp, heads: set[int] | None = None) -> str:
+    """Why a TRANSPOSE is there: ``boundary`` (touches the model input/output), ``attention-heads`` (a rank-4
+    permute that moves a heads axis of size in ``heads`` next to the batch: the head split of q/k/v or the
+    head merge of the attention output), or ``layout`` (anything else: a stray NCHW<->NHWC change)."""
+    if op.reads_model_input or op.writes_model_output:
+        return ROLE_BOUNDARY
+    shape = op.input_shapes[0] if op.input_shapes else ()
+    if op.perm in _HEAD_PERMS and len(shape) == 4 and shape[0] == 1:
+        split_axis, merge_axis = shape[2], shape[1]  # (1, N, heads, d) -> split; (1, heads, N, d) -> merge
+        if heads is None or split_axis in heads or (op.perm == (0, 2, 1, 3) and merge_axis in heads):
+            return ROLE_HEADS
+    return ROLE_LAYOUT
+
+
+def transposes(ops: list[TfliteOp], heads: set[int] | None = None) -> list[dict]:
+    """Every TRANSPOSE with its permutation, input shape and role (see :func:`transpose_role`)."""
+    return [{"index": op.index, "perm": list(op.perm or ()), "input_shape": list(op.input_shapes[0]),
+             "role": transpose_role(op, heads)} for op in ops if op.name == "TRANSPOSE"]

@@ -1,0 +1,1 @@
+"""Command-line tools of the latency package: etf-profile, etf-predict, etf-predictor-report."""

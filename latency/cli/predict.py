@@ -1,0 +1,65 @@
+"""``etf-predict``: predicted latency of one architecture on one device, from that device's latency table."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from latency.predictor import LatencyPredictor, load_for_device
+from etf.common import cli_entry
+from supernet.size import model_size
+from supernet.space import load_config
+
+EPILOG = """
+The predictor is fitted on tables/<device>_<size>.csv (+ .e2e.csv) the first time and cached next to it
+(.predictor.pkl, refitted whenever the table changes). Latencies are in ms at the table's reference speed.
+
+Examples:
+  etf-predict --device local --arch topformer-tiny
+  etf-predict --device pixel7 --arch runs/best.json --size 512 --json
+  etf-predict --device local --arch topformer-base --breakdown
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="etf-predict", description=__doc__, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", required=True, help="device whose latency table to use (e.g. local)")
+    p.add_argument("--arch", required=True, help="preset name (topformer-tiny/-small/-base) or JSON config file")
+    p.add_argument("--size", type=int, default=512, help="input side in pixels (default 512)")
+    p.add_argument("--tables", default="tables", help="directory of the latency tables (default tables/)")
+    p.add_argument("--predictor", default=None, help="use this saved predictor file instead of the table's")
+    p.add_argument("--breakdown", action="store_true", help="also list every operator with its predicted ms")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+@cli_entry("etf-predict")
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = load_config(args.arch)
+    if args.predictor:
+        pred = LatencyPredictor.load(args.predictor, args.device, args.size)
+    else:
+        pred = load_for_device(args.device, args.size, args.tables)
+    ms = pred.predict(cfg)
+    out = {"arch": args.arch, "arch_key": cfg.key(), "device": args.device, "size": args.size,
+           "predicted_ms": round(ms, 4), "operator_sum_ms": round(pred.operator_sum(cfg), 4),
+           "correction": {"a": pred.correction.a, "b": pred.correction.b, "subnets": pred.correction.n},
+           "gflops": round(model_size(cfg, args.size).flops / 1e9, 4),
+           "table_reduced": pred.info.get("table_reduced")}
+    if args.breakdown:
+        out["operators"] = [{"key": op.key, "ms": round(ms_op, 4), "measured": op.key in pred.kinds[op.kind].lookup}
+                            for op, ms_op in pred.operator_latencies(cfg)]
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{args.arch} on {args.device} at {args.size}x{args.size}: {ms:.2f} ms predicted "
+              f"(operator sum {out['operator_sum_ms']:.2f} ms, {out['gflops']} GFLOPs)")
+        for row in out.get("operators", []):
+            print(f"  {row['ms']:9.3f} ms  {'lut ' if row['measured'] else 'pred'}  {row['key']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

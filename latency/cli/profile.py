@@ -1,0 +1,94 @@
+"""``etf-profile``: build per-operator latency tables for one or more devices (resumable)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from latency.profile import ADAPTIVE, ProfileSettings, Profiler
+from etf.common import EtfError, cli_entry
+
+EPILOG = """
+What gets measured (at --size): all stem, head and resize configs; a grid of MBConv blocks (every stage
+position x kernel x expansion, with the smallest/middle/largest widths; --mbconv exhaustive measures all
+~2,200); a space-filling sample of 40 transformer blocks, 27 injection modules and 6 pyramid-pool configs;
+then adaptive sampling (a random forest's least certain candidates: +40 MBConv, +20 transformer,
++9 injection, +4 pool); then --e2e subnets end to end (smallest, presets, random) for the predictor's correction.
+Each batch is converted in --workers processes (cached under OUT/cache, never twice) and timed on every
+device in one round trip, with a reference operator before and after (its latency is the drift record).
+
+Files: OUT/<device>_<size>.csv (one row per operator), .e2e.csv, .meta.json (plan, timings, drift, reduced?).
+Interrupt at any time (Ctrl-C): rerunning the same command resumes where it stopped.
+
+Examples:
+  etf-profile --device local --size 512 --budget-min 30
+  etf-profile --device pixel7,galaxy-s21 --workers 2
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="etf-profile", description=__doc__, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", required=True, help="device name(s) from the device config, comma-separated "
+                   "(`local` = this CPU); several devices are measured in parallel, one table each")
+    p.add_argument("--size", type=int, default=512, help="input side in pixels (default 512)")
+    p.add_argument("--out", default="tables", help="directory of the tables (default tables/)")
+    p.add_argument("--cache", default="", help="conversion cache directory (default OUT/cache); safe to share")
+    p.add_argument("--workers", type=int, default=2, help="conversion processes (default 2)")
+    p.add_argument("--batch", type=int, default=24, help="operators per batch / device round trip (default 24)")
+    p.add_argument("--runs", type=int, default=20, help="timed runs per operator (default 20)")
+    p.add_argument("--warmup", type=int, default=3, help="warm-up runs per operator (default 3)")
+    p.add_argument("--threads", type=int, default=None, help="inference threads (default: the device's setting)")
+    p.add_argument("--budget-min", type=float, default=None,
+                   help="stop starting new batches after this many minutes; the table is then marked reduced")
+    p.add_argument("--mbconv", choices=("grid", "exhaustive"), default="grid",
+                   help="MBConv blocks to measure: a designed grid (~280 at 512, default) or all (~2,200)")
+    p.add_argument("--no-adaptive", action="store_true", help="skip the adaptive-sampling phase")
+    p.add_argument("--e2e", type=int, default=16, help="subnets measured end to end for the whole-network "
+                   "correction: the smallest config and the 3 presets, then random ones (default 16)")
+    p.add_argument("--e2e-only", action="store_true", help="skip the operator phases; measure only the --e2e "
+                   "end-to-end subnets (e.g. after a budget-limited run)")
+    p.add_argument("--limit", type=int, default=None, help="measure only the first N planned operators "
+                   "(smoke tests; the table is marked reduced)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+@cli_entry("etf-profile")
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.size < 32 or args.size % 32:
+        raise EtfError(f"--size must be a multiple of 32 and at least 32, got {args.size}")
+    for name in ("workers", "batch", "runs"):
+        if getattr(args, name) < 1:
+            raise EtfError(f"--{name} must be at least 1")
+    if args.e2e < 0 or (args.limit is not None and args.limit < 1):
+        raise EtfError("--e2e must be >= 0 and --limit >= 1")
+    if args.budget_min is not None and args.budget_min <= 0:
+        raise EtfError("--budget-min must be positive")
+    names = [n.strip() for n in args.device.split(",") if n.strip()]
+    if not names or len(set(names)) != len(names):
+        raise EtfError(f"--device needs distinct device names, got {args.device!r}")
+    settings = ProfileSettings(size=args.size, tables_dir=args.out, cache_dir=args.cache, workers=args.workers, batch=args.batch,
+                               runs=args.runs, warmup=args.warmup, threads=args.threads,
+                               budget_min=args.budget_min, mbconv=args.mbconv,
+                               adaptive={} if args.no_adaptive else dict(ADAPTIVE), e2e=args.e2e, limit=args.limit,
+                               e2e_only=args.e2e_only)
+    summary = Profiler(names, settings, progress=not args.no_progress).run()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        for name, info in summary.items():
+            t = info["timing"]
+            state = "REDUCED: " + "; ".join(info["reduced_reasons"]) if info["reduced"] else "complete"
+            print(f"{name}: {info['rows']} operator rows, {info['e2e_rows']} end-to-end subnets -> {info['table']} "
+                  f"({state})")
+            print(f"  conversion {t['convert_wall_s']:.0f}s wall ({t['conversions']} models), measurement "
+                  f"{t['measure_wall_s']:.0f}s ({t['measurements']} measurements), end-to-end "
+                  f"{t['e2e_convert_wall_s']:.0f}s + {t['e2e_measure_wall_s']:.0f}s", file=sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

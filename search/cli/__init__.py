@@ -1,0 +1,1 @@
+"""Command-line tools of the search package: etf-search and etf-demo."""

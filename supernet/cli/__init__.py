@@ -1,0 +1,1 @@
+"""Command-line tools of the supernet package: etf-space, etf-make-synthetic, etf-train, etf-eval."""

@@ -1,0 +1,1 @@
+"""Datasets: ADE20K / COCO-Stuff readers, the synthetic set, and side-by-side pictures."""

@@ -1,0 +1,1 @@
+"""Scoring subnets: metrics, BN recalibration, and the cached evaluator the search calls."""

@@ -1,0 +1,1 @@
+"""Weight-sharing training of the supernet: the sandwich loop, losses, several processes, checkpoints."""
