@@ -3,7 +3,8 @@
 An operator is a frozen dataclass with a stable string key (the latency-table key), its input shapes (NCHW),
 its FLOPs (``supernet.size`` convention, so a network's operators add up to ``model_size``), a numeric feature
 vector for the regressors, and ``build()``: a tiny ``nn.Module`` made from the classes of
-``supernet/topformer.py``, i.e. exactly what the whole network runs. ``decompose(cfg, size)`` lists them.
+``supernet/topformer.py``, i.e. exactly what the whole network runs. ``decompose(cfg, size)`` lists them: one
+per part of the shape trace (``supernet.trace``), mapped by ``from_part``.
 
 Not separate operators: the channel split of the tokens (a view, a slice on the device); its cost lands in the
 whole-network correction of the predictor.
@@ -17,8 +18,9 @@ from typing import Union
 import torch
 from torch import nn
 
-from supernet.size import conv_out
-from supernet.space import INJECTION_LEVELS, PYRAMID_STAGES, TABLE1, ArchConfig, SearchSpace
+from supernet.space import TABLE1, ArchConfig, SearchSpace
+from supernet.trace import (HeadPart, InjectionPart, MBConvPart, Part, PoolPart, ResizePart, StemPart,
+                            TransformerPart, conv_out, side, token_side, trace)
 
 NUM_CLASSES = 150
 
@@ -139,7 +141,7 @@ class PyramidPool:
         return _fmt_key(self.kind, self)
 
     def token_hw(self) -> int:
-        return (self.hws[-1] - 1) // 2 + 1
+        return token_side(self.hws[-1])
 
     def input_shapes(self) -> list[tuple[int, ...]]:
         return [(1, w, h, h) for w, h in zip(self.widths, self.hws)]
@@ -339,35 +341,30 @@ def parse_key(key: str) -> Operator:
     return op
 
 
+def from_part(part: Part) -> Operator:
+    """The operator that runs one traced part (``supernet.trace``); operators are square, so is the part."""
+    if isinstance(part, StemPart):
+        return Stem(part.cout, part.kernel, part.stride, side(part.in_hw))
+    if isinstance(part, MBConvPart):
+        return MBConv(part.cin, part.cout, part.kernel, part.expansion, part.stride, side(part.in_hw), part.residual)
+    if isinstance(part, PoolPart):
+        return PyramidPool(part.widths, tuple(side(s[1:]) for s in part.inputs))
+    if isinstance(part, TransformerPart):
+        return Transformer(part.cin, part.heads, part.key_dim, part.value_dim, part.mlp_hidden, side(part.in_hw))
+    if isinstance(part, InjectionPart):
+        return InjectionOp(part.cin, part.cout, side(part.in_hw), side(part.global_hw))
+    if isinstance(part, HeadPart):
+        return HeadOp(part.cin, part.cout, part.depthwise, tuple(side(s[1:]) for s in part.inputs))
+    if isinstance(part, ResizePart):
+        return Resize(part.cout, side(part.in_hw), side(part.out_hw))
+    raise TypeError(f"no operator for part {part.name!r} of kind {part.kind!r}")
+
+
 def decompose(cfg: ArchConfig, size: int = 512, num_classes: int = NUM_CLASSES,
               space: SearchSpace = TABLE1) -> list[Operator]:
-    """The operators the deployed network (``WithResize(TopFormer(cfg))``) runs at ``size`` x ``size``, in order."""
-    ops: list[Operator] = []
-    stem = Stem(cfg.stem_width, space.stem_kernel, space.stem_stride, size)
-    ops.append(stem)
-    hw, cin = stem.out_hw(), cfg.stem_width
-    pyramid_hw: list[int] = []
-    for i, (st, spec) in enumerate(zip(cfg.stages, space.stages)):
-        for b in range(st.depth):
-            s = spec.stride if b == 0 else 1
-            op = MBConv(cin, st.width, st.kernels[b], st.expansions[b], s, hw, s == 1 and cin == st.width)
-            ops.append(op)
-            hw, cin = op.out_hw(), st.width
-        if i in PYRAMID_STAGES:
-            pyramid_hw.append(hw)
-    pool = PyramidPool(cfg.pyramid_widths, tuple(pyramid_hw))
-    ops.append(pool)
-    t, dim = pool.token_hw(), cfg.token_dim
-    for v in cfg.vits:
-        for _ in range(v.depth):
-            ops.append(Transformer(dim, v.heads, v.key_dim, v.value_dim, v.mlp_hidden(dim), t))
-    for level in INJECTION_LEVELS:
-        ops.append(InjectionOp(cfg.pyramid_widths[level], cfg.decoder_width, pyramid_hw[level], t))
-    head = HeadOp(cfg.decoder_width, num_classes, cfg.fuse == "depthwise",
-                  tuple(pyramid_hw[level] for level in INJECTION_LEVELS))
-    ops.append(head)
-    ops.append(Resize(num_classes, head.hws[0], size))
-    return ops
+    """The operators the deployed network (``WithResize(TopFormer(cfg))``) runs at ``size`` x ``size``, in order:
+    one per part of :func:`supernet.trace.trace`."""
+    return [from_part(part) for part in trace(cfg, size, num_classes, space)]
 
 
 def log_features(op: Operator) -> list[float]:

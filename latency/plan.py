@@ -17,21 +17,22 @@ import numpy as np
 
 from latency.operators import (NUM_CLASSES, HeadOp, InjectionOp, MBConv, Operator, PyramidPool, Resize, Stem,
                                Transformer, log_features)
-from supernet.size import conv_out
 from supernet.space import INJECTION_LEVELS, PYRAMID_STAGES, TABLE1, SearchSpace, scaled_floor
+from supernet.trace import grid, side
 
 KIND_ORDER = ("stem", "mbconv", "pool", "transformer", "injection", "head", "resize")
 
 
 def stage_sides(size: int, space: SearchSpace = TABLE1) -> tuple[int, list[int], list[int]]:
-    """(stem output side, input side of each stage, output side of each stage) at ``size``."""
-    hw = conv_out(size, space.stem_kernel, space.stem_stride)
-    stem_out, ins, outs = hw, [], []
-    for spec in space.stages:
-        ins.append(hw)
-        hw = conv_out(hw, 3, spec.stride)  # output side does not depend on the (odd) kernel
-        outs.append(hw)
-    return stem_out, ins, outs
+    """(stem output side, input side of each stage, output side of each stage) at ``size``, read off the shape
+    trace (``supernet.trace.grid``)."""
+    g = grid(size, space)
+    return side(g.stem), [side(hw) for hw in g.stage_in], [side(hw) for hw in g.stage_out]
+
+
+def token_grid_side(size: int, space: SearchSpace = TABLE1) -> int:
+    """Side of the token grid at ``size`` (``supernet.trace.grid``)."""
+    return side(grid(size, space).tokens)
 
 
 def _mid(values: Sequence[int]) -> int:
@@ -77,7 +78,7 @@ def transformer_from(dim: int, heads: int, key_dim: int, attn: float, mlp: float
 
 def transformer_pool(size: int, n: int = 4000, seed: int = 0, space: SearchSpace = TABLE1) -> list[Transformer]:
     """A seeded random pool of ``n`` transformer blocks the space can produce (the full set is ~23,000)."""
-    t = (stage_sides(size, space)[2][-1] - 1) // 2 + 1
+    t = token_grid_side(size, space)
     spec, dims = space.vits[0], token_dims(space)
     rng = random.Random(seed)
     pool = {transformer_from(rng.choice(dims), rng.choice(spec.heads), rng.choice(spec.key_dims),
@@ -87,8 +88,7 @@ def transformer_pool(size: int, n: int = 4000, seed: int = 0, space: SearchSpace
 
 def pool_candidates(size: int, n: int = 500, seed: int = 0, space: SearchSpace = TABLE1) -> list[PyramidPool]:
     """Pyramid-pool configs: the smallest, the largest and a seeded random sample of width combinations."""
-    _, _, outs = stage_sides(size, space)
-    hws = tuple(outs[i] for i in PYRAMID_STAGES)
+    hws = tuple(side(hw) for hw in grid(size, space).pyramid)
     specs = [space.stages[i].widths for i in PYRAMID_STAGES]
     rng = random.Random(seed)
     combos = {tuple(min(w) for w in specs), tuple(max(w) for w in specs)}
@@ -98,9 +98,9 @@ def pool_candidates(size: int, n: int = 500, seed: int = 0, space: SearchSpace =
 
 def candidates(size: int, space: SearchSpace = TABLE1) -> dict[str, list[Operator]]:
     """Per kind, the operator configs a subnet can contain at ``size`` (see module docstring)."""
-    stem_out, _, outs = stage_sides(size, space)
-    t = (outs[-1] - 1) // 2 + 1
-    pyr = [outs[i] for i in PYRAMID_STAGES]
+    g = grid(size, space)
+    t = side(g.tokens)
+    pyr = [side(hw) for hw in g.pyramid]
     inj = [InjectionOp(w, d, pyr[lv], t) for lv in INJECTION_LEVELS
            for w in space.stages[PYRAMID_STAGES[lv]].widths for d in space.decoder_widths]
     heads = [HeadOp(d, NUM_CLASSES, fuse == "depthwise", tuple(pyr[lv] for lv in INJECTION_LEVELS))

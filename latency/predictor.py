@@ -26,11 +26,11 @@ import numpy as np
 import pandas as pd
 
 from latency import table as tbl
-from latency.operators import (NUM_CLASSES, HeadOp, InjectionOp, MBConv, Operator, PyramidPool, Resize, Stem,
-                               Transformer, decompose, log_features, parse_key)
-from latency.plan import stage_sides
+from latency.operators import NUM_CLASSES, Operator, decompose, from_part, log_features, parse_key
 from etf.common import EtfError
-from supernet.space import INJECTION_LEVELS, PYRAMID_STAGES, TABLE1, ArchConfig, StageConfig, VitConfig
+from supernet.space import INJECTION_LEVELS, TABLE1, ArchConfig, StageConfig, VitConfig
+from supernet.trace import (Grid, Part, grid, head_part, injection_part, pool_part, resize_part, stage_parts,
+                            stem_part, transformer_part)
 
 FORMAT_VERSION = 2
 #: Kinds with at least this many measured rows get a gradient-boosting model; fewer: a linear fit on cost.
@@ -147,7 +147,7 @@ class LatencyPredictor:
     def __post_init__(self) -> None:
         self._part_cache: dict[tuple, float] = {}
         self._op_cache: dict[Operator, float] = {}
-        self._sides = stage_sides(self.size)
+        self._grid = grid(self.size)
 
     # -- fitting ----------------------------------------------------------------------------------------------
     @classmethod
@@ -209,24 +209,8 @@ class LatencyPredictor:
         return parts
 
     def _part_ops(self, key: tuple) -> list[Operator]:
-        _, ins, outs = self._sides
-        pyr = tuple(outs[i] for i in PYRAMID_STAGES)
-        t = (pyr[-1] - 1) // 2 + 1
-        kind = key[0]
-        if kind == "stem":
-            return [Stem(key[1], TABLE1.stem_kernel, TABLE1.stem_stride, self.size)]
-        if kind == "stage":
-            st = StageConfig(key[3], len(key[4]), key[4], key[5])
-            return _stage_ops(key[1], key[2], st, ins[key[1]])
-        if kind == "pool":
-            return [PyramidPool(key[1], pyr)]
-        if kind == "vit":
-            return [_vit_op(key[1], VitConfig(key[2], key[3], key[4], key[5], 1), t)]
-        if kind == "inj":
-            return [InjectionOp(key[2], key[3], pyr[key[1]], t)]
-        hws = tuple(pyr[lv] for lv in INJECTION_LEVELS)
-        return [HeadOp(key[1], self.num_classes, key[2] == "depthwise", hws),
-                Resize(self.num_classes, hws[0], self.size)]
+        """The operators of one part key, from the trace's step builders on the trace's map sides (``grid``)."""
+        return [from_part(p) for p in _key_parts(key, self._grid, self.size, self.num_classes)]
 
     def _fill(self, parts_per_cfg: Sequence[list[tuple[tuple, int]]]) -> None:
         """Predict every operator of the not-yet-cached parts in one regressor call per kind."""
@@ -313,19 +297,23 @@ class LatencyPredictor:
             raise EtfError(f"{source} was fitted at input size {self.size}, not {size}")
 
 
-def _stage_ops(i: int, cin: int, st: StageConfig, hw: int) -> list[Operator]:
-    spec = TABLE1.stages[i]
-    ops: list[Operator] = []
-    for b in range(st.depth):
-        s = spec.stride if b == 0 else 1
-        op = MBConv(cin, st.width, st.kernels[b], st.expansions[b], s, hw, s == 1 and cin == st.width)
-        ops.append(op)
-        hw, cin = op.out_hw(), st.width
-    return ops
-
-
-def _vit_op(dim: int, v: VitConfig, t: int) -> Transformer:
-    return Transformer(dim, v.heads, v.key_dim, v.value_dim, v.mlp_hidden(dim), t)
+def _key_parts(key: tuple, g: Grid, size: int, num_classes: int) -> list[Part]:
+    """The traced parts behind one part key of :meth:`LatencyPredictor._parts` (what ``trace`` would give for
+    that piece of any config holding it: the sides come from ``g``, the same for every config)."""
+    kind = key[0]
+    if kind == "stem":
+        return [stem_part(key[1], size, TABLE1)]
+    if kind == "stage":
+        st = StageConfig(key[3], len(key[4]), key[4], key[5])
+        return list(stage_parts(key[1], key[2], st, g.stage_in[key[1]], TABLE1))
+    if kind == "pool":
+        return [pool_part(key[1], g.pyramid)]
+    if kind == "vit":
+        return [transformer_part("vit", key[1], VitConfig(key[2], key[3], key[4], key[5], 1), g.tokens)]
+    if kind == "inj":
+        return [injection_part(key[1], key[2], key[3], g.pyramid[key[1]], g.tokens)]
+    head = head_part(key[1], key[2], num_classes, [g.pyramid[lv] for lv in INJECTION_LEVELS])
+    return [head, resize_part(num_classes, head.out_hw, size)]
 
 
 def _check_rows(df: pd.DataFrame, device: str, size: int, what: str) -> None:

@@ -10,13 +10,13 @@ Parameters count weights, biases and BN affine parameters (not BN running statis
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
-from supernet.space import INJECTION_LEVELS, PYRAMID_STAGES, ArchConfig, SearchSpace, TABLE1
+from supernet.space import ArchConfig, SearchSpace, TABLE1
+from supernet.trace import (HeadPart, InjectionPart, MBConvPart, Part, StemPart, TransformerPart, conv_out,
+                            trace)
 
-
-def conv_out(n: int, kernel: int, stride: int) -> int:
-    """Output length of a 'same'-padded (pad = k // 2) convolution with an odd kernel."""
-    return (n + 2 * (kernel // 2) - kernel) // stride + 1
+__all__ = ["SizeReport", "model_size", "conv_out"]  # conv_out lives in supernet.trace; re-exported here
 
 
 @dataclass
@@ -66,59 +66,65 @@ class _Counter:
 
 def model_size(cfg: ArchConfig, size: int | tuple[int, int] = 512, num_classes: int = 150,
                space: SearchSpace = TABLE1) -> SizeReport:
-    """Params and FLOPs of the static TopFormer of ``cfg`` at input ``size`` (an int or (H, W))."""
-    h, w = (size, size) if isinstance(size, int) else size
+    """Params and FLOPs of the static TopFormer of ``cfg`` at input ``size`` (an int or (H, W)), counted part by
+    part over :func:`supernet.trace.trace` (the breakdown groups: stem, stage1.., vit1.., injection1.., head)."""
     c = _Counter()
-    c.part = "stem"
-    hw = (conv_out(h, space.stem_kernel, space.stem_stride), conv_out(w, space.stem_kernel, space.stem_stride))
-    c.conv_bn(3, cfg.stem_width, space.stem_kernel, 1, hw)
-    c.act(cfg.stem_width, hw)
-    cin = cfg.stem_width
-    pyramid_hw = []
-    for i, (st, spec) in enumerate(zip(cfg.stages, space.stages)):
-        c.part = f"stage{i + 1}"
-        for b in range(st.depth):
-            stride = spec.stride if b == 0 else 1
-            k, e = st.kernels[b], st.expansions[b]
-            hidden = int(round(cin * e))
-            if e != 1:
-                c.conv_bn(cin, hidden, 1, 1, hw)
-                c.act(hidden, hw)
-            hw = (conv_out(hw[0], k, stride), conv_out(hw[1], k, stride))
-            c.conv_bn(hidden, hidden, k, hidden, hw)
-            c.act(hidden, hw)
-            c.conv_bn(hidden, st.width, 1, 1, hw)
-            cin = st.width
-        if i in PYRAMID_STAGES:
-            pyramid_hw.append(hw)
-    # tokens: stride-2 pooling of the coarsest map (not counted: functional pooling)
-    thw = ((pyramid_hw[-1][0] - 1) // 2 + 1, (pyramid_hw[-1][1] - 1) // 2 + 1)
-    dim = cfg.token_dim
-    for j, v in enumerate(cfg.vits):
-        c.part = f"vit{j + 1}"
-        for _ in range(v.depth):
-            qk, vd = v.heads * v.key_dim, v.heads * v.value_dim
-            c.conv_bn(dim, qk, 1, 1, thw)
-            c.conv_bn(dim, qk, 1, 1, thw)
-            c.conv_bn(dim, vd, 1, 1, thw)
-            c.act(vd, thw)  # ReLU6 before the projection
-            c.conv_bn(vd, dim, 1, 1, thw)
-            hidden = v.mlp_hidden(dim)
-            c.conv_bn(dim, hidden, 1, 1, thw)
-            c.conv(hidden, hidden, 3, hidden, thw, bias=True)
-            c.act(hidden, thw)
-            c.conv_bn(hidden, dim, 1, 1, thw)
-    widths = cfg.pyramid_widths
-    d = cfg.decoder_width
-    for level in INJECTION_LEVELS:
-        c.part = f"injection{level}"
-        c.conv_bn(widths[level], d, 1, 1, pyramid_hw[level])  # local embedding
-        c.conv_bn(widths[level], d, 1, 1, thw)  # global act
-        c.act(d, thw)  # h-sigmoid's ReLU6
-        c.conv_bn(widths[level], d, 1, 1, thw)  # global embedding
-    c.part = "head"
-    hhw = pyramid_hw[INJECTION_LEVELS[0]]
-    c.conv_bn(d, d, 1, d if cfg.fuse == "depthwise" else 1, hhw)
-    c.act(d, hhw)
-    c.conv(d, num_classes, 1, 1, hhw, bias=True)
+    for part in trace(cfg, size, num_classes, space):
+        c.part = part.group
+        _COUNT[part.kind](c, part)
     return c.report
+
+
+def _count_stem(c: _Counter, p: StemPart) -> None:
+    c.conv_bn(p.cin, p.cout, p.kernel, 1, p.out_hw)
+    c.act(p.cout, p.out_hw)
+
+
+def _count_mbconv(c: _Counter, p: MBConvPart) -> None:
+    hidden = p.hidden
+    if p.expansion != 1:
+        c.conv_bn(p.cin, hidden, 1, 1, p.in_hw)
+        c.act(hidden, p.in_hw)
+    c.conv_bn(hidden, hidden, p.kernel, hidden, p.out_hw)
+    c.act(hidden, p.out_hw)
+    c.conv_bn(hidden, p.cout, 1, 1, p.out_hw)
+
+
+def _count_transformer(c: _Counter, p: TransformerPart) -> None:
+    dim, thw = p.cin, p.in_hw
+    qk, vd = p.heads * p.key_dim, p.heads * p.value_dim
+    c.conv_bn(dim, qk, 1, 1, thw)
+    c.conv_bn(dim, qk, 1, 1, thw)
+    c.conv_bn(dim, vd, 1, 1, thw)
+    c.act(vd, thw)  # ReLU6 before the projection
+    c.conv_bn(vd, dim, 1, 1, thw)
+    hidden = p.mlp_hidden
+    c.conv_bn(dim, hidden, 1, 1, thw)
+    c.conv(hidden, hidden, 3, hidden, thw, bias=True)
+    c.act(hidden, thw)
+    c.conv_bn(hidden, dim, 1, 1, thw)
+
+
+def _count_injection(c: _Counter, p: InjectionPart) -> None:
+    d, thw = p.cout, p.global_hw
+    c.conv_bn(p.cin, d, 1, 1, p.in_hw)  # local embedding
+    c.conv_bn(p.cin, d, 1, 1, thw)  # global act
+    c.act(d, thw)  # h-sigmoid's ReLU6
+    c.conv_bn(p.cin, d, 1, 1, thw)  # global embedding
+
+
+def _count_head(c: _Counter, p: HeadPart) -> None:
+    d, hhw = p.cin, p.out_hw
+    c.conv_bn(d, d, 1, d if p.depthwise else 1, hhw)
+    c.act(d, hhw)
+    c.conv(d, p.cout, 1, 1, hhw, bias=True)
+
+
+def _count_nothing(c: _Counter, p: Part) -> None:
+    """Pooling and bilinear resizes are functional calls: not counted (module docstring)."""
+
+
+_COUNT: dict[str, Callable[[_Counter, Any], None]] = {
+    "stem": _count_stem, "mbconv": _count_mbconv, "pool": _count_nothing, "transformer": _count_transformer,
+    "injection": _count_injection, "head": _count_head, "resize": _count_nothing,
+}
