@@ -57,9 +57,9 @@ def build_batch_script(
     pin = f"taskset {shlex.quote(cpu_mask)} " if cpu_mask else ""
     # The trap's action is one quoted word; the quoted work dir inside it is quoted again as part of that word.
     on_hangup = f"kill $HB 2>/dev/null; rm -rf {wd}; exit 129"
-    lines = [
-        f"cd {wd} || exit 1",
+    lines = [  # the trap first: a session cut from the very start still removes the work folder
         f"trap {shlex.quote(on_hangup)} HUP INT TERM",
+        f"cd {wd} || exit 1",
         f"( while sleep {HEARTBEAT_PERIOD_S} >/dev/null 2>&1; do echo {HEARTBEAT}; done ) & HB=$!",
     ]
     for i, name in enumerate(model_names):

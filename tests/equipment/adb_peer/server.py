@@ -42,6 +42,9 @@ _SHELL_PATH_RE = _path_pattern(SANDBOXED_TOP_DIRS)
 # When the sandbox has its own sys/ folder (a test's stand-in for a phone's cpufreq and thermal files), /sys is
 # mapped too; otherwise /sys is this machine's.
 _SHELL_PATH_WITH_SYS_RE = _path_pattern(SANDBOXED_TOP_DIRS + ("sys",))
+#: How long a hung-up shell may run its HUP trap (its cleanup) before the peer SIGKILLs what is left. Generous:
+#: the trap's ``rm -rf`` must not be cut short on a loaded machine.
+HANGUP_GRACE_S = 60.0
 BANNER_PROPS = "ro.product.name=etf_peer;ro.product.model=ETF_ADB_peer;ro.product.device=etf_peer;"
 
 
@@ -132,59 +135,8 @@ class ShellStream(Stream):
         super().__init__(conn, local_id, remote_id)
         self.command = command
         self.proc: subprocess.Popen[bytes] | None = None
-
-    def run(self) -> None:
-        root = self.conn.peer.root
-        pattern = _SHELL_PATH_WITH_SYS_RE if (root / "sys").is_dir() else _SHELL_PATH_RE
-        mapped = pattern.sub(lambda m: f"{root}/{m.group(1)}", self.command)
-        argv = ["/bin/sh", "-c", mapped] if self.command.strip() else ["/bin/sh"]
-        env = dict(os.environ, HOME=str(root / "data/local/tmp"), ANDROID_DATA=str(root / "data"))
-        try:
-            self.proc = subprocess.Popen(argv, cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        except OSError as exc:
-            self.write(f"/system/bin/sh: {exc}\n".encode())
-            self.close_from_device()
-            return
-        self.conn.peer.shell_started(self.conn, self.command)
-        threading.Thread(target=self._pump_stdin, daemon=True).start()
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        while True:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            if not self.write(chunk):
-                self.hang_up()
-                break
-        self.proc.wait()
-        self.close_from_device()
-
-    def _pump_stdin(self) -> None:
-        while True:
-            data = self.inbox.get()
-            if data is None or self.proc is None or self.proc.stdin is None:
-                break
-            try:
-                self.proc.stdin.write(data)
-                self.proc.stdin.flush()
-            except (BrokenPipeError, OSError):
-                break
-
-    def on_host_close(self) -> None:  # overridden
-        pass
-
-    def run(self) -> None:  # worker thread body, overridden
-        pass
-
-
-class ShellStream(Stream):
-    """``shell:CMD``: run CMD (or an interactive sh) in the sandbox; stdout+stderr go back, host writes go to stdin."""
-
-    def __init__(self, conn: "Connection", local_id: int, remote_id: int, command: str) -> None:
-        super().__init__(conn, local_id, remote_id)
-        self.command = command
-        self.proc: subprocess.Popen[bytes] | None = None
+        self._hangup_lock = threading.Lock()
+        self._hung_up = False
 
     def run(self) -> None:
         root = self.conn.peer.root
