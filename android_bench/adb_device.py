@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import socket
 import time
 from dataclasses import dataclass, field
@@ -211,12 +212,13 @@ class AdbDevice(Device):
         results: list[BenchStats] = []
         failure: BaseException | None = None
         try:
-            made = self._shell(dev, f"mkdir -p {work_dir} && echo __ETF_OK__")
+            # Every path in a shell command is quoted: work_dir comes from the user's config.
+            made = self._shell(dev, f"mkdir -p {shlex.quote(work_dir)} && echo __ETF_OK__")
             if "__ETF_OK__" not in made:
                 raise EtfError(f"device {self.name!r}: cannot create {work_dir}: {made.strip()[:160]} "
                                "(set work_dir in the device config to a writable folder)")
             self._push(dev, binary, f"{work_dir}/{BINARY_NAME}", 0o100755)
-            self._shell(dev, f"chmod 755 {work_dir}/{BINARY_NAME}")
+            self._shell(dev, f"chmod 755 {shlex.quote(f'{work_dir}/{BINARY_NAME}')}")
             size = self.settings.batch_size
             for start in range(0, len(paths), size):
                 if start and self.cooldown_for(protocol) > 0:  # the same pause separates batches
@@ -331,7 +333,8 @@ class AdbDevice(Device):
 
     def _cleanup(self, dev, work_dir: str, link_ok: bool) -> bool:
         """Remove ``work_dir`` on the device; reconnect once if the link is gone. True when it is gone."""
-        command = f"rm -rf {work_dir}; [ -e {work_dir} ] && echo __ETF_LEFT__ || echo __ETF_CLEAN__"
+        wd = shlex.quote(work_dir)
+        command = f"rm -rf {wd}; [ -e {wd} ] && echo __ETF_LEFT__ || echo __ETF_CLEAN__"
         if link_ok:
             try:
                 ok = "__ETF_CLEAN__" in self._shell(dev, command)

@@ -55,9 +55,11 @@ def build_batch_script(
     """The shell script for one batch; ``model_names`` are files already pushed into ``work_dir``."""
     wd = shlex.quote(work_dir)
     pin = f"taskset {shlex.quote(cpu_mask)} " if cpu_mask else ""
-    lines = [
+    # The trap's action is one quoted word; the quoted work dir inside it is quoted again as part of that word.
+    on_hangup = f"kill $HB 2>/dev/null; rm -rf {wd}; exit 129"
+    lines = [  # the trap first: a session cut from the very start still removes the work folder
+        f"trap {shlex.quote(on_hangup)} HUP INT TERM",
         f"cd {wd} || exit 1",
-        f"trap 'kill $HB 2>/dev/null; rm -rf {wd}; exit 129' HUP INT TERM",
         f"( while sleep {HEARTBEAT_PERIOD_S} >/dev/null 2>&1; do echo {HEARTBEAT}; done ) & HB=$!",
     ]
     for i, name in enumerate(model_names):
@@ -67,7 +69,7 @@ def build_batch_script(
             f"echo __ETF_BEGIN__ {i}",
             f"echo \"__ETF_GOVERNOR__ $(cat {GOVERNOR_GLOB} 2>/dev/null | tr '\\n' ' ')\"",
             f"echo \"__ETF_TEMP__ $(cat {THERMAL_GLOB} 2>/dev/null | tr '\\n' ' ')\"",
-            f"{pin}./{binary} {flags} 2>&1",
+            f"{pin}{shlex.quote('./' + binary)} {flags} 2>&1",
             f"echo __ETF_END__ {i} $?",
         ]
         if i < len(model_names) - 1 and cooldown_s > 0:

@@ -1,4 +1,5 @@
-"""One error type for bad user input, and the CLI wrapper that turns it into one line and exit 2.
+"""One error type for bad user input, the CLI wrapper that turns it into one line and exit 2, and the stdout
+console every CLI prints its tables on.
 
 Every command-line tool of the project wraps its ``main`` with :func:`cli_entry`, so a missing file,
 an out-of-space config or an unreachable device never shows a traceback.
@@ -8,7 +9,10 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 F = TypeVar("F", bound=Callable[..., int | None])
 
@@ -49,3 +53,10 @@ def cli_entry(prog: str) -> Callable[[F], F]:
         return inner  # type: ignore[return-value]
 
     return wrap
+
+
+def out_console() -> "Console":
+    """Stdout console; wide when piped so tables are not folded to 80 columns."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=160)

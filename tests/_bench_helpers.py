@@ -7,6 +7,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from tests.equipment.adb_peer import AdbPeer
+
 
 @functools.lru_cache(maxsize=None)
 def tiny_models() -> dict[str, Path]:
@@ -43,3 +45,17 @@ def write_loopback_config(path: Path, address: str, stub: Path, name: str = "loo
     lines = [f"[devices.{name}]"] + [f"{key} = {value!r}".replace("'", '"') for key, value in settings.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def etf_public_key() -> Path:
+    """etf's ADB public key (``$ETF_ADB_KEY.pub`` or the config one), made now if missing, as a phone would have
+    been told to trust it."""
+    from android_bench.adb_device import adb_key_path, load_signer
+
+    load_signer()  # generates the key pair on first use
+    return Path(str(adb_key_path()) + ".pub")
+
+
+def loopback_phone(root: Path, **kwargs: object) -> AdbPeer:
+    """A loopback ADB peer that lets in etf's key (and only the keys it is given)."""
+    return AdbPeer(root, authorized_keys=[etf_public_key()], **kwargs)  # type: ignore[arg-type]

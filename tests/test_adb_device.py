@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
-from tests._bench_helpers import tiny_models, write_loopback_config
+from tests._bench_helpers import loopback_phone, tiny_models, write_loopback_config
 
-from tests.equipment.adb_peer import AdbPeer, write_benchmark_model_stub
+from tests.equipment.adb_peer import write_benchmark_model_stub
 from android_bench.cli.bench import main as bench_main
 from android_bench.cli.devices import main as devices_main
 from android_bench.device_config import resolve_device
@@ -37,7 +37,7 @@ def phone(tmp_path):
     """A loopback phone: the peer, its sandbox, and a devices TOML naming it ``loop``."""
     root = tmp_path / "device"
     stub = write_benchmark_model_stub(tmp_path / "benchmark_model_stub")
-    with AdbPeer(root) as peer:
+    with loopback_phone(root) as peer:
         cfg = write_loopback_config(tmp_path / "devices.toml", peer.address, stub)
         yield peer, root, cfg
 
@@ -59,9 +59,9 @@ def test_etf_bench_on_the_loopback_phone_matches_local_fields(models, phone, cap
     assert 0 < remote["min_ms"] <= remote["median_ms"] <= remote["max_ms"]
     assert remote["init_ms"] is not None and remote["peak_memory_mb"] is not None
     assert _leftovers(root) == []  # binary and model removed
-    assert (root / "data/misc/adb/adb_keys").exists()  # our key was offered and remembered
-    # The key was generated on first use at $ETF_ADB_KEY.
+    # The key at $ETF_ADB_KEY is the one the phone trusts: the token signature alone let us in.
     assert Path(__import__("os").environ["ETF_ADB_KEY"]).exists()
+    assert peer.refused_keys == 0 and not (root / "data/misc/adb/adb_keys").exists()
 
 
 def test_governor_and_temperature_are_read_on_the_device(models, phone):
@@ -99,7 +99,7 @@ def test_benchmark_many_batches_models_in_order(models, phone):
 def test_device_dropping_mid_run_is_one_line_and_leaves_nothing(models, tmp_path, capsys):
     root = tmp_path / "device"
     stub = write_benchmark_model_stub(tmp_path / "stub")
-    with AdbPeer(root, drop_when=r"benchmark_model --graph", drop_after_s=0.3) as peer:
+    with loopback_phone(root, drop_when=r"benchmark_model --graph", drop_after_s=0.3) as peer:
         cfg = write_loopback_config(tmp_path / "devices.toml", peer.address, stub)
         code = bench_main([str(models["tflite"]), "--device", "loop", "--config", str(cfg), "--runs", "20000",
                            "--json"])
@@ -116,7 +116,7 @@ def test_device_dropping_mid_run_is_one_line_and_leaves_nothing(models, tmp_path
 def test_phone_gone_for_good_cleans_up_on_the_device_side(models, tmp_path, capsys):
     root = tmp_path / "device"
     stub = write_benchmark_model_stub(tmp_path / "stub")
-    peer = AdbPeer(root, drop_when=r"benchmark_model --graph", drop_after_s=0.3, vanish_on_drop=True).start()
+    peer = loopback_phone(root, drop_when=r"benchmark_model --graph", drop_after_s=0.3, vanish_on_drop=True).start()
     try:
         cfg = write_loopback_config(tmp_path / "devices.toml", peer.address, stub, connect_timeout_s=2)
         code = bench_main([str(models["tflite"]), "--device", "loop", "--config", str(cfg), "--runs", "20000"])
@@ -171,7 +171,7 @@ def test_silent_device_times_out_in_seconds(models, tmp_path, capsys):
 def test_failing_benchmark_model_is_reported_and_cleaned_up(models, tmp_path, capsys):
     root = tmp_path / "device"
     stub = write_benchmark_model_stub(tmp_path / "stub")
-    with AdbPeer(root) as peer:
+    with loopback_phone(root) as peer:
         cfg = write_loopback_config(tmp_path / "devices.toml", peer.address, stub, extra_args=["--bogus_flag=1"])
         assert bench_main([str(models["tflite"]), "--device", "loop", "--config", str(cfg)]) == 2
         err = capsys.readouterr().err.strip()
@@ -196,7 +196,7 @@ def test_onnx_and_bad_files_are_refused_before_pushing(models, phone, tmp_path):
 def test_unwritable_work_dir_is_a_clear_error(models, tmp_path):
     root = tmp_path / "device"
     stub = write_benchmark_model_stub(tmp_path / "stub")
-    with AdbPeer(root) as peer:
+    with loopback_phone(root) as peer:
         (root / "data/blocked").write_text("a file where a folder should be")
         cfg = write_loopback_config(tmp_path / "devices.toml", peer.address, stub, work_dir="/data/blocked/tmp")
         with pytest.raises(EtfError, match="cannot create /data/blocked/tmp/etf-"):
@@ -204,7 +204,7 @@ def test_unwritable_work_dir_is_a_clear_error(models, tmp_path):
 
 
 def test_missing_benchmark_model_binary_is_explained(models, tmp_path):
-    with AdbPeer(tmp_path / "device") as peer:
+    with loopback_phone(tmp_path / "device") as peer:
         cfg = write_loopback_config(tmp_path / "devices.toml", peer.address, tmp_path / "no-such-binary")
         with pytest.raises(EtfError, match="benchmark_model binary .* not found"):
             resolve_device("loop", cfg).benchmark(models["tflite"])

@@ -28,24 +28,41 @@ def _free_port() -> int:
 
 @pytest.fixture
 def adb_client(tmp_path):
-    """Run Google's adb client against a private ADB server port and HOME; kill that server afterwards."""
+    """Run Google's adb client against a private ADB server port and HOME; kill that server afterwards.
+
+    The server is started up front so that its key pair exists: ``adb_client.public_key`` is
+    ``HOME/.android/adbkey.pub``, the key a peer must be given to let this client in.
+    """
     server_port = _free_port()
-    env = dict(os.environ, HOME=str(tmp_path / "home"), ADB_VENDOR_KEYS="")
-    (tmp_path / "home").mkdir()
+    home = tmp_path / "home"
+    env = dict(os.environ, HOME=str(home), ADB_VENDOR_KEYS="")
+    home.mkdir()
 
     def adb(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run([ADB, "-P", str(server_port), *args], capture_output=True, text=True, env=env,
                               timeout=timeout)
 
+    adb("start-server")
+    adb.public_key = home / ".android/adbkey.pub"
+    assert adb.public_key.exists(), "adb start-server made no key pair"
     yield adb
     adb("kill-server", timeout=30)
+
+
+def _keygen(path: Path):
+    """A fresh adb key pair at ``path``/``path.pub``; returns adb_shell's signer for it."""
+    from adb_shell.auth.keygen import keygen
+    from adb_shell.auth.sign_pythonrsa import PythonRSASigner
+
+    keygen(str(path))
+    return PythonRSASigner.FromRSAKeyPath(str(path))
 
 
 @pytest.mark.adb
 @needs_adb
 def test_google_adb_client_shell_push_pull_roundtrip(tmp_path, adb_client):
     root = tmp_path / "device"
-    with AdbPeer(root) as peer:
+    with AdbPeer(root, authorized_keys=adb_client.public_key) as peer:
         serial = peer.address
         connect = adb_client("connect", serial)
         assert connect.returncode == 0, connect.stderr
@@ -73,16 +90,15 @@ def test_google_adb_client_shell_push_pull_roundtrip(tmp_path, adb_client):
         missing = adb_client("-s", serial, "pull", "/data/local/tmp/none.bin", str(tmp_path / "x"))
         assert missing.returncode != 0 and "does not exist" in missing.stdout + missing.stderr
 
-        # The client offered its public key once; the peer remembered it like "Always allow".
-        keys = (root / "data/misc/adb/adb_keys").read_text().splitlines()
-        assert len(keys) == 1
+        # The client's key was authorised up front: it signed the token, offered no key, nothing was remembered.
+        assert peer.refused_keys == 0 and not (root / "data/misc/adb/adb_keys").exists()
 
 
 @pytest.mark.adb
 @needs_adb
 def test_google_adb_client_reconnects_with_a_signature(tmp_path, adb_client):
     root = tmp_path / "device"
-    with AdbPeer(root) as peer:
+    with AdbPeer(root, accept_new_keys=True) as peer:  # the user taps "Always allow" on the first connection
         assert adb_client("connect", peer.address).returncode == 0
         adb_client("-s", peer.address, "wait-for-device", timeout=30)
         adb_client("disconnect", peer.address)
@@ -96,12 +112,9 @@ def test_google_adb_client_reconnects_with_a_signature(tmp_path, adb_client):
 
 def test_adb_shell_package_connects_with_rsa_auth(tmp_path):
     from adb_shell.adb_device import AdbDeviceTcp
-    from adb_shell.auth.keygen import keygen
-    from adb_shell.auth.sign_pythonrsa import PythonRSASigner
 
-    keygen(str(tmp_path / "key"))
-    signer = PythonRSASigner.FromRSAKeyPath(str(tmp_path / "key"))
-    with AdbPeer(tmp_path / "device") as peer:
+    signer = _keygen(tmp_path / "key")
+    with AdbPeer(tmp_path / "device", authorized_keys=[tmp_path / "key.pub"]) as peer:
         dev = AdbDeviceTcp(peer.host, peer.port, default_transport_timeout_s=5)
         assert dev.connect(rsa_keys=[signer], auth_timeout_s=5)
         assert dev.shell("echo $((6 * 7))").strip() == "42"
@@ -114,18 +127,49 @@ def test_adb_shell_package_connects_with_rsa_auth(tmp_path):
         dev.close()
 
 
-def test_unknown_key_without_acceptance_stays_unauthorised(tmp_path):
-    from adb_shell.adb_device import AdbDeviceTcp
-    from adb_shell.auth.keygen import keygen
-    from adb_shell.auth.sign_pythonrsa import PythonRSASigner
+def test_authorized_keys_come_as_a_file_or_as_key_texts(tmp_path):
+    _keygen(tmp_path / "a")
+    _keygen(tmp_path / "b")
+    a, b = (tmp_path / "a.pub").read_text(), (tmp_path / "b.pub").read_text()
+    (tmp_path / "adb_keys").write_text(a.strip() + "\n" + b.strip() + "\n")  # adbd's adb_keys: one key a line
+    for given in (str(tmp_path / "adb_keys"), tmp_path / "adb_keys", [a, b.encode()], [tmp_path / "a.pub", b]):
+        peer = AdbPeer(tmp_path / "dev", authorized_keys=given)
+        try:
+            assert [k.public_numbers() for k in peer.trusted_keys()] == [
+                p.parse_android_pubkey(x.encode()).public_numbers() for x in (a, b)]
+        finally:
+            peer.stop()
+    with pytest.raises(p.ProtocolError):
+        AdbPeer(tmp_path / "dev", authorized_keys=["not a key"])
 
-    keygen(str(tmp_path / "key"))
-    signer = PythonRSASigner.FromRSAKeyPath(str(tmp_path / "key"))
-    with AdbPeer(tmp_path / "device", accept_new_keys=False) as peer:
-        dev = AdbDeviceTcp(peer.host, peer.port, default_transport_timeout_s=1)
-        with pytest.raises(Exception):
-            dev.connect(rsa_keys=[signer], auth_timeout_s=1)
+
+@pytest.mark.adb
+@needs_adb
+def test_a_key_the_peer_was_not_given_is_refused(tmp_path, adb_client, monkeypatch):
+    """A real adbd lets in authorised keys only: etf's transport and Google's adb, each with an unknown key, get
+    no CNXN (etf reports it cannot reach the phone; adb sees the device unauthorised)."""
+    from adb_shell.adb_device import AdbDeviceTcp
+
+    from android_bench.adb_device import load_signer
+
+    _keygen(tmp_path / "trusted")
+    monkeypatch.setenv("ETF_ADB_KEY", str(tmp_path / "etf/adbkey"))  # etf's own key: not the trusted one
+    with AdbPeer(tmp_path / "device", authorized_keys=tmp_path / "trusted.pub") as peer:
+        online: list[str] = []
+        peer.on_shell = online.append
+        dev = AdbDeviceTcp(peer.host, peer.port, default_transport_timeout_s=2)
+        with pytest.raises(Exception):  # signs with etf's key (refused), offers it (refused), times out
+            dev.connect(rsa_keys=[load_signer()], auth_timeout_s=2)
         dev.close()
+        assert peer.refused_keys == 1
+
+        connect = adb_client("connect", peer.address)  # TCP connects; the transport stays unauthorised
+        assert "failed" in connect.stdout + connect.stderr or connect.returncode == 0
+        echo = adb_client("-s", peer.address, "shell", "echo", "let-me-in", timeout=60)
+        assert echo.returncode != 0 and "let-me-in" not in echo.stdout
+        assert "unauthorized" in echo.stdout + echo.stderr + adb_client("devices").stdout
+        assert peer.refused_keys >= 2 and online == []  # no shell ever ran
+        assert not (tmp_path / "device/data/misc/adb/adb_keys").exists()  # nothing was remembered
 
 
 def test_message_header_roundtrip_and_bad_magic():
@@ -177,10 +221,14 @@ def test_peer_cli_starts_and_serves(tmp_path):
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "tests.equipment.adb_peer", "--port", str(port), "--root",
                              str(tmp_path / "dev")], stdout=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
+                            env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+                                     HOME=str(tmp_path / "home"), ETF_ADB_KEY=str(tmp_path / "etf/adbkey")))
     try:
         line = proc.stdout.readline()
         assert f"127.0.0.1:{port}" in line
+        # By default it lets in etf's key (made now) and no other.
+        assert proc.stdout.readline().strip() == f"authorised keys: {tmp_path / 'etf/adbkey.pub'}"
+        assert (tmp_path / "etf/adbkey.pub").exists()
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
             s.sendall(p.encode(p.Message(p.A_CNXN, p.A_VERSION, p.MAX_PAYLOAD, b"host::\0")))
             reply = s.recv(24)

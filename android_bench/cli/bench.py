@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -12,7 +11,7 @@ from rich.table import Table
 from android_bench.device_config import default_config_path, resolve_device
 from android_bench.model_files import model_kind
 from android_bench.stats import CV_WARN, BenchStats
-from etf.common import cli_entry
+from etf.common import cli_entry, out_console
 
 BENCH_EPILOG = """\
 examples:
@@ -23,11 +22,6 @@ examples:
 protocol: --warmup untimed runs, then --runs timed runs; median, mean, std, min, max; a --cooldown pause
 between models; a warning when std/mean is above {cv:.0%}. Devices: see `etf-devices` and android_bench/README.md.
 """
-
-
-def out_console() -> Console:
-    """Stdout console; wide when piped so tables are not folded to 80 columns."""
-    return Console() if sys.stdout.isatty() else Console(width=160)
 
 
 def _fmt(value: object, digits: int = 3) -> str:

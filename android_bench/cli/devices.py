@@ -6,9 +6,8 @@ import json
 
 from rich.table import Table
 
-from android_bench.cli.bench import out_console
 from android_bench.device_config import all_devices, default_config_path
-from etf.common import cli_entry
+from etf.common import cli_entry, out_console
 
 
 @cli_entry("etf-devices")

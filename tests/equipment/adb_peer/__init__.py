@@ -18,7 +18,7 @@ __all__ = ["AdbPeer", "write_benchmark_model_stub"]
 def write_benchmark_model_stub(path: str | Path) -> Path:
     """Write a ``benchmark_model``-compatible shell script that runs this repo's runner with this Python."""
     path = Path(path)
-    repo_root = Path(__file__).resolve().parents[2]
+    repo_root = Path(__file__).resolve().parents[3]  # tests/equipment/adb_peer/__init__.py -> the repo
     path.write_text(
         "#!/bin/sh\n"
         "# Stand-in for TFLite's benchmark_model: same flags and output, timing by the LiteRT interpreter.\n"

@@ -3,9 +3,13 @@
 It stands in for a phone's ``adbd`` in tests: Google's ``adb`` client and the ``adb_shell`` package both talk
 to it. Commands run with ``/bin/sh`` in a sandbox folder; device paths under /data, /sdcard and /storage are
 mapped into that folder (so ``/data/local/tmp/x`` is ``ROOT/data/local/tmp/x``), and /sys too when ``ROOT/sys``
-exists. Keys the host offers with
-``AUTH RSAPUBLICKEY`` are accepted (as if the user tapped "Always allow") and remembered in
-``ROOT/data/misc/adb/adb_keys``; later connections must then sign the token with a known key.
+exists.
+
+Like a real adbd, the peer only lets in hosts whose key it was given: ``authorized_keys`` (public keys in adb's
+format, or the path of an ``adb_keys``-style file) plus those in ``ROOT/data/misc/adb/adb_keys``. A host that signs
+the token with another key, then offers that key with ``AUTH RSAPUBLICKEY``, gets no CNXN: it stays unauthorised,
+as on a phone whose user never taps "Allow". ``accept_new_keys=True`` plays the user tapping "Always allow": an
+offered key is accepted and remembered in ``ROOT/data/misc/adb/adb_keys``.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ import struct
 import subprocess
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Union
 
 from tests.equipment.adb_peer import protocol as p
 from tests.equipment.adb_peer.sync import SyncSession
@@ -38,7 +42,33 @@ _SHELL_PATH_RE = _path_pattern(SANDBOXED_TOP_DIRS)
 # When the sandbox has its own sys/ folder (a test's stand-in for a phone's cpufreq and thermal files), /sys is
 # mapped too; otherwise /sys is this machine's.
 _SHELL_PATH_WITH_SYS_RE = _path_pattern(SANDBOXED_TOP_DIRS + ("sys",))
+#: How long a hung-up shell may run its HUP trap (its cleanup) before the peer SIGKILLs what is left. Generous:
+#: the trap's ``rm -rf`` must not be cut short on a loaded machine.
+HANGUP_GRACE_S = 60.0
 BANNER_PROPS = "ro.product.name=etf_peer;ro.product.model=ETF_ADB_peer;ro.product.device=etf_peer;"
+
+
+#: ``authorized_keys``: a path to an ``adb_keys``-style file (one key per line), or the keys themselves (adb's
+#: ``BASE64 user@host`` text, as in ``adbkey.pub``; a Path in the list is read as a file).
+AuthorizedKeys = Union[str, os.PathLike, Iterable[Union[str, bytes, os.PathLike]]]
+
+
+def read_authorized_keys(keys: AuthorizedKeys | None) -> list[bytes]:
+    """The key lines of ``keys``; a malformed key is an error here rather than a silent refusal later."""
+    if keys is None:
+        return []
+    if isinstance(keys, (str, os.PathLike)):  # an adb_keys file
+        texts = [Path(keys).read_bytes()]
+    else:
+        texts = [Path(k).read_bytes() if isinstance(k, os.PathLike) else k if isinstance(k, bytes) else k.encode()
+                 for k in keys]
+    lines: list[bytes] = []
+    for text in texts:
+        for line in text.split(b"\0", 1)[0].splitlines():
+            if line.strip():
+                p.parse_android_pubkey(line)  # raises ProtocolError for a malformed key
+                lines.append(line.strip())
+    return lines
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -105,6 +135,8 @@ class ShellStream(Stream):
         super().__init__(conn, local_id, remote_id)
         self.command = command
         self.proc: subprocess.Popen[bytes] | None = None
+        self._hangup_lock = threading.Lock()
+        self._hung_up = False
 
     def run(self) -> None:
         root = self.conn.peer.root
@@ -145,16 +177,26 @@ class ShellStream(Stream):
                 break
 
     def hang_up(self) -> None:
-        """SIGHUP the command's process group (as a closed terminal would), then SIGKILL stragglers."""
+        """SIGHUP the command's process group once (as a closed terminal would); SIGKILL only a hung shell.
+
+        Both the link's end (``on_host_close``) and a failed write reach here, often a few ms apart. A second SIGHUP
+        would land while the shell runs its HUP trap and kill the trap's own commands (an ``rm -rf`` of the work
+        folder, cut half way), and an early SIGKILL would do the same: the first caller hangs up, later ones return.
+        """
+        with self._hangup_lock:
+            if self._hung_up:
+                return
+            self._hung_up = True
         proc = self.proc
         if proc is None or proc.poll() is not None:
             return
         try:
             os.killpg(proc.pid, signal.SIGHUP)
-            proc.wait(timeout=5)
+            proc.wait(timeout=HANGUP_GRACE_S)
         except (ProcessLookupError, PermissionError):
             return
         except subprocess.TimeoutExpired:
+            LOG.warning("shell %d ignored SIGHUP for %gs; killing it", proc.pid, HANGUP_GRACE_S)
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -307,14 +349,19 @@ class Connection:
                 self._send_token()  # let the host try its next key, then offer its public key
         elif msg.arg0 == p.AUTH_RSAPUBLICKEY:
             try:
-                p.parse_android_pubkey(msg.data)
+                offered = p.parse_android_pubkey(msg.data)
             except p.ProtocolError as exc:
                 LOG.warning("rejecting malformed public key: %s", exc)
                 self.abort()
                 return
-            if self.peer.accept_new_keys:
+            if self.peer.is_authorized(offered):
+                self._go_online()
+            elif self.peer.accept_new_keys:  # the user tapped "Always allow"
                 self.peer.remember_key(msg.data)
                 self._go_online()
+            else:  # a key we were not given: no CNXN; the host stays unauthorised (adbd's pending prompt)
+                self.peer.refused_keys += 1
+                LOG.info("refusing a public key that is not authorised")
         else:
             raise p.ProtocolError(f"unexpected AUTH type {msg.arg0}")
 
@@ -341,19 +388,22 @@ class Connection:
 class AdbPeer:
     """The daemon: listens on ``host:port`` (0 picks a free port) and serves connections in threads.
 
-    ``drop_when`` (a regex) makes the peer drop a connection ``drop_after_s`` seconds after a matching shell
+    ``authorized_keys``: the hosts' public keys it lets in (see the module docstring); ``accept_new_keys``: accept
+    and remember any offered key instead. ``drop_when`` (a regex) makes the peer drop a connection ``drop_after_s`` seconds after a matching shell
     command starts: a test's stand-in for a link that breaks mid-run; with ``vanish_on_drop`` the peer also
     stops listening, like a phone that is gone for good. Shell commands of a dropped link get SIGHUP.
     """
 
     def __init__(self, root: str | Path, host: str = "127.0.0.1", port: int = 0, *, require_auth: bool = True,
-                 accept_new_keys: bool = True, drop_when: str | None = None, drop_after_s: float = 1.0,
-                 vanish_on_drop: bool = False) -> None:
+                 authorized_keys: AuthorizedKeys | None = None, accept_new_keys: bool = False,
+                 drop_when: str | None = None, drop_after_s: float = 1.0, vanish_on_drop: bool = False) -> None:
         self.root = Path(root).resolve()
         for sub in ("data/local/tmp", "data/misc/adb", "sdcard"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self.require_auth = require_auth
+        self.authorized_keys = read_authorized_keys(authorized_keys)
         self.accept_new_keys = accept_new_keys
+        self.refused_keys = 0  # public keys offered and refused (for tests)
         self.drop_when = re.compile(drop_when) if drop_when else None
         self.drop_after_s = drop_after_s
         self.vanish_on_drop = vanish_on_drop
@@ -383,7 +433,8 @@ class AdbPeer:
         return local
 
     def trusted_keys(self) -> list:
-        keys = []
+        """The keys given as ``authorized_keys`` and those in the sandbox's ``adb_keys``."""
+        keys = [p.parse_android_pubkey(line) for line in self.authorized_keys]
         try:
             lines = self.keys_file.read_bytes().splitlines()
         except OSError:
@@ -394,6 +445,9 @@ class AdbPeer:
             except p.ProtocolError:
                 continue
         return keys
+
+    def is_authorized(self, key) -> bool:
+        return any(k.public_numbers() == key.public_numbers() for k in self.trusted_keys())
 
     def remember_key(self, blob: bytes) -> None:
         line = blob.split(b"\0", 1)[0].strip()
