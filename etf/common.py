@@ -3,8 +3,9 @@
 Every command-line tool of the project wraps its ``main`` with :func:`cli_entry`, so a missing file,
 an out-of-space config or an unreachable device never shows a traceback.
 
-Every output file (tables, checkpoints, logs, plots, exported models) is written with :func:`atomic_write`,
-:func:`atomic_write_json`, :func:`atomic_open` or :func:`atomic_path`: the bytes go to a uniquely named
+Output files that a crash must not tear (tables, checkpoints, logs, JSON state, plots, exported models) are
+written with :func:`atomic_write`, :func:`atomic_write_json`, :func:`atomic_open` or :func:`atomic_path`, never
+with a hand-written temp-then-rename block: the bytes go to a uniquely named
 temporary file in the target's own folder, are flushed and fsync'ed, and the file is then renamed over the
 target (``os.replace``, atomic within one file system) and the folder fsync'ed. A crash, a kill or an
 exception while writing therefore leaves either the old file or the new one, never a torn mix, and no
