@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 from functools import lru_cache
 from pathlib import Path
 
 import torch
 
 from latency.operators import Operator
-from etf.common import EtfError
+from etf.common import EtfError, atomic_path
 
 
 #: Bump when ``export_operator`` changes how an operator is converted (invalidates the cache).
@@ -64,13 +63,10 @@ def export_operator(op: Operator, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapped = litert_torch.to_channel_last_io(module, args=list(range(len(shapes))), outputs=[0])
     samples = tuple(torch.randn(*s).permute(0, 2, 3, 1).contiguous() for s in shapes)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with _quiet():
+        with _quiet(), atomic_path(path) as tmp:
             litert_torch.convert(wrapped, samples).export(str(tmp))
-        tmp.replace(path)
     except Exception as exc:  # the converter raises many types; report one line
-        tmp.unlink(missing_ok=True)
         raise EtfError(f"TFLite conversion of {op.key} failed: {type(exc).__name__}: "
                        f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
     return path

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from etf.common import EtfError
+from etf.common import EtfError, atomic_open
 from latency import table as tbl
 from latency.export_op import cache_path, convert_cached, ignore_sigint, sigint_ignored
 from latency.predictor import accuracy
@@ -129,9 +129,7 @@ def scatter(result: dict[str, Any], path: Path, title: str) -> Path:
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=120)
     plt.close(fig)
-    tmp.replace(path)
     return path

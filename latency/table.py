@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from etf.common import EtfError
+from etf.common import EtfError, atomic_open, atomic_write_json
 from supernet.size import model_size
 from supernet.space import ArchConfig
 
@@ -48,20 +47,14 @@ def meta_path(tables_dir: str | Path, device: str, size: int) -> Path:
 
 
 def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
-    """Write ``df`` to ``path`` via a temporary file and ``os.replace`` (a crash leaves the old file whole)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.to_csv(tmp, index=False)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Write ``df`` as a table CSV (no index) atomically: a crash leaves the old file whole."""
+    with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
+        df.to_csv(fh, index=False)
 
 
 def write_json_atomic(data: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    """Write a table sidecar (indented JSON; timestamps and paths as strings) atomically."""
+    atomic_write_json(path, data, indent=2, default=str)
 
 
 def read_json(path: Path) -> dict[str, Any]:

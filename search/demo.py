@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from etf.common import EtfError
+from etf.common import EtfError, atomic_write_json
 from supernet.presets import PRESETS
 from supernet.size import model_size
 
@@ -93,12 +93,6 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
-
-
 def torch_threads(requested: int | None) -> int:
     """Intra-op threads for training/evaluation: ``requested``, else every core on an idle machine and one on a
     busy one (on a 2-core box shared with other jobs, 2 spinning threads ran a training step 15x slower than 1)."""
@@ -146,7 +140,7 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
                           head_lr_mult=scale.train_head_lr_mult, workers=0, ckpt_every=25, device="cpu")
         train(cfg, resume=ckpt.exists(), given=set(TRAIN_GIVEN))
         state["trained_iters"] = scale.train_iters
-        _write_json(state_path, state)
+        atomic_write_json(state_path, state)
         st.done(t, "supernet checkpoint", ckpt)
 
     # 3. latency table of this CPU
@@ -162,7 +156,7 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
                                    adaptive={}, e2e=scale.profile_e2e)
         Profiler([device_name], settings, progress=False).run()
         state["profiled"] = [device_name, scale.deploy_size]
-        _write_json(state_path, state)
+        atomic_write_json(state_path, state)
         st.done(t, "latency table (reduced)", tables)
 
     # 4. predictor
@@ -191,7 +185,7 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
         stats = pieces.measure(device, model, scale.bench_runs, 3, None)
         measured[name], spread[name] = float(stats.median_ms), float(stats.std_ms)
         state["preset_ms"], state["preset_std_ms"] = measured, spread
-        _write_json(state_path, state)
+        atomic_write_json(state_path, state)
     tiny_ms, small_ms = measured["topformer-tiny"], measured["topformer-small"]
     st.done(t, f"TopFormer-Tiny {tiny_ms:.2f} ms, -Small {small_ms:.2f} ms measured", out / "presets")
     before = {n: float(predict([PRESETS[n]])[0]) for n in measured}
@@ -277,7 +271,7 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
         print(f"  {what:60s} {path}")
     result = {"rows": rows, "artefacts": dict((w, p) for w, p in st.artefacts), "target_ms": target,
               "total_s": time.perf_counter() - st.t0, "quick": quick}
-    _write_json(out / "demo_summary.json", result)
+    atomic_write_json(out / "demo_summary.json", result)
     print(f"\ntotal {result['total_s'] / 60:.1f} min; summary -> {out / 'demo_summary.json'}")
     return result
 

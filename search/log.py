@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from etf.common import EtfError
+from etf.common import EtfError, atomic_write
 from supernet.space import ArchConfig
 
 from search.objective import EvalRecord
@@ -101,13 +101,7 @@ class SearchLog:
         w.writerow(COLUMNS)
         for r in self.rows:
             w.writerow(self._cells(r))
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        atomic_write(self.path, buf.getvalue())
 
     @staticmethod
     def _cells(r: LogRow) -> list[str]:

@@ -1,10 +1,10 @@
 """The Pareto plot of a search: accuracy vs predicted latency of every evaluated config, winner and presets marked."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Mapping
 
+from etf.common import atomic_open
 from supernet.space import ArchConfig
 
 from search.log import LogRow
@@ -59,10 +59,9 @@ def plot_pareto(rows: list[LogRow], path: str | Path, *, target: float | None = 
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp)
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

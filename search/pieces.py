@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from etf.common import EtfError
+from etf.common import EtfError, atomic_open
 from supernet.size import model_size
 from supernet.space import ArchConfig
 
@@ -108,10 +108,8 @@ def subnet_weights(cfg: ArchConfig, evaluator: Any, path: str | Path) -> Path:
     finally:
         evaluator.restore_bn()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"model": sub.state_dict(), "num_classes": int(evaluator.num_classes)}, tmp)
-    tmp.replace(path)
+    with atomic_open(path, "wb") as fh:
+        torch.save({"model": sub.state_dict(), "num_classes": int(evaluator.num_classes)}, fh)
     return path
 
 

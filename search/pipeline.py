@@ -7,13 +7,12 @@ A rerun with the same settings resumes: logged evaluations are replayed from the
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from etf.common import EtfError
+from etf.common import EtfError, atomic_write_json
 from supernet.presets import PRESETS
 from supernet.size import model_size
 from supernet.space import TABLE1, ArchConfig, load_config, save_config
@@ -84,9 +83,7 @@ def _check_meta(out: Path, settings: dict[str, Any]) -> None:
             if diff:
                 raise EtfError(f"{out} holds a search log made with other accuracy settings ({', '.join(diff)} "
                                f"differ); use another -o or delete {out / 'search_log.csv'}")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(settings, indent=1) + "\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, settings)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -95,12 +92,6 @@ def _read_json(path: Path) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
 
 
 class _Progress:
@@ -229,7 +220,7 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
             f"searching again under {search_target:.3f} ms predicted (refinement {len(refinements)} of {job.refine}, "
             f"evaluated configs are replayed from the log)")
     summary["refinements"] = refinements
-    _write_json(out / "summary.json", summary)
+    atomic_write_json(out / "summary.json", summary)
     return summary
 
 
@@ -297,7 +288,7 @@ def _export_and_measure(job: SearchJob, best: ArchConfig, out: Path, evaluator, 
            f"({'within' if res['within_tolerance'] else 'OVER'} +{MEASURED_TOLERANCE:.0%})"
            if job.unit == "ms" else "") + f" -> {timed}")
     # written now, so that a rerun knows which winner model.tflite holds
-    _write_json(out / "summary.json", {**previous, **res})
+    atomic_write_json(out / "summary.json", {**previous, **res})
     return res
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from etf.common import EtfError
+from etf.common import EtfError, atomic_write
 
 FUSE_CHOICES = ("depthwise", "full")
 
@@ -561,11 +561,7 @@ def load_config(ref: str | Path, space: SearchSpace = TABLE1) -> ArchConfig:
 
 def save_config(cfg: ArchConfig, path: str | Path) -> None:
     """Write ``cfg`` as JSON atomically (a temporary file renamed into place)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(cfg.to_json() + "\n")
-    tmp.replace(path)
+    atomic_write(path, cfg.to_json() + "\n")
 
 
 __all__ = [

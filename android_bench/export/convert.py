@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from android_bench.export.deploy import build_deployed_model
-from etf.common import EtfError
+from etf.common import EtfError, atomic_path
 from android_bench.export.fidelity import DEFAULT_REL_TOL, Fidelity, check_fidelity
 from android_bench.export.layout import NHWCBoundary, channel_last_attention_
 from android_bench.export.oplist import ROLE_HEADS, op_counts, tflite_ops, transposes
@@ -71,14 +71,11 @@ def export_tflite(module: nn.Module, input_shape: tuple[int, ...], path: str | P
     module = channel_last_attention_(copy.deepcopy(module)).eval()
     wrapped = litert_torch.to_channel_last_io(module, args=[0], outputs=[0]) if nhwc else module
     sample = _nhwc_sample(input_shape, nhwc)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with _quiet() if quiet else contextlib.nullcontext():
+        with _quiet() if quiet else contextlib.nullcontext(), atomic_path(path) as tmp:
             edge = litert_torch.convert(wrapped, (sample,))
             edge.export(str(tmp))
-        tmp.replace(path)
     except Exception as exc:  # the converter raises many types; report one line
-        tmp.unlink(missing_ok=True)
         raise EtfError(f"TFLite conversion failed: {_first_line(exc)}") from exc
     return path
 
@@ -95,15 +92,12 @@ def export_onnx(module: nn.Module, input_shape: tuple[int, ...], path: str | Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapped = (NHWCBoundary(module) if nhwc else module).eval()
     sample = _nhwc_sample(input_shape, nhwc)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with _quiet() if quiet else contextlib.nullcontext():
+        with _quiet() if quiet else contextlib.nullcontext(), atomic_path(path) as tmp:
             torch.onnx.export(wrapped, (sample,), str(tmp), dynamo=True, opset_version=ONNX_OPSET,
                               input_names=["image"], output_names=["logits"], external_data=False,
                               verbose=False)
-        tmp.replace(path)
     except Exception as exc:
-        tmp.unlink(missing_ok=True)
         raise EtfError(f"ONNX export failed: {_first_line(exc)}") from exc
     return path
 

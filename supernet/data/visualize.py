@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import colorsys
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from etf.common import atomic_open
 from supernet.data.datasets import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 
 IGNORE_COLOUR = (0, 0, 0)
@@ -69,10 +69,8 @@ def side_by_side(image: np.ndarray | torch.Tensor, label: np.ndarray | torch.Ten
 
 def save_side_by_side(path: str | Path, image: np.ndarray | torch.Tensor, label: np.ndarray | torch.Tensor,
                       pred: np.ndarray | torch.Tensor, palette: np.ndarray, ignore_index: int = IGNORE_INDEX) -> Path:
-    """Write :func:`side_by_side` as a PNG atomically (tmp file + os.replace); return the path."""
+    """Write :func:`side_by_side` as a PNG atomically (:func:`etf.common.atomic_open`); return the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    side_by_side(image, label, pred, palette, ignore_index).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_open(path, "wb") as fh:
+        side_by_side(image, label, pred, palette, ignore_index).save(fh, format="PNG")
     return path

@@ -7,24 +7,21 @@ Format (the export and search tools rely on it)::
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from etf.common import EtfError
+from etf.common import EtfError, atomic_open
 from supernet.model import TopFormerSupernet
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    """Write ``state`` with ``torch.save`` to a temporary file, then rename it over ``path``."""
+    """Write ``state`` with ``torch.save`` atomically (a killed save leaves the previous checkpoint whole)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_open(path, "wb") as fh:
+        torch.save(state, fh)
     return path
 
 

@@ -30,7 +30,7 @@ from supernet.training.checkpoint import load_supernet, read_checkpoint, save_ch
 from supernet.data.datasets import build_dataset, collate_segmentation
 from supernet.training.distributed import (DistInfo, barrier, convert_sync_elastic_bn, gather_objects, init_from_env,
                                   revert_sync_elastic_bn, shutdown, wrap_ddp)
-from etf.common import EtfError
+from etf.common import EtfError, atomic_open
 from supernet.training.losses import distillation_loss, segmentation_loss
 from supernet.model import TopFormerSupernet
 
@@ -193,12 +193,10 @@ def prepare_log(path: Path, start_iteration: int) -> None:
             reader = csv.reader(f)
             next(reader, None)
             rows = [r for r in reader if r and r[0].isdigit() and int(r[0]) <= start_iteration]
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(LOG_COLUMNS)
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def read_log(path: str | Path) -> list[dict[str, float]]:
