@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import io
 import json
 import logging
@@ -23,9 +24,14 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from android_bench.export.calib_data import CalibrationSet
 from android_bench.export.deploy import build_deployed_model
+from android_bench.litert_runner import TfliteRunner
 from etf.common import EtfError, atomic_path
-from android_bench.export.fidelity import DEFAULT_REL_TOL, Fidelity, check_fidelity
+from android_bench.export.fidelity import (DEFAULT_REL_TOL, Agreement, Fidelity, check_fidelity, fixed_input,
+                                           measure_agreement)
+from android_bench.export.quantize import NEEDS_CALIBRATION, PRECISIONS, quantize_tflite
+from supernet.data.datasets import IMAGENET_MEAN, IMAGENET_STD
 from android_bench.export.layout import NHWCBoundary, channel_last_attention_
 from android_bench.export.oplist import ROLE_HEADS, op_counts, tflite_ops, transposes
 from supernet.space import ArchConfig, load_config, save_config
@@ -107,6 +113,10 @@ def export_onnx(module: nn.Module, input_shape: tuple[int, ...], path: str | Pat
 # ----------------------------------------------------------------------------------------------------------
 
 TFLITE_NAME, ONNX_NAME, ARCH_NAME, REPORT_NAME = "model.tflite", "model.onnx", "arch.json", "export.json"
+#: Default number of inputs of the agreement report of an fp16/int8 file.
+DEFAULT_AGREEMENT_INPUTS = 8
+#: Label agreement below which the export report carries a warning note.
+LOW_AGREEMENT = 0.9
 
 
 @dataclass
@@ -127,6 +137,10 @@ class ExportResult:
     transposes: list[dict]
     layout: str = "NHWC"
     notes: list[str] = field(default_factory=list)
+    precision: str = "fp32"
+    quantization: dict[str, Any] | None = None  # recipe and calibration source of an fp16/int8 file
+    agreement: Agreement | None = None  # fp16/int8: how the file follows the fp32 model
+    io: dict[str, dict] = field(default_factory=dict)  # input/output as read from model.tflite
 
     @property
     def stray_transposes(self) -> list[dict]:
@@ -137,13 +151,17 @@ class ExportResult:
         return {
             "out_dir": str(self.out_dir), "arch_key": self.arch.key(), "size": self.size,
             "num_classes": self.num_classes, "weights": self.weights, "weights_kind": self.weights_kind,
+            "precision": self.precision,
             "input": {"name": "image", "shape": [1, self.size, self.size, 3], "layout": self.layout,
-                      "dtype": "float32"},
+                      "dtype": "float32", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+                      **self.io.get("input", {})},
             "output": {"name": "logits", "shape": [1, self.size, self.size, self.num_classes],
-                       "layout": self.layout, "dtype": "float32"},
+                       "layout": self.layout, "dtype": "float32", **self.io.get("output", {})},
             "files": {k: str(v) for k, v in self.files.items()}, "file_bytes": self.file_bytes,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
             "fidelity": [f.to_dict() for f in self.fidelity],
+            "quantization": self.quantization,
+            "agreement": self.agreement.to_dict() if self.agreement is not None else None,
             "op_counts": self.op_counts, "transposes": self.transposes,
             "stray_transposes": len(self.stray_transposes), "notes": self.notes,
         }
@@ -154,10 +172,31 @@ def _check_size(size: int) -> None:
         raise EtfError(f"--size must be a positive multiple of 64 (so every token-pooling window is even), got {size}")
 
 
+def _check_precision(precision: str, calibration: CalibrationSet | None) -> None:
+    if precision not in PRECISIONS:
+        raise EtfError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if precision in NEEDS_CALIBRATION and (calibration is None or not calibration.inputs):
+        raise EtfError(f"--precision {precision} needs calibration images: pass --calib-data DIR (a folder of "
+                       "the dataset the model was trained on; its training split is read)")
+
+
+def _agreement_inputs(calibration: CalibrationSet | None, size: int, count: int,
+                      seed: int) -> tuple[list[torch.Tensor], str]:
+    """Held-out dataset images when there are some, else seeded standard-normal inputs; and what they are."""
+    if calibration is not None and calibration.held_out and calibration.source.get("kind") == "dataset":
+        held = calibration.held_out[:count]
+        src = calibration.source
+        return held, f"{len(held)} held-out {src['dataset']} {src['split']} images (not used for calibration)"
+    inputs = [fixed_input((1, 3, size, size), seed + k)[0] for k in range(count)]
+    return inputs, f"{count} seeded standard-normal inputs (no dataset images given)"
+
+
 def export_subnet(cfg_or_preset: ArchConfig | str | Path, out_dir: str | Path, size: int = 512,
                   weights: str | Path | None = None, num_classes: int | None = None, onnx: bool = True,
                   seed: int = 0, rel_tol: float | None = None,
-                  progress: Callable[[str], None] | None = None) -> ExportResult:
+                  progress: Callable[[str], None] | None = None, precision: str = "fp32",
+                  calibration: CalibrationSet | None = None,
+                  agreement_inputs: int = DEFAULT_AGREEMENT_INPUTS) -> ExportResult:
     """Export the deployed model of a config (``ArchConfig``, preset name or JSON path) to ``out_dir``:
     ``model.tflite``, ``model.onnx`` (unless ``onnx`` is False), ``arch.json`` and ``export.json``.
 
@@ -166,10 +205,19 @@ def export_subnet(cfg_or_preset: ArchConfig | str | Path, out_dir: str | Path, s
     ``rel_tol`` x max |logit| raises :class:`EtfError`. All files are built in a staging folder and moved into
     ``out_dir`` only when every check passed, so bad input or a failed check leaves nothing behind (with
     ``onnx`` False, a ``model.onnx`` left by an earlier export is removed, as it no longer matches).
+
+    ``precision`` fp16 / int8 (:mod:`android_bench.export.quantize`): the fp32 conversion is checked as above,
+    then quantized into ``model.tflite`` (int8 from ``calibration.inputs``, required), and the quantized file
+    gets an agreement report against the fp32 model instead of a hard limit: top-1 label agreement per pixel
+    and logit errors on ``agreement_inputs`` held-out calibration-source images (seeded noise without a
+    dataset). ``model.onnx`` stays fp32.
     """
     say = progress or (lambda _msg: None)
     cfg = cfg_or_preset if isinstance(cfg_or_preset, ArchConfig) else load_config(cfg_or_preset)
     _check_size(size)
+    _check_precision(precision, calibration)
+    if agreement_inputs < 1:
+        raise EtfError(f"the agreement report needs at least one input, got {agreement_inputs}")
     model, classes, kind = build_deployed_model(cfg, weights, num_classes, seed)
     shape = (1, 3, size, size)
     out_dir = Path(out_dir)
@@ -183,7 +231,9 @@ def export_subnet(cfg_or_preset: ArchConfig | str | Path, out_dir: str | Path, s
         raise EtfError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from None
     try:
         seconds: dict[str, float] = {}
-        files = {"tflite": stage / TFLITE_NAME}
+        notes: list[str] = []
+        quantized = precision != "fp32"
+        files = {"tflite": stage / (".fp32.tflite" if quantized else TFLITE_NAME)}
         say(f"converting to TFLite ({size}x{size})")
         t0 = time.perf_counter()
         export_tflite(model, shape, files["tflite"])
@@ -198,6 +248,33 @@ def export_subnet(cfg_or_preset: ArchConfig | str | Path, out_dir: str | Path, s
         t0 = time.perf_counter()
         fid = check_fidelity(model, files, shape, nhwc=True, seed=seed, rel_tol=rel_tol or DEFAULT_REL_TOL)
         seconds["fidelity"] = time.perf_counter() - t0
+        quant, agree = None, None
+        if quantized:
+            fid = [dataclasses.replace(f, runtime="tflite-fp32") if f.runtime == "tflite" else f for f in fid]
+            say(f"quantizing to {precision} (ai-edge-quantizer)")
+            t0 = time.perf_counter()
+            quant = quantize_tflite(files["tflite"], stage / TFLITE_NAME, precision,
+                                    calibration.inputs if calibration is not None else None)
+            seconds["quantize"] = time.perf_counter() - t0
+            if calibration is not None:
+                quant["calibration"] = calibration.source
+                data_classes = calibration.source.get("num_classes")
+                if data_classes is not None and data_classes != classes:
+                    notes.append(f"calibration images come from a {data_classes}-class dataset, the model has "
+                                 f"{classes} classes: is --calib-data the dataset it was trained on?")
+            files["tflite"] = stage / TFLITE_NAME
+            say("measuring agreement with the fp32 model")
+            t0 = time.perf_counter()
+            inputs, desc = _agreement_inputs(calibration, size, agreement_inputs, seed)
+            agree = measure_agreement(model, files["tflite"], inputs, precision, desc)
+            seconds["agreement"] = time.perf_counter() - t0
+            if agree.label_agreement < LOW_AGREEMENT:
+                notes.append(f"{precision} top-1 labels agree with fp32 on only {100 * agree.label_agreement:.1f}% "
+                             f"of pixels ({desc})")
+        runner = TfliteRunner(files["tflite"])
+        io = {side: {("tflite_name" if k == "name" else k): v for k, v in info.to_dict().items()}
+              for side, info in (("input", runner.input), ("output", runner.output))}
+        del runner
         ops = tflite_ops(files["tflite"])
         heads = {v.heads for v in cfg.vits}
         save_config(cfg, stage / ARCH_NAME)
@@ -207,7 +284,8 @@ def export_subnet(cfg_or_preset: ArchConfig | str | Path, out_dir: str | Path, s
             files={k: out_dir / p.name for k, p in files.items()} | {"arch": out_dir / ARCH_NAME,
                                                                      "report": out_dir / REPORT_NAME},
             file_bytes={k: p.stat().st_size for k, p in files.items()}, seconds=seconds, fidelity=fid,
-            op_counts=op_counts(ops), transposes=transposes(ops, heads))
+            op_counts=op_counts(ops), transposes=transposes(ops, heads), notes=notes, precision=precision,
+            quantization=quant, agreement=agree, io=io)
         (stage / REPORT_NAME).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
         for name in [p.name for p in files.values()] + [ARCH_NAME, REPORT_NAME]:  # report last
             os.replace(stage / name, out_dir / name)

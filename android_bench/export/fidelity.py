@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from android_bench.litert_runner import TfliteRunner
 from etf.common import EtfError
 
 DEFAULT_REL_TOL = 1e-4
@@ -45,17 +46,9 @@ def fixed_input(shape_nchw: tuple[int, ...], seed: int = 0) -> torch.Tensor:
 
 
 def run_tflite(path: str | Path, x: np.ndarray, threads: int = 1) -> np.ndarray:
-    """Output 0 of the .tflite at ``path`` on input ``x`` (already in the file's layout)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interp = Interpreter(model_path=str(path), num_threads=threads)
-    interp.allocate_tensors()
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    if tuple(inp["shape"]) != x.shape:
-        raise EtfError(f"{path}: input shape {tuple(inp['shape'])} is not the expected {x.shape}")
-    interp.set_tensor(inp["index"], x.astype(np.float32))
-    interp.invoke()
-    return interp.get_tensor(out["index"]).copy()
+    """Output 0 of the .tflite at ``path`` on float input ``x`` (already in the file's layout); quantized
+    inputs/outputs are (de)quantized with the file's own parameters (see :class:`TfliteRunner`)."""
+    return TfliteRunner(path, threads)(x)
 
 
 def run_onnx(path: str | Path, x: np.ndarray, threads: int = 1) -> np.ndarray:
@@ -102,3 +95,68 @@ def check_fidelity(module: nn.Module, files: dict[str, str | Path], input_shape:
             f"{r.runtime} max abs error {r.max_abs_error:.3g} > {r.tolerance:.3g} (= {rel_tol:g} x max |logit| "
             f"{r.max_abs_logit:.3g})" for r in bad))
     return results
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Agreement of a reduced-precision (fp16/int8) file with the fp32 model: a report, not a pass/fail check
+# ----------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Agreement:
+    """How closely a reduced-precision file follows the fp32 PyTorch model on ``count`` inputs: the share of
+    pixels whose top-1 class agrees (over all inputs, and for the worst input) and the logit errors."""
+
+    runtime: str
+    precision: str
+    inputs: str  # what the inputs were (held-out dataset images, or seeded standard-normal noise)
+    count: int
+    label_agreement: float
+    worst_label_agreement: float
+    max_abs_error: float | None  # None when the file returns a label map, not logits
+    mean_abs_error: float | None
+    max_abs_logit: float | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def labels_of(output: np.ndarray) -> np.ndarray:
+    """Class ids of an NHWC output: argmax over the last axis of float logits, or the integer map itself
+    (a trailing axis of 1 is dropped)."""
+    if np.issubdtype(output.dtype, np.integer):
+        return output[..., 0] if output.ndim == 4 and output.shape[-1] == 1 else output
+    return output.argmax(-1)
+
+
+def measure_agreement(module: nn.Module, path: str | Path, inputs: list[torch.Tensor], precision: str,
+                      inputs_desc: str, nhwc: bool = True) -> Agreement:
+    """Run ``module`` (fp32 PyTorch) and the .tflite at ``path`` on each NCHW input of ``inputs`` and compare:
+    top-1 label agreement per pixel and max / mean absolute logit error (against max |logit| for scale)."""
+    if not inputs:
+        raise EtfError("the agreement report needs at least one input")
+    runner = TfliteRunner(path)
+    agree, total, worst = 0, 0, 1.0
+    max_err, sum_err, n_err, scale = 0.0, 0.0, 0, 0.0
+    logits = True
+    for x in inputs:
+        with torch.no_grad():
+            ref = module.eval()(x[None] if x.dim() == 3 else x)
+        xin = x[None] if x.dim() == 3 else x
+        if nhwc:
+            xin, ref = xin.permute(0, 2, 3, 1), (ref.permute(0, 2, 3, 1) if ref.dim() == 4 else ref)
+        ref_np = ref.contiguous().numpy()
+        out = runner(xin.contiguous().numpy())
+        got, want = labels_of(out), labels_of(ref_np)
+        if got.shape != want.shape:
+            raise EtfError(f"tflite label map shape {got.shape} differs from PyTorch's {want.shape}")
+        same = int((got == want).sum())
+        agree, total, worst = agree + same, total + got.size, min(worst, same / got.size)
+        if np.issubdtype(out.dtype, np.floating) and np.issubdtype(ref_np.dtype, np.floating):
+            diff = np.abs(out.astype(np.float64) - ref_np.astype(np.float64))
+            max_err, sum_err, n_err = max(max_err, float(diff.max())), sum_err + float(diff.sum()), n_err + diff.size
+            scale = max(scale, float(np.abs(ref_np).max()))
+        else:
+            logits = False
+    return Agreement("tflite", precision, inputs_desc, len(inputs), agree / total, worst,
+                     max_err if logits else None, sum_err / n_err if logits and n_err else None,
+                     scale if logits else None)

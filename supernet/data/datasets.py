@@ -214,6 +214,21 @@ class ValTransform:
         return normalize(pixels), torch.from_numpy(label.astype(np.int64))
 
 
+@dataclass(frozen=True)
+class SquareTransform:
+    """Resize the whole image to ``size`` x ``size`` (aspect not kept), normalise: what a deployed model with
+    a fixed SxS input sees (``etf-eval --tflite``, int8 calibration). The label stays at the original size.
+
+    On square images this equals :class:`ValTransform` at short side ``size``; on other images it squashes
+    the picture, as an app feeding a fixed-size model does."""
+
+    size: int
+
+    def __call__(self, image: Image.Image, label: np.ndarray, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels = np.asarray(image.resize((self.size, self.size), Image.BILINEAR))
+        return normalize(pixels), torch.from_numpy(label.astype(np.int64))
+
+
 # ----------------------------------------------------------------------------------------------
 # Dataset
 # ----------------------------------------------------------------------------------------------
@@ -356,14 +371,17 @@ def read_synthetic_meta(root: str | Path) -> dict[str, Any]:
 
 
 def build_dataset(name: str, root: str | Path, split: str, size: int, train: bool, *,
-                  seed: int = 0, cat_max_ratio: float | None = None, photometric: bool = True) -> SegmentationFolder:
+                  seed: int = 0, cat_max_ratio: float | None = None, photometric: bool = True,
+                  transform: Any = None) -> SegmentationFolder:
     """Make a dataset by name ('ade20k', 'cocostuff', 'synthetic') with the train or validation pipeline.
 
-    ``size`` is the crop side for training and the short side for validation."""
+    ``size`` is the crop side for training and the short side for validation. ``transform`` (e.g. a
+    :class:`SquareTransform`) replaces the pipeline ``train`` would pick."""
     if size < 8:
         raise EtfError(f"image size {size} is too small; use at least 8")
-    transform: Any = (TrainTransform(size, cat_max_ratio=cat_max_ratio, photometric=photometric) if train
-                      else ValTransform(size))
+    if transform is None:
+        transform = (TrainTransform(size, cat_max_ratio=cat_max_ratio, photometric=photometric) if train
+                     else ValTransform(size))
     root = Path(root)
     if name == "ade20k":
         layout = ADE20K_LAYOUT
@@ -383,6 +401,18 @@ def build_dataset(name: str, root: str | Path, split: str, size: int, train: boo
                               class_names=tuple(meta["classes"]))
         return SegmentationFolder(root, split, layout, LabelCodec.reduce_zero_label(layout.num_classes), transform, seed)
     raise EtfError(f"unknown dataset {name!r}; use one of {', '.join(DATASET_NAMES)}")
+
+
+def detect_dataset(root: str | Path) -> str | None:
+    """Which dataset kind the folder ``root`` holds, from its layout (synthetic.json, ADE20K's or COCO-Stuff's
+    split folders), or None when it cannot tell."""
+    root = Path(root)
+    if (root / SYNTHETIC_META).is_file():
+        return "synthetic"
+    for layout in (ADE20K_LAYOUT, COCOSTUFF_LAYOUT):
+        if all((root / "images" / folder).is_dir() for folder in layout.splits.values()):
+            return layout.name
+    return None
 
 
 def collate_segmentation(batch: list[dict[str, Any]]) -> dict[str, Any]:

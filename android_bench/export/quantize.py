@@ -1,0 +1,138 @@
+"""Quantize an exported fp32 ``.tflite`` to fp16 weights or int8 with Google's ai-edge-quantizer.
+
+Why ai-edge-quantizer and not the converter's own path: both work here (ai-edge-quantizer 0.10, litert-torch
+0.10), but litert-torch quantizes through PT2E (``torch.export`` + torchao observers, then a second full
+conversion, ~80 s for TopFormer-Tiny at 64 px on this machine), has no fp16-weight mode, and always gives the
+int8 file int8 inputs and outputs. ai-edge-quantizer works on the fp32 file we already converted and checked
+(well under a second of quantization after a short calibration), does fp16 and int8 from one recipe API, and
+lets the model boundary stay float.
+
+Precisions:
+
+* ``fp32``: the converted file as is.
+* ``fp16``: weights of CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED stored as float16 and dequantized to
+  float32 inside the graph (``FLOAT_CASTING`` weight-only recipe): half the file size, float compute.
+* ``int8``: static quantization, int8 weights (symmetric, per channel) and int8 activations (asymmetric, per
+  tensor; ranges from calibration images), integer compute. **Input and output stay float32**: the file
+  quantizes the normalised image itself and dequantizes the logits, so an app feeds and reads the same
+  tensors as the fp32 file. Operators the quantizer has no int8 kernel for (the attention softmax, which the
+  converter decomposes into REDUCE_MAX/SUB/EXP/DIV, and the mean of the pooling) stay float between
+  QUANTIZE/DEQUANTIZE pairs.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from etf.common import EtfError, atomic_path
+
+PRECISIONS = ("fp32", "fp16", "int8")
+#: Precisions whose recipe needs calibration inputs.
+NEEDS_CALIBRATION = ("int8",)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the quantizer's progress bars and size report (errors are re-raised)."""
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def quantizer_version() -> str:
+    """The installed ai-edge-quantizer version (recorded in export.json)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ai-edge-quantizer")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def recipe_for(precision: str) -> dict:
+    """A description of the recipe used for ``precision`` (recorded in export.json)."""
+    if precision == "fp16":
+        return {"tool": "ai-edge-quantizer", "version": quantizer_version(), "recipe": "weight-only float16 "
+                "(FLOAT_CASTING) on all supported ops", "weights": "float16", "activations": "float32",
+                "io": "float32"}
+    if precision == "int8":
+        return {"tool": "ai-edge-quantizer", "version": quantizer_version(), "recipe": "static_wi8_ai8 "
+                "(MIN_MAX_UNIFORM_QUANT), model input/output left unquantized",
+                "weights": "int8 symmetric per-channel", "activations": "int8 asymmetric per-tensor (calibrated)",
+                "io": "float32"}
+    raise EtfError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+
+
+def _quantizer(fp32: Path, precision: str):
+    from ai_edge_quantizer import algorithm_manager, qtyping, quantizer
+
+    q = quantizer.Quantizer(str(fp32))
+    every = qtyping.TFLOperationName.ALL_SUPPORTED
+    if precision == "fp16":
+        q.add_weight_only_config(regex=".*", operation_name=every, num_bits=16,
+                                 algorithm_key=algorithm_manager.AlgorithmName.FLOAT_CASTING)
+    else:
+        q.add_static_config(regex=".*", operation_name=every, activation_num_bits=8, weight_num_bits=8)
+        for boundary in (qtyping.TFLOperationName.INPUT, qtyping.TFLOperationName.OUTPUT):  # float in/out
+            q.update_quantization_recipe(regex=".*", operation_name=boundary, op_config=None,
+                                         algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
+    return q
+
+
+def _signature_input(fp32: Path) -> tuple[str, str, tuple[int, ...]]:
+    """(signature key, input name, input shape) of the single-input file at ``fp32``."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(fp32))
+    sigs = interp.get_signature_list()
+    if len(sigs) != 1:
+        raise EtfError(f"{fp32} has {len(sigs)} signatures; the quantizer needs exactly one")
+    key, sig = next(iter(sigs.items()))
+    if len(sig["inputs"]) != 1:
+        raise EtfError(f"{fp32} has {len(sig['inputs'])} inputs; expected one image")
+    shape = tuple(int(s) for s in interp.get_input_details()[0]["shape"])
+    return key, sig["inputs"][0], shape
+
+
+def quantize_tflite(fp32: str | Path, out: str | Path, precision: str,
+                    calibration: Sequence[np.ndarray] | None = None) -> dict:
+    """Write the ``precision`` version of the fp32 .tflite ``fp32`` to ``out`` (atomically) and return the
+    recipe description. ``calibration``: float32 inputs in the file's layout and shape (one image each),
+    required for int8 (its activation ranges come from them), ignored otherwise."""
+    fp32, out = Path(fp32), Path(out)
+    recipe = recipe_for(precision)
+    if precision == "fp32":
+        raise EtfError("quantize_tflite makes fp16 or int8 files; fp32 is the converted file itself")
+    data = None
+    if precision in NEEDS_CALIBRATION:
+        if not calibration:
+            raise EtfError(f"{precision} needs calibration images (--calib-data DIR)")
+        key, name, shape = _signature_input(fp32)
+        bad = [tuple(a.shape) for a in calibration if tuple(a.shape) != shape]
+        if bad:
+            raise EtfError(f"calibration input of shape {bad[0]} does not fit the model input {shape}")
+        data = {key: [{name: np.asarray(a, np.float32)} for a in calibration]}
+    try:
+        with _quiet():
+            q = _quantizer(fp32, precision)
+            result = q.calibrate(data, num_threads=max(1, os.cpu_count() or 1)) if data is not None else None
+            quantized = q.quantize(result, enable_progress_report=False)
+            with atomic_path(out) as tmp:
+                tmp.write_bytes(bytes(quantized.quantized_model))
+    except EtfError:
+        raise
+    except Exception as exc:  # the quantizer raises many types; report one line
+        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise EtfError(f"{precision} quantization failed: {type(exc).__name__}: {text}") from exc
+    if data is not None:
+        recipe["calibration_inputs"] = len(calibration or [])
+    return recipe
