@@ -4,10 +4,19 @@ Examples:
     etf-export --arch topformer-tiny -o out/tiny                 # random weights, 512x512, 150 classes
     etf-export --arch best.json --weights supernet.pt -o out/best  # the subnet of a trained supernet
     etf-export --arch topformer-small --size 256 --no-onnx -o out/s --json
+    etf-export --arch best.json --weights runs/search/subnet.pt --precision int8 --calib-data data/ade -o out/int8
+    #   ^ int8, calibrated on 200 training images of data/ade (ADEChallengeData2016), float32 in/out
+    etf-export --arch best.json --weights runs/search/subnet.pt --precision fp16 -o out/fp16
+    etf-eval --tflite out/int8/model.tflite --data data/ade --json   # its mIoU in LiteRT, on the val split
 
-Both files take one float32 NHWC image 1xSxSx3 (input "image") and return NHWC logits 1xSxSxC (output
-"logits") at the input size. After every export both are run on a fixed seeded input (TFLite in LiteRT with
-XNNPACK, ONNX in ONNX Runtime) and compared with PyTorch: an error past 1e-4 x max |logit| fails the export.
+Both files take one float32 NHWC image 1xSxSx3 (input "image", ImageNet-normalised) and return NHWC logits
+1xSxSxC (output "logits") at the input size, at every precision (an int8 file quantizes its input and
+dequantizes its logits inside). After every export the fp32 files are run on a fixed seeded input (TFLite in
+LiteRT with XNNPACK, ONNX in ONNX Runtime) and compared with PyTorch: an error past 1e-4 x max |logit| fails
+the export. --precision fp16 (float16 weights) and int8 (int8 weights and activations, calibrated on
+--calib-count training images of --calib-data resized to SxS) then quantize model.tflite with ai-edge-quantizer
+and report, instead of a limit, how it agrees with the fp32 model on --agreement-inputs held-out images:
+top-1 label agreement per pixel and max/mean logit error. model.onnx stays fp32.
 Nothing is left in the output folder when the input is bad or a check fails.
 """
 from __future__ import annotations
@@ -16,9 +25,13 @@ import argparse
 import json
 import sys
 
-from etf.common import cli_entry
-from android_bench.export.convert import export_subnet
+from etf.common import EtfError, cli_entry
+from android_bench.export.calib_data import DEFAULT_COUNT, dataset_calibration
+from android_bench.export.convert import DEFAULT_AGREEMENT_INPUTS, export_subnet
+from android_bench.export.quantize import PRECISIONS
+from supernet.data.datasets import DATASET_NAMES
 from supernet.presets import PRESETS
+from supernet.space import load_config
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,7 +52,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", type=int, default=None,
                    help="number of classes [from the checkpoint; 150 (ADE20K) without weights]")
     p.add_argument("--no-onnx", action="store_true", help="write only model.tflite")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and of the check input [0]")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the random weights, the check input and the calibration image order [0]")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="precision of model.tflite: fp32, fp16 (float16 weights) or int8 (needs --calib-data) [fp32]")
+    p.add_argument("--calib-data", metavar="DIR",
+                   help="dataset folder for int8 calibration and the agreement report (its training split)")
+    p.add_argument("--dataset", choices=DATASET_NAMES, default=None,
+                   help="kind of --calib-data [detected from the folder]")
+    p.add_argument("--calib-count", type=int, default=DEFAULT_COUNT,
+                   help=f"calibration images [{DEFAULT_COUNT}]")
+    p.add_argument("--agreement-inputs", type=int, default=DEFAULT_AGREEMENT_INPUTS, metavar="N",
+                   help=f"held-out images (seeded noise without --calib-data) for the fp16/int8 agreement report "
+                        f"[{DEFAULT_AGREEMENT_INPUTS}]")
     p.add_argument("--json", action="store_true", help="print the export report as one JSON object")
     return p
 
@@ -51,14 +76,31 @@ def _human(n: int) -> str:
 @cli_entry("etf-export")
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.precision == "int8" and args.calib_data is None:
+        raise EtfError("--precision int8 needs --calib-data DIR: calibration images from the dataset the model "
+                       "was trained on (its training split is read)")
+    if args.precision == "fp32" and (args.calib_data is not None or args.dataset is not None):
+        raise EtfError("--calib-data/--dataset are for --precision fp16 or int8; an fp32 export is checked "
+                       "against PyTorch without them")
+    if args.calib_count < 1 or args.agreement_inputs < 1:
+        raise EtfError("--calib-count and --agreement-inputs must be at least 1")
     say = None if args.json else (lambda msg: print(f"etf-export: {msg} ...", file=sys.stderr, flush=True))
-    res = export_subnet(args.arch, args.out, size=args.size, weights=args.weights, num_classes=args.classes,
-                        onnx=not args.no_onnx, seed=args.seed, progress=say)
+    cfg = load_config(args.arch)  # bad --arch fails before any image is read
+    calib = None
+    if args.calib_data is not None:
+        calib = dataset_calibration(args.calib_data, args.dataset, args.size, args.calib_count,
+                                    args.agreement_inputs, args.seed)
+        if say:
+            say(f"read {calib.source['calibration_images']} calibration + {calib.source['held_out_images']} "
+                f"held-out images from {args.calib_data}")
+    res = export_subnet(cfg, args.out, size=args.size, weights=args.weights, num_classes=args.classes,
+                        onnx=not args.no_onnx, seed=args.seed, progress=say, precision=args.precision,
+                        calibration=calib, agreement_inputs=args.agreement_inputs)
     if args.json:
         print(json.dumps(res.to_dict()))
         return 0
     print(f"arch {res.arch.key()}  {res.size}x{res.size}  {res.num_classes} classes  weights: "
-          f"{res.weights or 'random'} ({res.weights_kind})  layout NHWC")
+          f"{res.weights or 'random'} ({res.weights_kind})  layout NHWC  precision {res.precision}")
     for kind, path in res.files.items():
         size = res.file_bytes.get(kind, path.stat().st_size)
         took = f"  converted in {res.seconds[kind]:.1f} s" if kind in res.seconds else ""
@@ -66,6 +108,19 @@ def main(argv: list[str] | None = None) -> int:
     for f in res.fidelity:
         print(f"  fidelity {f.runtime:6s} max abs error {f.max_abs_error:.3g}  (max |logit| {f.max_abs_logit:.3g}, "
               f"tolerance {f.tolerance:.3g})  {'ok' if f.ok else 'FAILED'}")
+    if res.quantization is not None:
+        cal = res.quantization.get("calibration") or {}
+        src = (f"calibrated on {cal['calibration_images']} {cal.get('dataset', '')} {cal.get('split', '')} images"
+               if cal.get("kind") == "dataset" else "no calibration")
+        print(f"  {res.precision}: {res.quantization['recipe']}; {src}; input/output float32")
+    if res.agreement is not None:
+        a = res.agreement
+        logit = (f"; logit error max {a.max_abs_error:.3g} mean {a.mean_abs_error:.3g} (max |logit| "
+                 f"{a.max_abs_logit:.3g})" if a.max_abs_error is not None else "")
+        print(f"  agreement with fp32 on {a.inputs}: top-1 labels {100 * a.label_agreement:.2f}% of pixels "
+              f"(worst image {100 * a.worst_label_agreement:.2f}%){logit}")
+    for note in res.notes:
+        print(f"  warning: {note}")
     n_ops = sum(res.op_counts.values())
     n_tr = len(res.transposes)
     print(f"  tflite ops {n_ops}, TRANSPOSE {n_tr} ({n_tr - len(res.stray_transposes)} attention head split/merge, "

@@ -1,5 +1,6 @@
 """``etf-eval``: mIoU, per-class IoU and pixel accuracy of one subnet of a trained supernet, after BN
-recalibration (the library is ``supernet.evaluation``)."""
+recalibration (the library is ``supernet.evaluation``), or of an exported ``.tflite`` file run in LiteRT
+(``--tflite``; the library is ``android_bench.evaluate_tflite``)."""
 from __future__ import annotations
 
 import argparse
@@ -21,17 +22,27 @@ def build_parser() -> argparse.ArgumentParser:
         prog="etf-eval",
         description="Evaluate one subnet of a trained supernet: BN recalibration on training crops, then mIoU, "
                     "per-class IoU and pixel accuracy over the validation split (whole image at short side "
-                    "--size, logits resized back to the label size).",
+                    "--size, logits resized back to the label size). With --tflite, score an exported file "
+                    "instead, run in LiteRT (XNNPACK) at whatever precision it has: the number the phone gives.",
         epilog="Examples:\n"
                "  etf-eval --ckpt runs/syn/last.pt --arch topformer-tiny --data data/syn --dataset synthetic --size 64\n"
                "  etf-eval --ckpt runs/syn/last.pt --arch best.json --data data/syn --show 8 -o shots/ --json\n"
-               "--arch takes a preset (topformer-tiny|small|base), max, min, or a JSON config file.",
+               "  etf-eval --tflite out/int8/model.tflite --data data/syn --json      # an exported file, in LiteRT\n"
+               "  etf-eval --tflite out/fp32/model.tflite --data data/ade --dataset ade20k --limit 500\n"
+               "--arch takes a preset (topformer-tiny|small|base), max, min, or a JSON config file.\n"
+               "--tflite: the file's fixed SxS input sets the size; each image is resized whole to SxS (aspect not\n"
+               "kept; PyTorch etf-eval keeps it, so the two agree on square images). Float logits at any\n"
+               "resolution are resized bilinearly to the label size, then argmax; an integer label map by nearest.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ckpt", required=True, help="etf-train checkpoint (OUT/last.pt)")
-    p.add_argument("--arch", required=True, help="preset name, max, min, or path to an architecture JSON")
+    p.add_argument("--ckpt", help="etf-train checkpoint (OUT/last.pt); not with --tflite")
+    p.add_argument("--arch", help="preset name, max, min, or path to an architecture JSON; not with --tflite")
+    p.add_argument("--tflite", type=Path, metavar="MODEL",
+                   help="score this exported .tflite in LiteRT instead of a supernet subnet (fp32, fp16 or int8)")
+    p.add_argument("--threads", type=int, default=1, help="LiteRT threads with --tflite (default 1)")
     p.add_argument("--data", required=True, help="dataset root folder")
     p.add_argument("--dataset", choices=DATASET_NAMES, default=None,
-                   help="dataset kind (default: the one the checkpoint was trained on)")
+                   help="dataset kind (default: the one the checkpoint was trained on; with --tflite, detected "
+                        "from the folder)")
     p.add_argument("--split", default="val", help="split to score (default val)")
     p.add_argument("--size", type=int, default=None,
                    help="short side for validation and crop side for calibration (default: training --size)")
@@ -49,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_entry("etf-eval")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.tflite is not None:
+        return _main_tflite(args)
+    if args.ckpt is None or args.arch is None:
+        raise EtfError("give --ckpt and --arch (a supernet subnet), or --tflite MODEL (an exported file)")
     if args.show and args.out is None:
         raise EtfError("--show needs -o DIR for the PNGs")
     if args.calib_batches < 0 or args.calib_batch < 1 or (args.limit is not None and args.limit < 1):
@@ -73,19 +88,51 @@ def main(argv: list[str] | None = None) -> int:
     summary = evaluate_dataset(model, ds, device, args.limit, args.show, args.out, palette_for(ds), progress)
     summary.update({"arch": cfg.key(), "ckpt": str(args.ckpt), "dataset": dataset, "split": args.split,
                     "size": size, "calib_batches": len(calib), "calib_batch": args.calib_batch})
+    summary["miou"] = summary["mIoU"]
     if args.json:
         print(json.dumps(summary))
         return 0
     print(f"{args.arch} on {dataset}/{args.split} ({summary['images']} images, short side {size}, "
           f"BN recalibrated on {len(calib)}x{args.calib_batch} crops)")
-    pct = lambda v: "n/a" if v is None else f"{100 * v:.2f}"  # noqa: E731
-    print(f"mIoU {pct(summary['mIoU'])}  aAcc {pct(summary['aAcc'])}  mAcc {pct(summary['mAcc'])}")
+    _print_metrics(summary)
+    if summary["shown"]:
+        print(f"wrote {len(summary['shown'])} PNGs to {args.out}")
+    return 0
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}"
+
+
+def _print_metrics(summary: dict) -> None:
+    print(f"mIoU {_pct(summary['mIoU'])}  aAcc {_pct(summary['aAcc'])}  mAcc {_pct(summary['mAcc'])}")
     width = max(len(n) for n in summary["per_class"])
     print(f"{'class':<{width}}  {'IoU':>6}  {'Acc':>6}")
     for name, row in summary["per_class"].items():
-        print(f"{name:<{width}}  {pct(row['IoU']):>6}  {pct(row['Acc']):>6}")
-    if summary["shown"]:
-        print(f"wrote {len(summary['shown'])} PNGs to {args.out}")
+        print(f"{name:<{width}}  {_pct(row['IoU']):>6}  {_pct(row['Acc']):>6}")
+
+
+def _main_tflite(args: argparse.Namespace) -> int:
+    """``etf-eval --tflite``: score an exported file in LiteRT (no checkpoint, no BN recalibration)."""
+    from android_bench.evaluate_tflite import evaluate_tflite
+
+    given = [flag for flag, value in (("--ckpt", args.ckpt), ("--arch", args.arch), ("--size", args.size),
+                                      ("--show", args.show)) if value]
+    if given:
+        raise EtfError(f"{', '.join(given)} cannot be used with --tflite: the file fixes the network, its weights "
+                       "and its input size")
+    if args.threads < 1:
+        raise EtfError("--threads must be at least 1")
+    progress = not args.json and sys.stderr.isatty()
+    summary = evaluate_tflite(args.tflite, args.data, args.dataset, args.split, args.limit, args.threads, progress)
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    out = summary["output"]
+    print(f"{args.tflite} ({summary.get('precision', 'precision unknown')}, input {summary['input']['shape']} "
+          f"{summary['input']['dtype']}, output {out['shape']} {out['dtype']}) on {summary['dataset']}/{args.split} "
+          f"({summary['images']} images, {summary['resize']}), LiteRT")
+    _print_metrics(summary)
     return 0
 
 
