@@ -9,6 +9,14 @@ forward (1 thread) is timed in the same loop as a fixed reference for machine lo
 
 ``--random N`` instead exports N random configs of the space (seeds 0..N-1) and prints their fidelity.
 Random weights (non-degenerate BatchNorm, see android_bench.export.deploy); weights do not change latency.
+
+``--precision`` instead times each preset's .tflite at fp32, fp16 and int8 (LiteRT+XNNPACK, ``--threads``):
+one fp32 conversion per preset, fp16/int8 quantized from it with ai-edge-quantizer (int8 calibrated on
+``--calib-count`` seeded noise inputs: calibration values change the ranges, not the kernels or the work).
+``--rounds`` interleaved rounds, each timing every file once (``--runs`` after ``--warmup``) in a rotated
+order, so drift hits all files alike; the table gives the median of the round medians, their spread
+(min-max) and the ratio to fp32. Smoke run: ``--precision --size 64 --presets topformer-tiny --rounds 2
+--runs 3 --warmup 1``. Numbers for a report need a quiet machine (or a phone via etf-bench).
 """
 from __future__ import annotations
 
@@ -25,7 +33,9 @@ from tqdm import tqdm
 
 from android_bench.local_device import LocalDevice
 from android_bench.export.deploy import build_deployed_model
+from android_bench.export.calib_data import noise_calibration
 from android_bench.export.convert import export_subnet
+from android_bench.export.quantize import quantize_tflite
 from supernet.presets import PRESETS
 from supernet.size import model_size
 from supernet.space import TABLE1
@@ -124,6 +134,49 @@ def print_random(rows: list[dict], args) -> None:
               f"{r['onnx_rel']:8.1e} {r['transposes']:3d}/{r['stray_transposes']:<2d} {'yes' if r['ok'] else 'NO':>3s}")
 
 
+PRECISION_ORDER = ("fp32", "fp16", "int8")
+
+
+def bench_precision(args, out_root: Path) -> list[dict]:
+    """Export each preset at fp32, quantize to fp16/int8, then time all files in interleaved rounds."""
+    device = LocalDevice(cooldown_s=0.5)
+    files: dict[tuple[str, str], Path] = {}
+    calib = noise_calibration(args.size, args.calib_count, held_out=0, seed=0).inputs
+    for name in tqdm(args.presets, desc="export+quantize", file=sys.stderr):
+        res = export_subnet(PRESETS[name], out_root / name / "fp32", size=args.size, num_classes=args.classes,
+                            onnx=False)
+        files[(name, "fp32")] = res.files["tflite"]
+        for prec in PRECISION_ORDER[1:]:
+            files[(name, prec)] = out_root / name / prec / "model.tflite"
+            quantize_tflite(res.files["tflite"], files[(name, prec)], prec, calib)
+    keys = list(files)
+    medians: dict[tuple[str, str], list[float]] = {k: [] for k in keys}
+    for r in tqdm(range(args.rounds), desc="rounds", file=sys.stderr):
+        shift = r % len(keys)
+        for key in keys[shift:] + keys[:shift]:  # rotated order: no file always first or last
+            medians[key].append(device.benchmark(files[key], runs=args.runs, warmup=args.warmup,
+                                                 threads=args.threads).median_ms)
+    rows = []
+    for (name, prec), values in medians.items():
+        rows.append({"preset": name, "precision": prec, "mb": files[(name, prec)].stat().st_size / 1e6,
+                     "median_ms": statistics.median(values), "min_ms": min(values), "max_ms": max(values),
+                     "rounds": len(values)})
+    for row in rows:
+        base = next(r for r in rows if r["preset"] == row["preset"] and r["precision"] == "fp32")
+        row["vs_fp32"] = row["median_ms"] / base["median_ms"]
+    return rows
+
+
+def print_precision(rows: list[dict], args) -> None:
+    print(f"input 1x{args.size}x{args.size}x3 NHWC, {args.classes} classes, LiteRT+XNNPACK {args.threads} thread(s) "
+          f"on this CPU; {args.rounds} interleaved rounds of {args.runs} runs after {args.warmup} warm-up; "
+          f"median of round medians (min-max of round medians)")
+    print(f"{'preset':16s} {'precision':9s} {'MB':>6s} {'median ms':>10s} {'spread ms':>17s} {'vs fp32':>8s}")
+    for r in rows:
+        print(f"{r['preset']:16s} {r['precision']:9s} {r['mb']:6.2f} {r['median_ms']:10.2f} "
+              f"{r['min_ms']:8.2f}-{r['max_ms']:<8.2f} {r['vs_fp32']:7.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=512, help="square input size, multiple of 64 [512]")
@@ -133,14 +186,24 @@ def main() -> None:
     ap.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS), help="presets to run")
     ap.add_argument("--random", type=int, default=0, metavar="N",
                     help="instead: export N random configs (seeds 0..N-1) and print their fidelity")
+    ap.add_argument("--precision", action="store_true",
+                    help="instead: time fp32 vs fp16 vs int8 .tflite per preset in interleaved rounds")
+    ap.add_argument("--rounds", type=int, default=5, help="--precision: interleaved rounds [5]")
+    ap.add_argument("--threads", type=int, default=1, help="--precision: LiteRT threads [1]")
+    ap.add_argument("--calib-count", type=int, default=16, help="--precision: int8 calibration inputs [16]")
     ap.add_argument("--out", type=Path, help="keep the exported files here [a temporary folder]")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="etf-bench-export-") as tmp:
         out_root = args.out or Path(tmp)
-        rows = bench_random(args, out_root) if args.random else bench_presets(args, out_root)
+        if args.precision:
+            rows = bench_precision(args, out_root)
+        else:
+            rows = bench_random(args, out_root) if args.random else bench_presets(args, out_root)
     if args.json:
         print(json.dumps([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows], indent=2))
+    elif args.precision:
+        print_precision(rows, args)
     elif args.random:
         print_random(rows, args)
     else:
