@@ -100,7 +100,7 @@ def subnet_weights(cfg: ArchConfig, evaluator: Any, path: str | Path) -> Path:
     from supernet.evaluation.calibration import recalibrate_bn
 
     net = evaluator.supernet
-    net.set_active(cfg)
+    net.set_active_subnet(cfg)
     try:
         if evaluator.calib_batches:
             recalibrate_bn(net, evaluator.calib_batches, device=evaluator.device)

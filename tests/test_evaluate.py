@@ -48,7 +48,7 @@ def test_evaluate_equals_a_confusion_matrix_computed_by_hand(evaluator: SubnetEv
     from supernet.evaluation.calibration import recalibrate_bn
 
     net = evaluator.supernet
-    net.set_active(cfg)
+    net.set_active_subnet(cfg)
     recalibrate_bn(net, evaluator.calib_batches)
     matrix = torch.zeros(5, 5, dtype=torch.long)
     for images, labels in evaluator.val_batches:

@@ -124,7 +124,7 @@ class SubnetEvaluator:
 
     def metrics(self, cfg: ArchConfig, calibrate: bool = True) -> dict[str, Any]:
         """Full metrics dict (mIoU, aAcc, mAcc as fractions, per-class) of ``cfg``, uncached."""
-        self.supernet.set_active(cfg)
+        self.supernet.set_active_subnet(cfg)
         try:
             if calibrate and self.calib_batches:
                 recalibrate_bn(self.supernet, self.calib_batches, device=self.device)
