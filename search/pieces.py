@@ -46,7 +46,7 @@ def predictor_latency_fn(predictor: Any) -> LatencyFn:
 
 def predictor_num_classes(predictor: Any, default: int) -> int:
     """The class count of the deployed head the predictor models (``default`` without a predictor)."""
-    return int(getattr(predictor, "num_classes", default)) if predictor is not None else default
+    return int(predictor.num_classes) if predictor is not None else default
 
 
 def gflops_fn(size: int, num_classes: int) -> LatencyFn:
@@ -85,28 +85,16 @@ def evaluator_accuracy_fn(evaluator: Any) -> AccuracyFn:
     return accuracy
 
 
-def evaluator_num_classes(evaluator: Any, default: int = 150) -> int:
-    return int(getattr(evaluator, "num_classes", default))
-
-
 # -- export and device --------------------------------------------------------------------------------------
 
 
 def subnet_weights(cfg: ArchConfig, evaluator: Any, path: str | Path) -> Path:
-    """Save the static subnet ``cfg`` of the evaluator's supernet, with BN recalibrated exactly as for its mIoU,
-    as ``{"model": state_dict, "num_classes": n}`` (tensors only, so ``torch.load(weights_only=True)`` reads it)."""
+    """Save the static subnet ``cfg`` of the evaluator's supernet, with BN recalibrated exactly as for its mIoU
+    (``SubnetEvaluator.recalibrated_subnet``), as ``{"model": state_dict, "num_classes": n}`` (tensors only, so
+    ``torch.load(weights_only=True)`` reads it)."""
     import torch
 
-    from supernet.evaluation.calibration import recalibrate_bn
-
-    net = evaluator.supernet
-    net.set_active_subnet(cfg)
-    try:
-        if evaluator.calib_batches:
-            recalibrate_bn(net, evaluator.calib_batches, device=evaluator.device)
-        sub = net.get_active_subnet(cfg)
-    finally:
-        evaluator.restore_bn()
+    sub = evaluator.recalibrated_subnet(cfg)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

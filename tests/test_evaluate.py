@@ -62,6 +62,20 @@ def test_evaluate_equals_a_confusion_matrix_computed_by_hand(evaluator: SubnetEv
     assert miou == pytest.approx(100 * sum(ious) / len(ious), abs=1e-9)
 
 
+def test_recalibrated_subnet_is_the_model_that_was_scored(evaluator: SubnetEvaluator) -> None:
+    from supernet.evaluation.calibration import elastic_bn_layers
+
+    cfg = TABLE1.sample(11)
+    stored = [m.running_mean.clone() for m in elastic_bn_layers(evaluator.supernet)]
+    sub = evaluator.recalibrated_subnet(cfg)
+    assert not sub.training
+    assert all(torch.equal(a, m.running_mean) for a, m in zip(stored, elastic_bn_layers(evaluator.supernet)))
+    meter = SegmentationMetrics(evaluator.num_classes)
+    for images, labels in evaluator.val_batches:
+        meter.update(predict(sub, images, labels.shape[-2:]), labels)
+    assert 100 * meter.summary()["mIoU"] == pytest.approx(evaluator.evaluate(cfg), abs=1e-6)
+
+
 def test_predict_resizes_logits_back_to_the_label_size(tiny_ckpt: Path, tiny_data: Path) -> None:
     net = load_supernet(tiny_ckpt)
     batches, ds = validation_batches(tiny_data, "synthetic", 16, limit=2, batch=2)  # image 16, label 32
