@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
@@ -131,7 +131,3 @@ def measure(device: Any, model: str | Path, runs: int, warmup: int, threads: int
     """Benchmark one exported model on ``device``; returns its ``BenchStats``."""
     return device.benchmark(model, runs=runs, warmup=warmup, threads=threads)
 
-
-def measure_many(device: Any, models: Sequence[str | Path], runs: int, warmup: int, threads: int | None,
-                 progress: Callable | None = None) -> list[Any]:
-    return device.benchmark_many(list(models), runs=runs, warmup=warmup, threads=threads, progress=progress)
