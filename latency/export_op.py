@@ -51,7 +51,7 @@ def export_operator(op: Operator, path: str | Path) -> Path:
     converter delete the branch it ends, and the table would time an operator the trained network does not have.
     """
     from android_bench.export.deploy import randomize_batchnorm_
-    from android_bench.export.convert import _quiet, export_tflite
+    from android_bench.export.convert import export_tflite, quiet_converter
 
     shapes = op.input_shapes()
     torch.manual_seed(0)
@@ -66,7 +66,7 @@ def export_operator(op: Operator, path: str | Path) -> Path:
     samples = tuple(torch.randn(*s).permute(0, 2, 3, 1).contiguous() for s in shapes)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with _quiet():
+        with quiet_converter():
             litert_torch.convert(wrapped, samples).export(str(tmp))
         tmp.replace(path)
     except Exception as exc:  # the converter raises many types; report one line
