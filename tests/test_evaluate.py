@@ -76,6 +76,17 @@ def test_recalibrated_subnet_is_the_model_that_was_scored(evaluator: SubnetEvalu
     assert 100 * meter.summary()["mIoU"] == pytest.approx(evaluator.evaluate(cfg), abs=1e-6)
 
 
+def test_search_saves_the_recalibrated_subnet_as_export_weights(evaluator: SubnetEvaluator, tmp_path: Path) -> None:
+    from search.pieces import subnet_weights
+
+    cfg = TABLE1.sample(12)
+    state = torch.load(subnet_weights(cfg, evaluator, tmp_path / "subnet.pt"), weights_only=True)
+    assert state["num_classes"] == evaluator.num_classes
+    want = evaluator.recalibrated_subnet(cfg).state_dict()
+    assert state["model"].keys() == want.keys()
+    assert all(torch.equal(state["model"][k], want[k]) for k in want)
+
+
 def test_predict_resizes_logits_back_to_the_label_size(tiny_ckpt: Path, tiny_data: Path) -> None:
     net = load_supernet(tiny_ckpt)
     batches, ds = validation_batches(tiny_data, "synthetic", 16, limit=2, batch=2)  # image 16, label 32
