@@ -14,7 +14,7 @@ from supernet.training.checkpoint import load_supernet
 from supernet.evaluation.evaluator import SubnetEvaluator, calibration_batches, validation_batches
 from supernet.model import TopFormerSupernet
 from supernet.space import TABLE1
-from tests.train_helpers import SIZE, tiny_ckpt, tiny_data  # noqa: F401  (pytest fixtures)
+from tests.train_helpers import SIZE  # fixtures tiny_ckpt, tiny_data: tests/conftest.py
 
 
 def test_recalibration_gives_the_exact_mean_of_batch_statistics_on_active_channels() -> None:

@@ -13,12 +13,6 @@ from etf.common import EtfError
 from supernet.training.checkpoint import load_supernet, read_checkpoint, save_checkpoint, warm_start
 from supernet.model import TopFormerSupernet
 from supernet.training.train import rng_state, set_rng_state
-from tests.train_helpers import tiny_run
-
-
-@pytest.fixture(scope="session")
-def etf_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_run(tmp_path_factory.getbasetemp())  # the same cached run as train_helpers.tiny_ckpt
 
 
 class _Payload:
@@ -31,9 +25,9 @@ class _Payload:
         return (open, (self.marker, "w"))
 
 
-def test_an_etf_train_checkpoint_round_trips_under_plain_weights_only(etf_ckpt: Path, tmp_path: Path) -> None:
+def test_an_etf_train_checkpoint_round_trips_under_plain_weights_only(tiny_ckpt: Path, tmp_path: Path) -> None:
     # no allow-list context at all: only tensors and plain data in the file
-    state = torch.load(etf_ckpt, map_location="cpu", weights_only=True)
+    state = torch.load(tiny_ckpt, map_location="cpu", weights_only=True)
     assert {"model", "num_classes", "iteration", "optimizer", "scheduler", "rng", "args"} <= set(state)
     numpy_state = state["rng"]["ranks"][0]["numpy"]
     assert isinstance(numpy_state, dict) and len(numpy_state["key"]) == 624
@@ -70,10 +64,10 @@ def test_a_checkpoint_of_etf_before_weights_only_still_resumes(tmp_path: Path) -
 
 
 def test_a_malicious_checkpoint_is_refused_in_one_line_and_nothing_runs(tmp_path: Path,
-                                                                         etf_ckpt: Path) -> None:
+                                                                         tiny_ckpt: Path) -> None:
     marker = tmp_path / "pwned"
     bad = tmp_path / "bad.pt"
-    weights = read_checkpoint(etf_ckpt)
+    weights = read_checkpoint(tiny_ckpt)
     torch.save({**weights, "extra": _Payload(marker)}, bad)  # a real checkpoint plus one code-running object
     for load in (read_checkpoint, load_supernet, lambda p: warm_start(TopFormerSupernet(num_classes=5), p)):
         with pytest.raises(EtfError, match="refusing to load checkpoint .*io.open.* could run code") as info:

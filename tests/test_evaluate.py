@@ -15,7 +15,7 @@ from supernet.evaluation.evaluator import SubnetEvaluator, predict, resolve_arch
 from supernet.evaluation.metrics import SegmentationMetrics
 from supernet.presets import PRESETS
 from supernet.space import TABLE1
-from tests.train_helpers import SIZE, tiny_ckpt, tiny_data  # noqa: F401  (pytest fixtures)
+from tests.train_helpers import SIZE  # fixtures tiny_ckpt, tiny_data: tests/conftest.py
 
 
 @pytest.fixture(scope="module")

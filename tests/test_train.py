@@ -20,7 +20,7 @@ from supernet.training.losses import distillation_loss, segmentation_loss
 from supernet.model import TopFormerSupernet
 from supernet.cli.train import main
 from supernet.training.train import LOG_COLUMNS, StreamSampler, lr_factor, read_log
-from tests.train_helpers import ROOT, SIZE, tiny_ckpt, tiny_data  # noqa: F401  (pytest fixtures)
+from tests.train_helpers import ROOT, SIZE  # fixtures tiny_ckpt, tiny_data: tests/conftest.py
 
 
 # ---------------------------------------------------------------------------------------------- pure parts
