@@ -14,7 +14,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from supernet.evaluation.calibration import elastic_bn_layers
+from supernet.recalibration import elastic_bn_layers
 from supernet.training.checkpoint import load_supernet
 from supernet.data.datasets import build_dataset
 from etf.common import EtfError
