@@ -58,9 +58,11 @@ def gflops_fn(size: int, num_classes: int) -> LatencyFn:
 
 
 def load_evaluator(checkpoint: str | Path, data_root: str | Path, dataset: str, size: int, n_calib: int, n_val: int,
-                   batch: int) -> Any:
+                   batch: int, report_fraction: float = 0.5, split_seed: int = 0) -> Any:
     """A ``SubnetEvaluator`` (mIoU % after BN recalibration, cached) over the trained supernet: ``n_calib``
-    calibration batches of ``batch`` training crops, the first ``n_val`` validation images, side ``size``."""
+    calibration batches of ``batch`` training crops, the first ``n_val`` images of the validation set's
+    ``search`` split (``report_fraction`` of the images, chosen by a seeded hash of their ids, are held out for
+    :func:`load_report_evaluator`), side ``size``. Under torchrun it joins the process group and shards images."""
     if not Path(checkpoint).is_file():
         raise EtfError(f"supernet checkpoint not found: {checkpoint}")
     if not Path(data_root).exists():
@@ -69,7 +71,34 @@ def load_evaluator(checkpoint: str | Path, data_root: str | Path, dataset: str, 
         from supernet.evaluation.evaluator import SubnetEvaluator
     except ImportError as exc:
         raise _missing("the supernet evaluator", "supernet.evaluation.evaluator", exc) from None
-    return SubnetEvaluator.from_checkpoint(checkpoint, data_root, dataset, size, n_calib, n_val, batch)
+    device = _join_process_group()
+    return SubnetEvaluator.from_checkpoint(checkpoint, data_root, dataset, size, n_calib, n_val, batch, device=device,
+                                           split="search", report_fraction=report_fraction, split_seed=split_seed)
+
+
+def _join_process_group() -> str:
+    """Under torchrun (``WORLD_SIZE`` > 1) join the process group; the device to evaluate on (this rank's GPU)."""
+    import os
+
+    import torch
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from supernet.training.distributed import init_from_env
+
+        info = init_from_env()
+        return f"cuda:{info.local_rank}" if torch.cuda.is_available() else "cpu"
+    return "cpu"
+
+
+def load_report_evaluator(evaluator: Any, data_root: str | Path, dataset: str, size: int, n_report: int | None,
+                          batch: int, report_fraction: float = 0.5, split_seed: int = 0) -> Any:
+    """An evaluator on the held-out ``report`` split (first ``n_report`` images, all when None) sharing the
+    search evaluator's supernet and calibration batches, so both score a config with the same BN statistics."""
+    from supernet.evaluation.evaluator import SubnetEvaluator
+
+    return SubnetEvaluator.on_split(evaluator.supernet, evaluator.calib_batches, data_root, dataset, size, n_report,
+                                    batch, evaluator.device, split="report", report_fraction=report_fraction,
+                                    split_seed=split_seed)
 
 
 def evaluator_accuracy_fn(evaluator: Any) -> AccuracyFn:
@@ -109,7 +138,8 @@ def subnet_weights(cfg: ArchConfig, evaluator: Any, path: str | Path) -> Path:
         evaluator.restore_bn()
     path = Path(path)
     with atomic_open(path, "wb") as fh:
-        torch.save({"model": sub.state_dict(), "num_classes": int(evaluator.num_classes)}, fh)
+        torch.save({"model": sub.state_dict(), "num_classes": int(evaluator.num_classes),
+                    "bn_recalibrated": bool(evaluator.calib_batches)}, fh)
     return path
 
 
