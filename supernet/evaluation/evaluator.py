@@ -13,6 +13,7 @@ BN recalibration runs on every rank on the same calibration batches.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,7 +29,7 @@ from supernet.evaluation.metrics import SegmentationMetrics, confusion_matrix, s
 from supernet.model import TopFormerSupernet
 from supernet.space import TABLE1, ArchConfig, load_config
 
-__all__ = ["resolve_arch", "calibration_batches", "validation_batches", "validation_split", "predict",
+__all__ = ["resolve_arch", "CalibrationSpec", "calibration_batches", "validation_batches", "validation_split", "predict",
            "SubnetEvaluator", "evaluate_dataset", "palette_for", "rank_and_world", "all_reduce_counts"]
 
 
@@ -78,6 +79,33 @@ def calibration_batches(data: str | Path, dataset: str, size: int, n_batches: in
             items.append(ds[index]["image"])
         out.append(torch.stack(items))
     return out
+
+
+@dataclass(frozen=True)
+class CalibrationSpec:
+    """Where BN recalibration batches come from: the same arguments as :func:`calibration_batches`, so an
+    exported subnet can carry exactly the statistics :class:`SubnetEvaluator` scored it with."""
+
+    data: str | Path
+    dataset: str
+    size: int
+    n_batches: int
+    batch: int
+    seed: int = 0
+
+    def batches(self) -> tuple[list[torch.Tensor], int]:
+        """The calibration batches and the data set's number of classes (bad input: one-line EtfError)."""
+        if not Path(self.data).exists():
+            raise EtfError(f"calibration data folder not found: {self.data}")
+        if self.n_batches < 1 or self.batch < 1 or self.size < 1:
+            raise EtfError("calibration needs at least 1 batch of at least 1 image of side >= 1")
+        ds = build_dataset(self.dataset, self.data, "train", self.size, train=True, seed=self.seed)
+        return calibration_batches(self.data, self.dataset, self.size, self.n_batches, self.batch, self.seed), \
+            ds.num_classes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"data": str(self.data), "dataset": self.dataset, "size": self.size, "n_batches": self.n_batches,
+                "batch": self.batch, "seed": self.seed}
 
 
 def validation_split(ds: Any, fraction: float = DEFAULT_REPORT_FRACTION, seed: int = 0) -> ValSplit:
