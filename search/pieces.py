@@ -62,7 +62,7 @@ def load_evaluator(checkpoint: str | Path, data_root: str | Path, dataset: str, 
     """A ``SubnetEvaluator`` (mIoU % after BN recalibration, cached) over the trained supernet: ``n_calib``
     calibration batches of ``batch`` training crops, the first ``n_val`` images of the validation set's
     ``search`` split (``report_fraction`` of the images, chosen by a seeded hash of their ids, are held out for
-    :func:`load_report_evaluator`), side ``size``. Under torchrun it joins the process group and shards images."""
+    :func:`load_report_evaluator`), side ``size``."""
     if not Path(checkpoint).is_file():
         raise EtfError(f"supernet checkpoint not found: {checkpoint}")
     if not Path(data_root).exists():
@@ -71,23 +71,8 @@ def load_evaluator(checkpoint: str | Path, data_root: str | Path, dataset: str, 
         from supernet.evaluation.evaluator import SubnetEvaluator
     except ImportError as exc:
         raise _missing("the supernet evaluator", "supernet.evaluation.evaluator", exc) from None
-    device = _join_process_group()
-    return SubnetEvaluator.from_checkpoint(checkpoint, data_root, dataset, size, n_calib, n_val, batch, device=device,
+    return SubnetEvaluator.from_checkpoint(checkpoint, data_root, dataset, size, n_calib, n_val, batch,
                                            split="search", report_fraction=report_fraction, split_seed=split_seed)
-
-
-def _join_process_group() -> str:
-    """Under torchrun (``WORLD_SIZE`` > 1) join the process group; the device to evaluate on (this rank's GPU)."""
-    import os
-
-    import torch
-
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        from supernet.training.distributed import init_from_env
-
-        info = init_from_env()
-        return f"cuda:{info.local_rank}" if torch.cuda.is_available() else "cpu"
-    return "cpu"
 
 
 def load_report_evaluator(evaluator: Any, data_root: str | Path, dataset: str, size: int, n_report: int | None,

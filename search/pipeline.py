@@ -132,6 +132,11 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
 
     ``evaluator`` scores the search split; ``reporter`` (an evaluator on the report split, built from ``job.data``
     when None and ``job.data`` is set) re-scores the winner and the presets for ``summary["report"]``."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise EtfError("etf-search is not rank-aware yet (every rank would write the log and benchmark the winner): "
+                       "run it as one process; SubnetEvaluator itself shards images under torchrun")
     if job.algo not in ALGORITHMS:
         raise EtfError(f"unknown search algorithm {job.algo!r}; use one of {', '.join(ALGORITHMS)}")
     if job.target <= 0:
