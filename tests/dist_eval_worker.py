@@ -33,7 +33,7 @@ def main(argv: list[str]) -> None:
     ds = build_dataset("synthetic", data, "val", size, train=False)
     net = ev.supernet
     for name, cfg in cfgs.items():
-        net.set_active(cfg)
+        net.set_active_subnet(cfg)
         recalibrate_bn(net, ev.calib_batches)
         summary = evaluate_dataset(net, ds, torch.device("cpu"), progress=False)
         ev.restore_bn()

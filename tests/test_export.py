@@ -100,7 +100,7 @@ def test_supernet_checkpoint_gives_the_extracted_subnet(supernet_ckpt):
     assert (classes, kind) == (3, "supernet")
     x = fixed_input((1, 3, 64, 64))
     with torch.no_grad():
-        net.set_active(cfg)
+        net.set_active_subnet(cfg)
         expected = torch.nn.functional.interpolate(net(x), size=(64, 64), mode="bilinear", align_corners=False)
         torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-5)
 
@@ -257,7 +257,7 @@ def test_recalibrated_export_ships_the_evaluators_bn_statistics(tiny_ckpt, tiny_
     cfg = TABLE1.sample(5)
     evaluator = SubnetEvaluator.from_checkpoint(tiny_ckpt, tiny_data, "synthetic", SIZE, n_calib=2, n_val=2, batch=4)
     net = evaluator.supernet
-    net.set_active(cfg)
+    net.set_active_subnet(cfg)
     recalibrate_bn(net, evaluator.calib_batches)
     scored = net.get_active_subnet(cfg).state_dict()
     evaluator.restore_bn()
