@@ -45,7 +45,8 @@ def data64(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def fp32_export(tmp_path_factory, tiny_ckpt):
     out = tmp_path_factory.mktemp("fp32") / "out"
-    return export_subnet(ARCH, out, size=SIZE, weights=tiny_ckpt, onnx=False)
+    # the supernet's stored BN statistics, as PyTorch etf-eval --calib-batches 0 uses them
+    return export_subnet(ARCH, out, size=SIZE, weights=tiny_ckpt, onnx=False, allow_uncalibrated=True)
 
 
 # -- fast: conventions and bad input (no conversion) --------------------------------------------------------
@@ -176,7 +177,8 @@ def test_fp16_file_runs_and_follows_fp32_closely(fp32_export, data64, tmp_path):
 def test_int8_export_records_precision_and_an_agreement_report(tmp_path, tiny_ckpt, data64, fp32_export, capsys):
     out = tmp_path / "int8"
     code = export_main(["--arch", ARCH, "--weights", str(tiny_ckpt), "--size", str(SIZE), "--no-onnx",
-                        "--precision", "int8", "--calib-data", str(data64), "--calib-count", "8",
+                        "--data", str(data64), "--dataset", "synthetic", "--calib-size", str(SIZE), "--n-calib", "1",
+                        "--calib-batch", "4", "--precision", "int8", "--calib-data", str(data64), "--calib-count", "8",
                         "--agreement-inputs", "2", "-o", str(out)])
     assert code == 0
     text = capsys.readouterr().out  # what a user reads
@@ -184,6 +186,7 @@ def test_int8_export_records_precision_and_an_agreement_report(tmp_path, tiny_ck
     assert "agreement with fp32 on 2 held-out synthetic train images" in text and "top-1 labels" in text
     assert "fidelity tflite-fp32" in text and "FAILED" not in text
     report = json.loads((out / "export.json").read_text())
+    assert report["bn"] == "recalibrated"  # BN recalibration (--data) and int8 calibration (--calib-data) together
     assert sorted(p.name for p in out.iterdir()) == ["arch.json", "export.json", "model.tflite"]
     assert report["precision"] == "int8"
     cal = report["quantization"]["calibration"]

@@ -2,21 +2,32 @@
 
 Examples:
     etf-export --arch topformer-tiny -o out/tiny                 # random weights, 512x512, 150 classes
-    etf-export --arch best.json --weights supernet.pt -o out/best  # the subnet of a trained supernet
+    etf-export --arch runs/search/best.json --weights runs/search/subnet.pt -o out/best
+                                           # the searched winner with the BN statistics it was scored with
+    etf-export --arch best.json --weights runs/syn/last.pt --data data/syn --dataset synthetic \\
+        --calib-size 64 --n-calib 4 --calib-batch 16 -o out/best   # a supernet subnet, BN recalibrated like
+                                           # etf-search --eval-size 64 --n-calib 4 --batch 16 (its defaults)
     etf-export --arch topformer-small --size 256 --no-onnx -o out/s --json
     etf-export --arch best.json --weights runs/search/subnet.pt --precision int8 --calib-data data/ade -o out/int8
     #   ^ int8, calibrated on 200 training images of data/ade (ADEChallengeData2016), float32 in/out
     etf-export --arch best.json --weights runs/search/subnet.pt --precision fp16 -o out/fp16
     etf-eval --tflite out/int8/model.tflite --data data/ade --json   # its mIoU in LiteRT, on the val split
 
-Both files take one float32 NHWC image 1xSxSx3 (input "image", ImageNet-normalised) and return NHWC logits
-1xSxSxC (output "logits") at the input size, at every precision (an int8 file quantizes its input and
-dequantizes its logits inside). After every export the fp32 files are run on a fixed seeded input (TFLite in
-LiteRT with XNNPACK, ONNX in ONNX Runtime) and compared with PyTorch: an error past 1e-4 x max |logit| fails
-the export. --precision fp16 (float16 weights) and int8 (int8 weights and activations, calibrated on
---calib-count training images of --calib-data resized to SxS) then quantize model.tflite with ai-edge-quantizer
-and report, instead of a limit, how it agrees with the fp32 model on --agreement-inputs held-out images:
-top-1 label agreement per pixel and max/mean logit error. model.onnx stays fp32.
+A subnet of a supernet checkpoint is refused without --data (or --no-recalibrate): the supernet's shared BN
+statistics are wrong for any single subnet (about 15 mIoU points on the synthetic set), so the file would not be
+the model the search scored. export.json records "bn" (recalibrated / uncalibrated / stored / random) and the
+calibration settings.
+
+Both files take one float32 NHWC image 1xSxSx3 (input "image") and return NHWC logits 1xSxSxC (output
+"logits") at the input size. After every export both are run on a fixed seeded input (TFLite in LiteRT with
+XNNPACK, ONNX in ONNX Runtime) and compared with PyTorch: an error past 1e-4 x max |logit| fails the export.
+
+--precision fp16 (float16 weights) or int8 (int8 weights and activations, calibrated on --calib-count training
+images of --calib-data resized to SxS) quantizes model.tflite with ai-edge-quantizer after the fp32 file passed
+its check; input and output stay float32 (an int8 file quantizes its input and dequantizes its logits inside).
+Instead of a limit, the quantized file gets a report of how it agrees with the fp32 model on --agreement-inputs
+held-out training images: top-1 label agreement per pixel and max/mean logit error (export.json "agreement").
+model.onnx stays fp32. Score the file itself with etf-eval --tflite.
 Nothing is left in the output folder when the input is bad or a check fails.
 """
 from __future__ import annotations
@@ -30,13 +41,14 @@ from android_bench.export.calib_data import DEFAULT_COUNT, dataset_calibration
 from android_bench.export.convert import DEFAULT_AGREEMENT_INPUTS, export_subnet
 from android_bench.export.quantize import PRECISIONS
 from supernet.data.datasets import DATASET_NAMES
+from supernet.evaluation.evaluator import CalibrationSpec
 from supernet.presets import PRESETS
 from supernet.space import load_config
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="etf-export",
+        prog="etf-export", allow_abbrev=False,
         description="Export a TopFormer subnet to TFLite (litert-torch) and ONNX (torch.onnx) with NHWC at the "
                     "boundary, and check both files against PyTorch.",
         epilog="examples:" + __doc__.split("Examples:")[1],
@@ -52,17 +64,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", type=int, default=None,
                    help="number of classes [from the checkpoint; 150 (ADE20K) without weights]")
     p.add_argument("--no-onnx", action="store_true", help="write only model.tflite")
+    cal = p.add_argument_group("BN recalibration (a subnet of a supernet checkpoint; use etf-search's values)")
+    cal.add_argument("--data", metavar="DIR", help="dataset folder whose training crops recalibrate BN")
+    cal.add_argument("--dataset", choices=DATASET_NAMES,
+                     help="dataset kind of --data (required with it) and of --calib-data [detected from --calib-data]")
+    cal.add_argument("--calib-size", type=int, default=64, help="crop side (etf-search --eval-size) [64]")
+    cal.add_argument("--n-calib", type=int, default=4, help="calibration batches (etf-search --n-calib) [4]")
+    cal.add_argument("--calib-batch", type=int, default=16, help="crops per batch (etf-search --batch) [16]")
+    cal.add_argument("--calib-seed", type=int, default=0, help="seed of the crops (the evaluator's is 0) [0]")
+    cal.add_argument("--no-recalibrate", action="store_true",
+                     help="ship the supernet's shared, uncalibrated BN statistics (not the model the search scored)")
     p.add_argument("--seed", type=int, default=0,
-                   help="seed of the random weights, the check input and the calibration image order [0]")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="precision of model.tflite: fp32, fp16 (float16 weights) or int8 (needs --calib-data) [fp32]")
-    p.add_argument("--calib-data", metavar="DIR",
-                   help="dataset folder for int8 calibration and the agreement report (its training split)")
-    p.add_argument("--dataset", choices=DATASET_NAMES, default=None,
-                   help="kind of --calib-data [detected from the folder]")
-    p.add_argument("--calib-count", type=int, default=DEFAULT_COUNT,
-                   help=f"calibration images [{DEFAULT_COUNT}]")
-    p.add_argument("--agreement-inputs", type=int, default=DEFAULT_AGREEMENT_INPUTS, metavar="N",
+                   help="seed of the random weights, the check input and the order of --calib-data images [0]")
+    q = p.add_argument_group("precision of model.tflite (ai-edge-quantizer)")
+    q.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="fp32, fp16 (float16 weights) or int8 (int8 weights and activations; needs --calib-data) [fp32]")
+    q.add_argument("--calib-data", metavar="DIR",
+                   help="dataset folder (the one the model was trained on) whose training images calibrate int8 "
+                        "and feed the agreement report; can be the same as --data")
+    q.add_argument("--calib-count", type=int, default=DEFAULT_COUNT, help=f"int8 calibration images [{DEFAULT_COUNT}]")
+    q.add_argument("--agreement-inputs", type=int, default=DEFAULT_AGREEMENT_INPUTS, metavar="N",
                    help=f"held-out images (seeded noise without --calib-data) for the fp16/int8 agreement report "
                         f"[{DEFAULT_AGREEMENT_INPUTS}]")
     p.add_argument("--json", action="store_true", help="print the export report as one JSON object")
@@ -78,29 +99,40 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.precision == "int8" and args.calib_data is None:
         raise EtfError("--precision int8 needs --calib-data DIR: calibration images from the dataset the model "
-                       "was trained on (its training split is read)")
-    if args.precision == "fp32" and (args.calib_data is not None or args.dataset is not None):
-        raise EtfError("--calib-data/--dataset are for --precision fp16 or int8; an fp32 export is checked "
-                       "against PyTorch without them")
+                       "was trained on (its training split is read; the --data folder will do)")
+    if args.precision == "fp32" and args.calib_data is not None:
+        raise EtfError("--calib-data is for --precision fp16 or int8; an fp32 export is checked against PyTorch "
+                       "without it")
     if args.calib_count < 1 or args.agreement_inputs < 1:
         raise EtfError("--calib-count and --agreement-inputs must be at least 1")
     say = None if args.json else (lambda msg: print(f"etf-export: {msg} ...", file=sys.stderr, flush=True))
+    calibration = None
+    if args.data is not None:
+        if args.no_recalibrate:
+            raise EtfError("--data recalibrates BN and --no-recalibrate forbids it: give one of them")
+        if args.dataset is None:
+            raise EtfError("--data needs --dataset (" + ", ".join(DATASET_NAMES) + ")")
+        calibration = CalibrationSpec(args.data, args.dataset, args.calib_size, args.n_calib, args.calib_batch,
+                                      args.calib_seed)
+    elif args.dataset is not None and args.calib_data is None:
+        raise EtfError("--dataset without --data or --calib-data: give the folder it describes")
     cfg = load_config(args.arch)  # bad --arch fails before any image is read
-    calib = None
+    quant_calibration = None
     if args.calib_data is not None:
-        calib = dataset_calibration(args.calib_data, args.dataset, args.size, args.calib_count,
-                                    args.agreement_inputs, args.seed)
+        quant_calibration = dataset_calibration(args.calib_data, args.dataset, args.size, args.calib_count,
+                                                args.agreement_inputs, args.seed)
         if say:
-            say(f"read {calib.source['calibration_images']} calibration + {calib.source['held_out_images']} "
-                f"held-out images from {args.calib_data}")
+            say(f"read {quant_calibration.source['calibration_images']} calibration + "
+                f"{quant_calibration.source['held_out_images']} held-out images from {args.calib_data}")
     res = export_subnet(cfg, args.out, size=args.size, weights=args.weights, num_classes=args.classes,
-                        onnx=not args.no_onnx, seed=args.seed, progress=say, precision=args.precision,
-                        calibration=calib, agreement_inputs=args.agreement_inputs)
+                        onnx=not args.no_onnx, seed=args.seed, progress=say, calibration=calibration,
+                        allow_uncalibrated=args.no_recalibrate, precision=args.precision,
+                        quant_calibration=quant_calibration, agreement_inputs=args.agreement_inputs)
     if args.json:
         print(json.dumps(res.to_dict()))
         return 0
     print(f"arch {res.arch.key()}  {res.size}x{res.size}  {res.num_classes} classes  weights: "
-          f"{res.weights or 'random'} ({res.weights_kind})  layout NHWC  precision {res.precision}")
+          f"{res.weights or 'random'} ({res.weights_kind}, BN {res.bn})  layout NHWC  precision {res.precision}")
     for kind, path in res.files.items():
         size = res.file_bytes.get(kind, path.stat().st_size)
         took = f"  converted in {res.seconds[kind]:.1f} s" if kind in res.seconds else ""

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from android_bench.export.calib_data import CalibrationSet
-from android_bench.export.deploy import build_deployed_model
+from android_bench.export.deploy import SUPERNET, build_deployed_model
 from android_bench.litert_runner import TfliteRunner
 from etf.common import EtfError, atomic_path
 from android_bench.export.fidelity import (DEFAULT_REL_TOL, Agreement, Fidelity, check_fidelity, fixed_input,
@@ -41,8 +41,15 @@ ONNX_OPSET = 18
 
 
 @contextlib.contextmanager
-def _quiet():
-    """Silence the converters' progress chatter on stdout/stderr (errors are re-raised)."""
+def quiet_converter():
+    """Context manager that silences the converters' (litert_torch, torch.onnx) progress chatter: stdout and
+    stderr are captured and dropped, warnings ignored, the ``litert_torch`` logger set to ERROR. Exceptions
+    pass through unchanged. Used by :func:`export_tflite`, :func:`export_onnx` and by
+    ``latency.export_op`` for its multi-input operator conversions.
+
+        with quiet_converter():
+            litert_torch.convert(module, samples).export(path)
+    """
     logging.getLogger("litert_torch").setLevel(logging.ERROR)
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
             warnings.catch_warnings():
@@ -78,7 +85,7 @@ def export_tflite(module: nn.Module, input_shape: tuple[int, ...], path: str | P
     wrapped = litert_torch.to_channel_last_io(module, args=[0], outputs=[0]) if nhwc else module
     sample = _nhwc_sample(input_shape, nhwc)
     try:
-        with _quiet() if quiet else contextlib.nullcontext(), atomic_path(path) as tmp:
+        with quiet_converter() if quiet else contextlib.nullcontext(), atomic_path(path) as tmp:
             edge = litert_torch.convert(wrapped, (sample,))
             edge.export(str(tmp))
     except Exception as exc:  # the converter raises many types; report one line
@@ -99,7 +106,7 @@ def export_onnx(module: nn.Module, input_shape: tuple[int, ...], path: str | Pat
     wrapped = (NHWCBoundary(module) if nhwc else module).eval()
     sample = _nhwc_sample(input_shape, nhwc)
     try:
-        with _quiet() if quiet else contextlib.nullcontext(), atomic_path(path) as tmp:
+        with quiet_converter() if quiet else contextlib.nullcontext(), atomic_path(path) as tmp:
             torch.onnx.export(wrapped, (sample,), str(tmp), dynamo=True, opset_version=ONNX_OPSET,
                               input_names=["image"], output_names=["logits"], external_data=False,
                               verbose=False)
@@ -141,6 +148,8 @@ class ExportResult:
     quantization: dict[str, Any] | None = None  # recipe and calibration source of an fp16/int8 file
     agreement: Agreement | None = None  # fp16/int8: how the file follows the fp32 model
     io: dict[str, dict] = field(default_factory=dict)  # input/output as read from model.tflite
+    bn: str = "random"  # recalibrated | uncalibrated (explicitly allowed) | stored (static checkpoint) | random
+    calibration: dict[str, Any] | None = None
 
     @property
     def stray_transposes(self) -> list[dict]:
@@ -164,6 +173,7 @@ class ExportResult:
             "agreement": self.agreement.to_dict() if self.agreement is not None else None,
             "op_counts": self.op_counts, "transposes": self.transposes,
             "stray_transposes": len(self.stray_transposes), "notes": self.notes,
+            "bn": self.bn, "calibration": self.calibration,
         }
 
 
@@ -194,8 +204,9 @@ def _agreement_inputs(calibration: CalibrationSet | None, size: int, count: int,
 def export_subnet(cfg_or_preset: ArchConfig | str | Path, out_dir: str | Path, size: int = 512,
                   weights: str | Path | None = None, num_classes: int | None = None, onnx: bool = True,
                   seed: int = 0, rel_tol: float | None = None,
-                  progress: Callable[[str], None] | None = None, precision: str = "fp32",
-                  calibration: CalibrationSet | None = None,
+                  progress: Callable[[str], None] | None = None, calibration: Any = None,
+                  allow_uncalibrated: bool = False, precision: str = "fp32",
+                  quant_calibration: CalibrationSet | None = None,
                   agreement_inputs: int = DEFAULT_AGREEMENT_INPUTS) -> ExportResult:
     """Export the deployed model of a config (``ArchConfig``, preset name or JSON path) to ``out_dir``:
     ``model.tflite``, ``model.onnx`` (unless ``onnx`` is False), ``arch.json`` and ``export.json``.
@@ -206,19 +217,41 @@ def export_subnet(cfg_or_preset: ArchConfig | str | Path, out_dir: str | Path, s
     ``out_dir`` only when every check passed, so bad input or a failed check leaves nothing behind (with
     ``onnx`` False, a ``model.onnx`` left by an earlier export is removed, as it no longer matches).
 
+    One artefact: a subnet of a *supernet* checkpoint ships BN statistics recalibrated for that subnet,
+    from ``calibration`` (a ``supernet.evaluation.evaluator.CalibrationSpec``: the same batches the evaluator
+    scored it with); without one the export is refused unless ``allow_uncalibrated`` (the shared statistics
+    of the supernet are wrong for any single subnet: ~15 mIoU points on the synthetic set). A static checkpoint
+    (e.g. the search's ``subnet.pt``, recalibrated when it was saved) ships as stored. The fidelity check
+    compares the files with the model as shipped, recalibrated.
+
     ``precision`` fp16 / int8 (:mod:`android_bench.export.quantize`): the fp32 conversion is checked as above,
-    then quantized into ``model.tflite`` (int8 from ``calibration.inputs``, required), and the quantized file
-    gets an agreement report against the fp32 model instead of a hard limit: top-1 label agreement per pixel
-    and logit errors on ``agreement_inputs`` held-out calibration-source images (seeded noise without a
+    then quantized into ``model.tflite`` (int8 from ``quant_calibration.inputs``, required), and the quantized
+    file gets an agreement report against the fp32 model instead of a hard limit: top-1 label agreement per
+    pixel and logit errors on ``agreement_inputs`` held-out calibration-source images (seeded noise without a
     dataset). ``model.onnx`` stays fp32.
     """
     say = progress or (lambda _msg: None)
     cfg = cfg_or_preset if isinstance(cfg_or_preset, ArchConfig) else load_config(cfg_or_preset)
     _check_size(size)
-    _check_precision(precision, calibration)
+    _check_precision(precision, quant_calibration)
     if agreement_inputs < 1:
         raise EtfError(f"the agreement report needs at least one input, got {agreement_inputs}")
-    model, classes, kind = build_deployed_model(cfg, weights, num_classes, seed)
+    if weights is not None and calibration is None and not allow_uncalibrated:
+        from android_bench.export.deploy import checkpoint_kind
+
+        if checkpoint_kind(weights) == SUPERNET:
+            raise EtfError(f"{weights} is a supernet checkpoint: its shared BN statistics are not this subnet's (the "
+                           f"search scored it after recalibration); pass --data DIR --dataset NAME to recalibrate as "
+                           f"etf-search did, export the search's SEARCH_DIR/subnet.pt instead, or --no-recalibrate")
+    batches = None
+    if calibration is not None:
+        batches, data_classes = calibration.batches()
+        say(f"recalibrating BN statistics on {calibration.n_batches}x{calibration.batch} crops of {calibration.data}")
+    model, classes, kind = build_deployed_model(cfg, weights, num_classes, seed, calib_batches=batches)
+    if batches is not None and data_classes != classes:
+        raise EtfError(f"{weights} has {classes} classes but the calibration data {calibration.data} has {data_classes}")
+    bn = ("recalibrated" if batches is not None else "uncalibrated" if kind == SUPERNET else
+          "stored" if weights is not None else "random")
     shape = (1, 3, size, size)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -254,18 +287,18 @@ def export_subnet(cfg_or_preset: ArchConfig | str | Path, out_dir: str | Path, s
             say(f"quantizing to {precision} (ai-edge-quantizer)")
             t0 = time.perf_counter()
             quant = quantize_tflite(files["tflite"], stage / TFLITE_NAME, precision,
-                                    calibration.inputs if calibration is not None else None)
+                                    quant_calibration.inputs if quant_calibration is not None else None)
             seconds["quantize"] = time.perf_counter() - t0
-            if calibration is not None:
-                quant["calibration"] = calibration.source
-                data_classes = calibration.source.get("num_classes")
-                if data_classes is not None and data_classes != classes:
-                    notes.append(f"calibration images come from a {data_classes}-class dataset, the model has "
+            if quant_calibration is not None:
+                quant["calibration"] = quant_calibration.source
+                quant_classes = quant_calibration.source.get("num_classes")
+                if quant_classes is not None and quant_classes != classes:
+                    notes.append(f"calibration images come from a {quant_classes}-class dataset, the model has "
                                  f"{classes} classes: is --calib-data the dataset it was trained on?")
             files["tflite"] = stage / TFLITE_NAME
             say("measuring agreement with the fp32 model")
             t0 = time.perf_counter()
-            inputs, desc = _agreement_inputs(calibration, size, agreement_inputs, seed)
+            inputs, desc = _agreement_inputs(quant_calibration, size, agreement_inputs, seed)
             agree = measure_agreement(model, files["tflite"], inputs, precision, desc)
             seconds["agreement"] = time.perf_counter() - t0
             if agree.label_agreement < LOW_AGREEMENT:
@@ -285,7 +318,8 @@ def export_subnet(cfg_or_preset: ArchConfig | str | Path, out_dir: str | Path, s
                                                                      "report": out_dir / REPORT_NAME},
             file_bytes={k: p.stat().st_size for k, p in files.items()}, seconds=seconds, fidelity=fid,
             op_counts=op_counts(ops), transposes=transposes(ops, heads), notes=notes, precision=precision,
-            quantization=quant, agreement=agree, io=io)
+            quantization=quant, agreement=agree, io=io, bn=bn,
+            calibration=calibration.to_dict() if calibration is not None else None)
         (stage / REPORT_NAME).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
         for name in [p.name for p in files.values()] + [ARCH_NAME, REPORT_NAME]:  # report last
             os.replace(stage / name, out_dir / name)

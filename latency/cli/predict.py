@@ -12,7 +12,7 @@ from supernet.space import load_config
 
 EPILOG = """
 The predictor is fitted on tables/<device>_<size>.csv (+ .e2e.csv) the first time and cached next to it
-(.predictor.pkl, refitted whenever the table changes). Latencies are in ms at the table's reference speed.
+(.predictor.json, refitted whenever the table changes). Latencies are in ms at the table's reference speed.
 
 Examples:
   etf-predict --device local --arch topformer-tiny
@@ -22,7 +22,7 @@ Examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="etf-predict", description=__doc__, epilog=EPILOG,
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="etf-predict", description=__doc__, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", required=True, help="device whose latency table to use (e.g. local)")
     p.add_argument("--arch", required=True, help="preset name (topformer-tiny/-small/-base) or JSON config file")
