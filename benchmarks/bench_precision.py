@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     evaluator = SubnetEvaluator.from_checkpoint(args.ckpt, args.data, dataset, args.size, n_calib=args.calib_batches,
                                                 n_val=None, batch=8, seed=args.seed)
     cal = dataset_calibration(args.data, dataset, args.size, args.calib_count, args.agreement_inputs, args.seed)
+    args.calib_used = cal.source["calibration_images"]  # fewer than --calib-count on a small training split
     rows = []
     for name in args.presets:
         cfg = PRESETS[name]
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> list[dict]:
 
 def print_table(rows: list[dict], args: argparse.Namespace) -> None:
     print(f"{args.data} val split ({rows[0]['images'] if rows else 0} images), input {args.size}x{args.size}; BN "
-          f"recalibrated on {args.calib_batches}x8 train crops; int8 calibrated on {args.calib_count} train images; "
+          f"recalibrated on {args.calib_batches}x8 train crops; int8 calibrated on {args.calib_used} train images; "
           f"agreement on {args.agreement_inputs} held-out train images; mIoU in %")
     print(f"{'preset':16s} {'PyTorch':>7s} {'fp32':>6s} {'fp16':>6s} {'int8':>6s} {'int8-fp32':>9s} "
           f"{'fp32 MB':>7s} {'fp16 MB':>7s} {'int8 MB':>7s} {'fp16 agree':>10s} {'int8 agree':>10s} "
