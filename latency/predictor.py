@@ -6,7 +6,14 @@ linear fit on its cost otherwise). A network is the sum of its operators; a whol
 the table's end-to-end subnets (``a * sum`` or ``a * sum + b``, whichever predicts them better in leave-one-out)
 absorbs what operators alone miss (per-model overhead, the token split, cache effects).
 
-Latencies are used as measured. The reference operator timed in every batch is a drift *record*
+Reference-relative mode (when the end-to-end table has rows measured with the paired protocol of
+latency/measure.py): the correction is fitted on ratios, ``measured network / reference network`` against
+``operator sum / reference's operator sum`` (the reference is TopFormer-Tiny at the same setting), and a
+prediction in ms is that ratio times the reference's CURRENT latency (the newest paired row of the table, or one
+passed in), so a drift that scales the whole device cancels instead of landing in the correction. Without at
+least two paired rows the correction is fitted on raw latencies as below (old tables).
+
+Raw mode: latencies are used as measured. The reference operator timed in every batch is a drift *record*
 (``ref_nominal`` is its median over the table; etf-predictor-report warns when the device's speed moved):
 scaling each row by it was tried and made predictions worse on the local CPU (its own batch-to-batch noise,
 +-20%, exceeds the whole-network drift, +-4%; latency/RESULTS.md).
@@ -28,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from latency import table as tbl
+from latency.measure import REFERENCE_PRESET
 from latency.operators import NUM_CLASSES, Operator, decompose, from_part, log_features, parse_key
 from etf.common import EtfError
 from supernet.space import INJECTION_LEVELS, TABLE1, ArchConfig, StageConfig, VitConfig
@@ -290,6 +298,17 @@ class LatencyPredictor:
     ref_nominal: float
     num_classes: int = NUM_CLASSES
     info: dict[str, Any] = field(default_factory=dict)
+    #: reference-relative mode: correction of (sum / ref_sum) -> measured ratio; None in raw mode
+    ratio_correction: Correction | None = None
+    #: operator sum of the reference network (TopFormer-Tiny) under this predictor
+    ref_sum: float = 0.0
+    #: the reference network's current latency (ms) that ratios are turned into ms with
+    ref_current_ms: float | None = None
+
+    @property
+    def mode(self) -> str:
+        """``ratio`` (reference-relative, drift cancels) or ``raw`` (latencies as measured)."""
+        return "ratio" if self.ratio_correction is not None and self.ref_current_ms else "raw"
 
     def __post_init__(self) -> None:
         self._part_cache: dict[tuple, float] = {}
@@ -308,17 +327,52 @@ class LatencyPredictor:
         ms = ops["median_ms"].astype(float)
         kinds = {k: KindModel(k, list(g["key"]), list(ms[g.index]), seed) for k, g in ops.groupby("kind")}
         pred = cls(device, size, fingerprint, kinds, Correction(), ref_nominal)
-        corr = e2e[e2e["purpose"] == "correction"] if len(e2e) else e2e
+        corr = e2e[e2e["purpose"].isin(tbl.FIT_PURPOSES)] if len(e2e) else e2e
+        paired = corr.iloc[0:0]
         if len(corr):
             _check_rows(corr, device, size, "end-to-end table")
             cfgs = [ArchConfig.from_json(j) for j in corr["arch_json"]]
             sums = pred.operator_sum_many(cfgs)
             measured = corr["median_ms"].to_numpy(float)
             pred.correction = Correction.fit(sums, measured)
+            ratio = pd.to_numeric(corr["ratio"], errors="coerce") if "ratio" in corr else pd.Series(np.nan, corr.index)
+            has = ratio.notna().to_numpy()
+            if has.sum() >= 2:
+                paired = corr[has]
+                pred.ref_sum = pred.reference_sum()
+                pred.ratio_correction = Correction.fit(sums[has] / pred.ref_sum, ratio[has].to_numpy(float))
+                pred.ref_current_ms = tbl.latest_reference_ms(paired)
         pred.info = {"rows": int(len(ops)), "rows_by_kind": {k: m.n for k, m in kinds.items()},
                      "modes": {k: m.mode for k, m in kinds.items()}, "correction_subnets": int(len(corr)),
-                     "correction": {"form": pred.correction.form, "a": pred.correction.a, "b": pred.correction.b}}
+                     "correction_purposes": {str(k): int(v) for k, v in corr["purpose"].value_counts().items()}
+                     if len(corr) else {},
+                     "correction": {"form": pred.correction.form, "a": pred.correction.a, "b": pred.correction.b},
+                     "mode": pred.mode, "paired_subnets": int(len(paired))}
+        if pred.ratio_correction is not None:
+            rc = pred.ratio_correction
+            pred.info["ratio_correction"] = {"form": rc.form, "a": rc.a, "b": rc.b, "ref_sum_ms": pred.ref_sum,
+                                             "ref_current_ms": pred.ref_current_ms}
         return pred
+
+    def reference_sum(self) -> float:
+        """Operator sum of the whole-network reference (TopFormer-Tiny), the denominator of predicted ratios."""
+        from supernet.presets import PRESETS
+
+        return self.operator_sum(PRESETS[REFERENCE_PRESET])
+
+    def with_reference(self, ref_ms: float) -> "LatencyPredictor":
+        """Set the reference network's current latency (ms), e.g. just measured: predictions follow the device."""
+        if not (ref_ms > 0 and math.isfinite(ref_ms)):
+            raise EtfError(f"the reference latency must be a positive number of ms, not {ref_ms!r}")
+        self.ref_current_ms = float(ref_ms)
+        return self
+
+    def predict_ratio_many(self, cfgs: Iterable[ArchConfig]) -> np.ndarray:
+        """Predicted latency of every config relative to the reference network (ratio mode only)."""
+        if self.ratio_correction is None:
+            raise EtfError("this predictor has no paired end-to-end rows: rerun etf-profile --e2e-only to record "
+                           "reference-relative measurements")
+        return np.asarray(self.ratio_correction(self.operator_sum_many(cfgs) / self.ref_sum), dtype=float)
 
     # -- prediction ---------------------------------------------------------------------------------------------
     def operator_latencies(self, cfg: ArchConfig) -> list[tuple[Operator, float]]:
@@ -394,12 +448,18 @@ class LatencyPredictor:
                 values[i] = sum(mult * cache[key] for key, mult in parts)
         return np.asarray(values, dtype=float)
 
-    def predict(self, cfg: ArchConfig) -> float:
-        """Predicted end-to-end latency of ``cfg`` in ms."""
-        return float(self.correction(self.operator_sum(cfg)))
+    def predict(self, cfg: ArchConfig, ref_ms: float | None = None) -> float:
+        """Predicted end-to-end latency of ``cfg`` in ms (``ref_ms``: the reference network's latency now)."""
+        return float(self.predict_many([cfg], ref_ms)[0])
 
-    def predict_many(self, cfgs: Iterable[ArchConfig]) -> np.ndarray:
-        """Predicted latency (ms) of every config, vectorised over the correction and cached by part."""
+    def predict_many(self, cfgs: Iterable[ArchConfig], ref_ms: float | None = None) -> np.ndarray:
+        """Predicted latency (ms) of every config, vectorised over the correction and cached by part.
+
+        Ratio mode: predicted ratio x the reference's latency (``ref_ms`` or the newest recorded); raw mode: the
+        raw correction of the operator sum."""
+        ref = ref_ms if ref_ms is not None else self.ref_current_ms
+        if self.ratio_correction is not None and ref:
+            return self.predict_ratio_many(cfgs) * float(ref)
         return np.asarray(self.correction(self.operator_sum_many(cfgs)), dtype=float)
 
     # -- persistence ------------------------------------------------------------------------------------------
@@ -409,15 +469,23 @@ class LatencyPredictor:
         return {"etf": FILE_TAG, "format": FORMAT_VERSION, "device": self.device, "size": self.size,
                 "fingerprint": self.fingerprint, "ref_nominal": self.ref_nominal, "num_classes": self.num_classes,
                 "correction": {"a": c.a, "b": c.b, "n": c.n, "form": c.form}, "info": self.info,
+                "ratio_correction": None if self.ratio_correction is None else {
+                    "a": self.ratio_correction.a, "b": self.ratio_correction.b, "n": self.ratio_correction.n,
+                    "form": self.ratio_correction.form},
+                "ref_sum": self.ref_sum, "ref_current_ms": self.ref_current_ms,
                 "kinds": {k: m.state() for k, m in self.kinds.items()}}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> "LatencyPredictor":
         c = state["correction"]
+        rc = state.get("ratio_correction")  # absent in files written before the paired protocol: raw mode
+        ref_now = state.get("ref_current_ms")
         return cls(str(state["device"]), int(state["size"]), str(state["fingerprint"]),
                    {str(k): KindModel.from_state(m) for k, m in state["kinds"].items()},
                    Correction(float(c["a"]), float(c["b"]), int(c["n"]), str(c["form"])),
-                   float(state["ref_nominal"]), int(state["num_classes"]), dict(state["info"]))
+                   float(state["ref_nominal"]), int(state["num_classes"]), dict(state["info"]),
+                   None if rc is None else Correction(float(rc["a"]), float(rc["b"]), int(rc["n"]), str(rc["form"])),
+                   float(state.get("ref_sum", 0.0)), None if ref_now is None else float(ref_now))
 
     def save(self, path: str | Path) -> Path:
         """Write the predictor as JSON (format :data:`FORMAT_VERSION`, with device/size/fingerprint) atomically."""

@@ -22,6 +22,7 @@ import pandas as pd
 
 from latency import table as tbl
 from latency.export_op import cache_path, convert_cached, converter_version, ignore_sigint, sigint_ignored
+from latency.measure import PairedResult, measure_paired, reference_network_path
 from latency.operators import MBConv, Operator, parse_key
 from latency.plan import candidates, designed_sample, interleave, most_uncertain, stage_sides
 from etf.common import EtfError
@@ -31,6 +32,8 @@ from supernet.space import TABLE1, ArchConfig
 ADAPTIVE = {"mbconv": 40, "transformer": 20, "injection": 9, "pool": 4}
 #: Seeds of the subnets measured end to end for the whole-network correction (the report uses other seeds).
 E2E_SEED_BASE = 1000
+#: Rounds of the paired protocol for whole networks (``--runs`` is split over them).
+E2E_ROUNDS = 3
 
 
 def correction_subnets(n: int) -> list[tuple[int | None, "ArchConfig"]]:
@@ -345,6 +348,24 @@ class Profiler:
         return summary
 
     # -- end-to-end subnets ---------------------------------------------------------------------------------
+    def _ref_nominal(self, dev_name: str) -> float:
+        refs = self.tables[dev_name]["ref_ms"]
+        return float(refs.median()) if len(refs) else float("nan")
+
+    def _measure_paired_all(self, paths: list[Path], ref_net: Path) -> dict[str, list[PairedResult]]:
+        """Whole networks on every device with the paired protocol (latency/measure.py), runs split over rounds."""
+        rounds = E2E_ROUNDS
+        runs = max(1, self.s.runs // rounds)
+
+        def one(dev) -> list[PairedResult]:
+            return measure_paired(dev, paths, ref_net, rounds=rounds, runs=runs, warmup=self.s.warmup,
+                                  threads=self.s.threads)
+        if len(self.devices) == 1:
+            return {self.devices[0].name: one(self.devices[0])}
+        with ThreadPoolExecutor(len(self.devices)) as ex:
+            futs = {dev.name: ex.submit(one, dev) for dev in self.devices}
+            return {name: f.result() for name, f in futs.items()}
+
     def run_e2e(self, subnets: Sequence[tuple[int | None, ArchConfig]], purpose: str) -> None:
         """Measure ``subnets`` ((seed or None, config) pairs) end to end, skipping those already in the table."""
         from tqdm import tqdm
@@ -358,15 +379,15 @@ class Profiler:
                 break
             chunk = todo[i:i + max(1, self.s.workers)]
             paths, wall = convert_networks([c for _, c in chunk], self.s.size, self.s.cache(), self._workers())
+            ref_net = reference_network_path(self.s.cache(), self.s.size, self._workers())
             t0 = time.monotonic()
-            results = self._measure_all(paths, interleave=True)
+            results = self._measure_paired_all(paths, ref_net)
             meas = time.monotonic() - t0
             for dev in self.devices:
-                stats, refs = results[dev.name]
                 self.meta[dev.name]["timing"]["e2e_convert_wall_s"] += wall
                 self.meta[dev.name]["timing"]["e2e_measure_wall_s"] += meas
-                rows = [e2e_row(dev.name, self.s.size, seed, c, st, ref, purpose)
-                        for (seed, c), st, ref in zip(chunk, stats, refs)
+                rows = [e2e_row(dev.name, self.s.size, seed, c, res, self._ref_nominal(dev.name), purpose)
+                        for (seed, c), res in zip(chunk, results[dev.name])
                         if c.key() not in set(self.e2e[dev.name]["arch_key"])]
                 self.e2e[dev.name] = pd.concat([self.e2e[dev.name], pd.DataFrame(rows)], ignore_index=True) \
                     if len(self.e2e[dev.name]) else pd.DataFrame(rows, columns=tbl.E2E_COLUMNS)
@@ -400,12 +421,16 @@ def measure_with_reference(dev, ref_path: Path, paths: Sequence[Path], runs: int
     return models, refs
 
 
-def e2e_row(device: str, size: int, seed: int | None, cfg, st, ref_ms: float, purpose: str) -> dict[str, Any]:
+def e2e_row(device: str, size: int, seed: int | None, cfg, res: PairedResult, ref_ms: float,
+            purpose: str) -> dict[str, Any]:
+    """One end-to-end table row of a network measured with the paired protocol (``ref_ms``: the operator
+    table's nominal reference operator, kept for old readers)."""
     from supernet.size import model_size
 
     return {"arch_key": cfg.key(), "arch_json": cfg.to_json(indent=None), "seed": seed, "purpose": purpose,
-            "device": device, "size": size, "flops": model_size(cfg, size).flops, "median_ms": st.median_ms,
-            "std_ms": st.std_ms, "runs": st.runs, "ref_ms": ref_ms, "timestamp": _now()}
+            "device": device, "size": size, "flops": model_size(cfg, size).flops, "median_ms": res.raw_ms,
+            "std_ms": res.std_ms, "runs": res.runs * res.rounds, "ref_ms": ref_ms, "timestamp": _now(),
+            "ref_net_ms": res.ref_ms, "ratio": res.ratio}
 
 
 def network_path(cache_dir: str, cfg, size: int) -> Path:

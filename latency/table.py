@@ -23,8 +23,18 @@ from supernet.space import ArchConfig
 OP_COLUMNS = ["key", "kind", "phase", "device", "device_kind", "runtime", "threads", "size", "median_ms",
               "mean_ms", "std_ms", "min_ms", "max_ms", "cv", "runs", "warmup", "ref_ms", "batch", "timestamp",
               "converter"]
-E2E_COLUMNS = ["arch_key", "arch_json", "seed", "purpose", "device", "size", "flops", "median_ms", "std_ms",
-               "runs", "ref_ms", "timestamp"]
+#: Columns every end-to-end table has (tables written before the paired protocol have only these).
+E2E_REQUIRED = ["arch_key", "arch_json", "seed", "purpose", "device", "size", "flops", "median_ms", "std_ms",
+                "runs", "ref_ms", "timestamp"]
+#: Paired-protocol columns (latency/measure.py): the whole-network reference's median beside the row and the
+#: median of (network / adjacent reference); NaN for rows measured without a reference network.
+E2E_PAIRED = ["ref_net_ms", "ratio"]
+E2E_COLUMNS = E2E_REQUIRED + E2E_PAIRED
+#: Why a whole network was measured: ``correction`` (profiling), ``heldout`` (report, never fitted), and the
+#: closed loop's ``winner`` (etf-search), ``bench`` (etf-bench --record) and ``preset`` (the demo).
+E2E_PURPOSES = ("correction", "heldout", "winner", "bench", "preset")
+#: The purposes the predictor's whole-network correction is fitted on (everything measured except held-out).
+FIT_PURPOSES = ("correction", "winner", "bench", "preset")
 _NUMERIC = ("median_ms", "std_ms", "ref_ms")
 
 
@@ -64,12 +74,17 @@ def read_json(path: Path) -> dict[str, Any]:
         raise EtfError(f"cannot read {path}: {exc}") from None
 
 
-def read_csv_checked(path: Path, columns: list[str], key: str) -> pd.DataFrame:
-    """Read a table CSV; missing columns, non-numeric/negative latencies or duplicate keys raise EtfError."""
+def read_csv_checked(path: Path, columns: list[str], key: str | list[str],
+                     optional: Sequence[str] = ()) -> pd.DataFrame:
+    """Read a table CSV; missing columns, non-numeric/negative latencies or duplicate keys raise EtfError.
+
+    ``key``: the column (or columns) unique per row; ``optional``: columns added as NaN when an older file lacks
+    them (validated as positive numbers where present)."""
+    keys = [key] if isinstance(key, str) else list(key)
     if not path.exists():
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=columns + [c for c in optional if c not in columns])
     try:
-        df = pd.read_csv(path, dtype={key: str})
+        df = pd.read_csv(path, dtype={k: str for k in keys})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise EtfError(f"latency table {path} is corrupted: {str(exc).splitlines()[0]}") from None
     missing = [c for c in columns if c not in df.columns]
@@ -86,9 +101,22 @@ def read_csv_checked(path: Path, columns: list[str], key: str) -> pd.DataFrame:
             raise EtfError(f"latency table {path} line {row + 2}: {col}={df[col].iloc[row]!r} is not a valid "
                            "latency; delete the line and rerun etf-profile to re-measure it")
         df[col] = values
-    dup = df[key].duplicated()
+    for col in optional:
+        if col not in df.columns:
+            df[col] = float("nan")
+            continue
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = (df[col].notna() & values.isna()) | (values <= 0) | values.map(lambda v: v in (math.inf, -math.inf))
+        if bad.any():
+            row = int(bad.idxmax())
+            raise EtfError(f"latency table {path} line {row + 2}: {col}={df[col].iloc[row]!r} is not a positive "
+                           "number; delete the line and measure it again")
+        df[col] = values.astype(float)
+    dup = df.duplicated(subset=keys)
     if dup.any():
-        raise EtfError(f"latency table {path} line {int(dup.idxmax()) + 2}: duplicate row for {df[key][dup].iloc[0]}")
+        row = int(dup.idxmax())
+        raise EtfError(f"latency table {path} line {row + 2}: duplicate row for "
+                       f"{'/'.join(str(df[k].iloc[row]) for k in keys)}")
     return df
 
 
@@ -98,33 +126,73 @@ def read_ops(tables_dir: str | Path, device: str, size: int) -> pd.DataFrame:
 
 
 def read_e2e(tables_dir: str | Path, device: str, size: int) -> pd.DataFrame:
-    """The end-to-end subnet measurements."""
-    return read_csv_checked(e2e_path(tables_dir, device, size), E2E_COLUMNS, "arch_key")
+    """The end-to-end subnet measurements (one row per config and purpose; paired columns NaN in old tables)."""
+    return read_csv_checked(e2e_path(tables_dir, device, size), E2E_REQUIRED, ["arch_key", "purpose"], E2E_PAIRED)
 
 
-def add_e2e_rows(tables_dir: str | Path, device: str, size: int,
-                 measurements: Sequence[tuple[ArchConfig, float, float, int]], purpose: str = "correction") -> bool:
-    """Record whole networks measured end to end (config, median ms, std ms, runs) in the device's end-to-end
-    table, replacing earlier rows of the same config and purpose; the one way code outside profiling adds rows.
+def add_e2e_rows(tables_dir: str | Path, device: str, size: int, measurements: Sequence[tuple],
+                 purpose: str = "correction", seeds: Sequence[int | None] | None = None) -> bool:
+    """Record whole networks measured end to end in the device's end-to-end table: the ONE way rows are added
+    (profiling, held-out, and the closed loop: search winners, etf-bench --record, demo presets).
 
-    Their ``ref_ms`` is the operator table's nominal reference (the reference operator was not timed with them).
+    Each measurement is ``(config, median ms, std ms, runs)`` or, measured with the paired protocol
+    (latency/measure.py), ``(config, median ms, std ms, runs, reference network ms, ratio)``. A row replaces an
+    earlier row of the same config and purpose (the newest measurement wins). ``ref_ms`` is the operator table's
+    nominal reference operator (that operator is not timed beside whole networks). A predictor loaded with
+    :func:`latency.predictor.load_for_device` afterwards is refitted (the table's fingerprint changed).
     Returns whether the table changed (identical measurements already recorded: no write).
     """
+    if purpose not in E2E_PURPOSES:
+        raise EtfError(f"unknown end-to-end purpose {purpose!r}; use one of {', '.join(E2E_PURPOSES)}")
     e2e = read_e2e(tables_dir, device, size)
-    ref = float(read_ops(tables_dir, device, size)["ref_ms"].median())
-    new = {cfg.key(): (cfg, ms, std, runs) for cfg, ms, std, runs in measurements}
+    ops = read_ops(tables_dir, device, size)
+    ref = float(ops["ref_ms"].median()) if len(ops) else float("nan")
+    new: dict[str, tuple] = {}
+    for i, m in enumerate(measurements):
+        if len(m) not in (4, 6):
+            raise EtfError(f"an end-to-end measurement is (config, ms, std, runs[, ref_net_ms, ratio]), got {len(m)} "
+                           "values")
+        cfg, ms, std, runs = m[:4]
+        ref_net, ratio = (float(m[4]), float(m[5])) if len(m) == 6 else (float("nan"), float("nan"))
+        if not (ms > 0 and math.isfinite(ms)):
+            raise EtfError(f"end-to-end latency of {cfg.key()} is {ms!r}, not a positive number")
+        new[cfg.key()] = (cfg, float(ms), float(std), int(runs), ref_net, ratio,
+                          seeds[i] if seeds is not None else None)
     same = (e2e["arch_key"].isin(new) & (e2e["purpose"] == purpose)) if len(e2e) else pd.Series(dtype=bool)
     old = e2e[same] if len(e2e) else e2e
     if len(old) == len(new) and all(abs(float(r.median_ms) - new[r.arch_key][1]) < 1e-9 for r in old.itertuples()):
         return False
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
-    rows = [{"arch_key": key, "arch_json": cfg.to_json(indent=None), "seed": None, "purpose": purpose,
+    rows = [{"arch_key": key, "arch_json": cfg.to_json(indent=None), "seed": seed, "purpose": purpose,
              "device": device, "size": size, "flops": model_size(cfg, size).flops, "median_ms": ms, "std_ms": std,
-             "runs": runs, "ref_ms": ref, "timestamp": stamp} for key, (cfg, ms, std, runs) in new.items()]
+             "runs": runs, "ref_ms": ref, "timestamp": stamp, "ref_net_ms": ref_net, "ratio": ratio}
+            for key, (cfg, ms, std, runs, ref_net, ratio, seed) in new.items()]
     keep = e2e[~same] if len(e2e) else e2e
-    table = pd.concat([keep, pd.DataFrame(rows, columns=E2E_COLUMNS)], ignore_index=True)
+    added = pd.DataFrame(rows, columns=E2E_COLUMNS)
+    table = pd.concat([keep, added], ignore_index=True) if len(keep) else added
     write_csv_atomic(table[E2E_COLUMNS], e2e_path(tables_dir, device, size))
     return True
+
+
+def latest_reference_ms(e2e: pd.DataFrame) -> float | None:
+    """The whole-network reference's latency (ms) of the newest paired row (by timestamp), or None without any:
+    the device's speed now, which a reference-relative prediction is scaled by."""
+    if not len(e2e) or "ref_net_ms" not in e2e:
+        return None
+    paired = e2e[pd.to_numeric(e2e["ref_net_ms"], errors="coerce").notna()]
+    if not len(paired):
+        return None
+    newest = paired.sort_values("timestamp", kind="stable").iloc[-1]
+    return float(newest["ref_net_ms"])
+
+
+def ops_fingerprint(tables_dir: str | Path, device: str, size: int) -> str:
+    """Hash of the operator table alone: what held-out rows are tied to (closed-loop end-to-end rows do not
+    change the operators the predictor sums, so they do not expire the held-out set)."""
+    h = hashlib.sha1(f"{device}|{size}".encode())
+    p = ops_path(tables_dir, device, size)
+    h.update(p.read_bytes() if p.exists() else b"-")
+    return h.hexdigest()[:16]
 
 
 def fingerprint(tables_dir: str | Path, device: str, size: int) -> str:
