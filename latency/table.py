@@ -18,7 +18,6 @@ import pandas as pd
 
 from etf.common import EtfError, atomic_open, atomic_write_json
 from supernet.size import model_size
-from supernet.space import ArchConfig
 
 OP_COLUMNS = ["key", "kind", "phase", "device", "device_kind", "runtime", "threads", "size", "median_ms",
               "mean_ms", "std_ms", "min_ms", "max_ms", "cv", "runs", "warmup", "ref_ms", "batch", "timestamp",
