@@ -638,6 +638,17 @@ def load_for_device(device_name: str, size: int = 512, tables_dir: str | Path = 
     return pred
 
 
+def record_and_refit(tables_dir: str | Path, device_name: str, size: int, measurements: Sequence[tuple],
+                     purpose: str) -> LatencyPredictor | None:
+    """The closed loop: append end-to-end measurements of known architectures (``tbl.add_e2e_rows``, with their
+    purpose) to the setting's table and return the predictor refitted on it; None when the setting has no latency
+    table (nothing to record into: the caller keeps its predictor and says so)."""
+    if not tbl.ops_path(tables_dir, device_name, size).exists():
+        return None
+    tbl.add_e2e_rows(tables_dir, device_name, size, measurements, purpose=purpose)
+    return load_for_device(device_name, size, tables_dir)
+
+
 def rel_errors(pred: np.ndarray, measured: np.ndarray) -> np.ndarray:
     """Signed relative errors ``(pred - measured) / measured``."""
     return (np.asarray(pred, float) - np.asarray(measured, float)) / np.asarray(measured, float)

@@ -129,6 +129,23 @@ def resolve(device: str) -> Any:
     return resolve_device(device)
 
 
+def measure_paired(device: Any, model: str | Path, reference: str | Path, runs: int, warmup: int,
+                   threads: int | None, rounds: int = 3) -> Any:
+    """Time ``model`` beside the whole-network ``reference`` (latency/measure.py's paired protocol, ``runs`` split
+    over ``rounds``); returns its ``PairedResult`` (raw median, reference median, ratio)."""
+    from latency.measure import measure_paired as paired
+
+    return paired(device, [model], reference, rounds=rounds, runs=max(1, runs // rounds), warmup=warmup,
+                  threads=threads)[0]
+
+
+def record_and_refit(tables_dir: str | Path, device: str, size: int, measurements: list[tuple], purpose: str) -> Any:
+    """Record end-to-end measurements in the setting's table and return the refitted predictor (None: no table)."""
+    from latency.predictor import record_and_refit as record
+
+    return record(tables_dir, device, size, measurements, purpose)
+
+
 def measure(device: Any, model: str | Path, runs: int, warmup: int, threads: int | None) -> Any:
     """Benchmark one exported model on ``device``; returns its ``BenchStats``."""
     return device.benchmark(model, runs=runs, warmup=warmup, threads=threads)

@@ -81,10 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-presets", action="store_true", help="do not evaluate the presets that fit as references")
     p.add_argument("--no-export", action="store_true", help="stop after the search (no TFLite, no re-benchmark)")
     p.add_argument("--refine", type=int, default=2, metavar="N",
-                   help="when the exported winner measures more than +5%% over --target-ms, search again under the "
-                        "target scaled by predicted/measured of that winner (the device is the truth; evaluated "
-                        "configs are replayed from the log), at most N times; 0: never [2]")
-    p.add_argument("--runs", type=int, default=30, help="timed runs of the re-benchmark [30]")
+                   help="the exported winner is timed beside TopFormer-Tiny (paired protocol) and recorded in the "
+                        "setting's end-to-end table (purpose 'winner'); when it measures outside +-5%% of "
+                        "--target-ms, search again with the predictor refitted on it (evaluated configs are "
+                        "replayed from the log), at most N times; summary.json 'refine_stop' says why it "
+                        "stopped; 0: record only [2]")
+    p.add_argument("--runs", type=int, default=30, help="timed runs of the re-benchmark, split over 3 paired rounds [30]")
     p.add_argument("--warmup", type=int, default=5, help="warm-up runs of the re-benchmark [5]")
     p.add_argument("--threads", type=int, help="benchmark threads [device default]")
     p.add_argument("-o", "--out", type=Path, required=True, metavar="DIR", help="output folder (resumable)")
