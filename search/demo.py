@@ -177,27 +177,35 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
     latency_classes = pieces.predictor_num_classes(predictor, num_classes)
     measured: dict[str, float] = state.get("preset_ms", {})
     spread: dict[str, float] = state.get("preset_std_ms", {})
-    for name in ("topformer-tiny", "topformer-small"):
-        model = out / "presets" / name / "model.tflite"
-        if name in measured and name in spread and model.exists():
-            continue
-        if not model.exists():
-            print(f"      exporting {name} ({latency_classes}-class head) ...", flush=True)
-            pieces.export_winner(PRESETS[name], model.parent, scale.deploy_size, None, latency_classes)
-        stats = pieces.measure(device, model, scale.bench_runs, 3, None)
-        measured[name], spread[name] = float(stats.median_ms), float(stats.std_ms)
-        state["preset_ms"], state["preset_std_ms"] = measured, spread
+    paired: dict[str, list[float]] = state.get("preset_paired", {})  # name -> [reference ms, ratio]
+    names = ("topformer-tiny", "topformer-small")
+    models = {name: out / "presets" / name / "model.tflite" for name in names}
+    if not all(n in measured and n in spread and n in paired and models[n].exists() for n in names):
+        for name, model in models.items():
+            if not model.exists():
+                print(f"      exporting {name} ({latency_classes}-class head) ...", flush=True)
+                pieces.export_winner(PRESETS[name], model.parent, scale.deploy_size, None, latency_classes)
+        # the paired protocol: both presets timed beside the reference (TopFormer-Tiny itself: its ratio ~1)
+        from latency.measure import REFERENCE_PRESET, measure_paired
+
+        results = measure_paired(device, [models[n] for n in names], models[REFERENCE_PRESET], rounds=3,
+                                 runs=max(1, scale.bench_runs // 3), warmup=3)
+        for name, res in zip(names, results):
+            measured[name], spread[name], paired[name] = res.raw_ms, res.std_ms, [res.ref_ms, res.ratio]
+        state["preset_ms"], state["preset_std_ms"], state["preset_paired"] = measured, spread, paired
         atomic_write_json(state_path, state)
     tiny_ms, small_ms = measured["topformer-tiny"], measured["topformer-small"]
-    st.done(t, f"TopFormer-Tiny {tiny_ms:.2f} ms, -Small {small_ms:.2f} ms measured", out / "presets")
+    st.done(t, f"TopFormer-Tiny {tiny_ms:.2f} ms, -Small {small_ms:.2f} ms measured (paired, 3 rounds)",
+            out / "presets")
     before = {n: float(predict([PRESETS[n]])[0]) for n in measured}
-    from latency.table import add_e2e_rows
-
-    # the presets measured end to end become whole-network correction rows (a reduced table's few random
-    # subnets are mostly far larger than the presets, so the correction extrapolates badly there)
-    if add_e2e_rows(tables, device_name, scale.deploy_size,
-                    [(PRESETS[n], measured[n], spread[n], scale.bench_runs) for n in measured]):
-        predictor = pieces.load_predictor(device_name, scale.deploy_size, tables)  # refits on the changed table
+    # the closed loop: the presets measured end to end become 'preset' rows of the setting's end-to-end table
+    # (a reduced table's few random subnets are mostly far larger than the presets, so the correction
+    # extrapolates badly there) and the predictor is refitted from it
+    refitted = pieces.record_and_refit(tables, device_name, scale.deploy_size,
+                                       [(PRESETS[n], measured[n], spread[n], scale.bench_runs, *paired[n])
+                                        for n in names], "preset")
+    if refitted is not None:
+        predictor = refitted
         predict = pieces.predictor_latency_fn(predictor)
     after = {n: float(predict([PRESETS[n]])[0]) for n in measured}
     print("      predictor's whole-network correction refitted with the two presets measured end to end: "
