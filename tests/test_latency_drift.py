@@ -17,6 +17,7 @@ from latency import table as tbl
 from latency.measure import REFERENCE_PRESET, measure_paired, round_order, round_sequence, summarize_rounds
 from latency.predictor import LatencyPredictor, accuracy, load_for_device
 from supernet.presets import PRESETS
+from supernet.size import model_size
 from supernet.space import TABLE1
 from tests.test_latency_predictor import SIZE, _op_rows, true_net
 
@@ -79,7 +80,7 @@ def _drifting_e2e(seeds, rng, purpose="correction", paired=True) -> pd.DataFrame
         ref_net = ref_true * speed * rng.uniform(0.99, 1.01)  # measured right beside it: same speed, some noise
         ms = true_net(cfg) * speed * rng.uniform(0.99, 1.01)
         rows.append({"arch_key": cfg.key(), "arch_json": cfg.to_json(indent=None), "seed": s, "purpose": purpose,
-                     "device": "dev", "size": SIZE, "flops": 1.0, "median_ms": ms, "std_ms": 0.0, "runs": 5,
+                     "device": "dev", "size": SIZE, "flops": model_size(cfg, SIZE).flops, "median_ms": ms, "std_ms": 0.0, "runs": 5,
                      "ref_ms": 0.5, "timestamp": f"2026-01-01T00:00:{i:02d}+00:00",
                      "ref_net_ms": ref_net if paired else math.nan, "ratio": ms / ref_net if paired else math.nan})
     return pd.DataFrame(rows, columns=tbl.E2E_COLUMNS)
@@ -156,3 +157,42 @@ def test_old_tables_without_paired_columns_still_read_in_raw_mode(tmp_path):
     tbl.write_csv_atomic(bad, tbl.e2e_path(tmp_path, "dev", SIZE))
     with pytest.raises(EtfError, match="line 3"):
         tbl.read_e2e(tmp_path, "dev", SIZE)
+
+
+# -- held-out: fresh seeds per table fingerprint, expiry with the table and the window ---------------------------------
+def test_heldout_seeds_are_never_reused_for_a_table_and_rows_expire(tmp_path):
+    import time as _time
+
+    from latency.report import (REPORT_SEED_BASE, fresh_heldout_configs, read_seed_ledger, seeds_path,
+                                valid_heldout)
+
+    first = fresh_heldout_configs(4, set(), set())
+    assert [s for s, _ in first] == list(range(REPORT_SEED_BASE, REPORT_SEED_BASE + 4))
+    used = {s for s, _ in first}
+    second = fresh_heldout_configs(4, {first[0][1].key()}, used)
+    assert not used & {s for s, _ in second}  # a seed drawn once for this table is never drawn again
+    now = _time.time()
+    stamp = lambda h: _time.strftime("%Y-%m-%dT%H:%M:%S+00:00", _time.gmtime(now - 3600 * h))  # noqa: E731
+    rows = pd.DataFrame({"arch_key": ["a", "b", "c"], "table_fingerprint": ["fp1", "fp1", "fp2"],
+                         "timestamp": [stamp(0.5), stamp(7.0), stamp(0.1)]})
+    assert list(valid_heldout(rows, "fp1", now=now, window_h=6.0)["arch_key"]) == ["a"]  # b too old, c other table
+    assert list(valid_heldout(rows, "fp2", now=now, window_h=6.0)["arch_key"]) == ["c"]
+    path = seeds_path(str(tmp_path), "dev", SIZE)
+    assert read_seed_ledger(path) == {}
+    tbl.write_json_atomic({"fp1": [50000, 50001]}, path)
+    assert read_seed_ledger(path) == {"fp1": [50000, 50001]}
+    tbl.write_json_atomic({"fp1": 3}, path)
+    with pytest.raises(EtfError, match="ledger"):
+        read_seed_ledger(path)
+
+
+def test_evaluate_uses_the_reference_beside_each_heldout_subnet_in_ratio_mode():
+    from latency.report import evaluate
+
+    rng = np.random.default_rng(5)
+    e2e = _drifting_e2e(range(1000, 1012), rng)
+    pred = LatencyPredictor.fit(_op_rows(), e2e, "dev", SIZE)
+    held = _drifting_e2e(range(8000, 8020), rng, purpose="heldout")  # a new window, its own speeds
+    res = evaluate(pred, e2e, held)
+    m = res["metrics"]["raw"]
+    assert m["predictor"]["mape_pct"] < 3.0 < m["predictor_raw"]["mape_pct"], m
