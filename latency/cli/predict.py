@@ -12,7 +12,8 @@ from supernet.space import load_config
 
 EPILOG = """
 The predictor is fitted on tables/<device>_<size>.csv (+ .e2e.csv) the first time and cached next to it
-(.predictor.json, refitted whenever the table changes). Latencies are in ms at the table's reference speed.
+(.predictor.json, refitted whenever the table changes). With paired end-to-end rows (ratio mode) a latency is
+the predicted ratio to TopFormer-Tiny x Tiny's newest recorded latency; otherwise at the table's speed.
 
 Examples:
   etf-predict --device local --arch topformer-tiny
