@@ -2,8 +2,8 @@
 
 Real parts end to end at 64x64: an untrained seeded supernet as the accuracy signal, a latency table whose
 operator latencies follow a known formula with paired end-to-end rows (ratios to TopFormer-Tiny from the formula),
-deliberately biased: the recorded reference latency is 40% of what TopFormer-Tiny takes on this CPU (as if the
-table were made on a quieter machine), so every prediction is ~2.5x too optimistic. The real export (litert-torch)
+deliberately biased: the recorded reference latency is 1 us (a table made on an imaginary fast machine), so every
+prediction is hundreds of times too optimistic. The real export (litert-torch)
 and the real local device (LiteRT) measure the winner beside the reference; the refit must catch the bias.
 """
 from __future__ import annotations
@@ -20,8 +20,7 @@ from supernet.presets import PRESETS
 from supernet.space import TABLE1
 
 from search import pieces
-from search.coordinate_descent import minimum_latency
-from search.pipeline import MEASURED_TOLERANCE, SearchJob, refine_stop, run_job
+from search.pipeline import SearchJob, refine_stop, run_job
 from tests.test_latency_predictor import SIZE, _op_rows, true_net
 
 
@@ -49,9 +48,7 @@ def test_winner_is_recorded_and_the_refitted_predictor_searches_again(tmp_path):
     ckpt = save_checkpoint({"model": TopFormerSupernet(num_classes=4).state_dict(), "num_classes": 4,
                             "iteration": 0}, tmp_path / "supernet.pt")
     device = pieces.resolve("local")
-    tiny = pieces.export_winner(PRESETS[REFERENCE_PRESET], tmp_path / "tiny", SIZE, None, 150)
-    tiny_ms = float(pieces.measure(device, tiny, 10, 2, None).median_ms)
-    stale_ref = 0.4 * tiny_ms  # the table believes the device is 2.5x faster than it is now
+    stale_ref = 1e-3  # the table believes TopFormer-Tiny takes 1 us: every prediction is hundreds of times too low
     ops = _op_rows().assign(device="local")
     rows = []
     for i, s in enumerate(range(1000, 1008)):
@@ -66,8 +63,7 @@ def test_winner_is_recorded_and_the_refitted_predictor_searches_again(tmp_path):
     tbl.write_csv_atomic(pd.DataFrame(rows, columns=tbl.E2E_COLUMNS), tbl.e2e_path(tables, "local", SIZE))
     biased = load_for_device("local", SIZE, tables)
     assert biased.mode == "ratio"
-    _, floor = minimum_latency(pieces.predictor_latency_fn(biased))
-    target = 1.5 * floor / 0.4  # feasible once the refit knows the device's speed, far too loose before
+    target = 1.0  # ms at 64x64: everything looks feasible to the biased predictor
     job = SearchJob(out=tmp_path / "search", target=target, algo="cd-block", budget=8, supernet=ckpt,
                     data=tmp_path / "data", eval_size=64, n_calib=1, n_val=4, batch=4, size=SIZE, runs=6, warmup=1,
                     refine=1, device="local", tables=tables, evaluate_presets=False)
@@ -75,10 +71,10 @@ def test_winner_is_recorded_and_the_refitted_predictor_searches_again(tmp_path):
     summary = run_job(job, device=device, say=lines.append, progress=False)
 
     first = summary["refinements"][0]
-    assert first["measured_ms"] > target * (1 + MEASURED_TOLERANCE), (first, target)
-    assert first["recorded"] and first["refitted_mode"] == "ratio"
-    # the refit took the reference measured beside the winner as the device's speed: ~2.5x the biased prediction
-    assert first["refitted_predicted_ms"] > 1.8 * first["predicted_ms"], first
+    assert first["recorded"] and first["refitted_mode"] == "ratio", first
+    # the refit took the reference timed beside the winner as the device's speed now: the stale table's
+    # prediction (~1 us scale) is replaced by one on the measured scale
+    assert first["refitted_predicted_ms"] > 10 * first["predicted_ms"], first
     e2e = tbl.read_e2e(tables, "local", SIZE)
     winners = e2e[e2e["purpose"] == "winner"]
     assert first["best_key"] in set(winners["arch_key"]) and math.isfinite(float(winners["ratio"].iloc[0]))
@@ -86,5 +82,8 @@ def test_winner_is_recorded_and_the_refitted_predictor_searches_again(tmp_path):
     searched = set(pd.read_csv(tmp_path / "search" / "search_log.csv")["run"])
     if not summary["refinements"][-1].get("infeasible"):
         assert len(searched) == len(summary["refinements"])  # one logged run per search, refits named +refitN
-    if len(summary["refinements"]) > 1:
+    if len(summary["refinements"]) > 1:  # searched again under the same target with the refitted predictor
         assert any("searching again under" in line for line in lines)
+        assert summary["search_target"] == target
+    else:
+        assert "within" in summary["refine_stop"] or "same winner" in summary["refine_stop"], summary["refine_stop"]
