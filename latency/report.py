@@ -21,6 +21,7 @@ from latency import table as tbl
 from latency.export_op import cache_path, convert_cached, ignore_sigint, sigint_ignored
 from latency.predictor import accuracy
 from latency.profile import convert_networks, e2e_row, get_device, measure_with_reference, reference_op
+from latency.setting import Setting
 from supernet.size import model_size
 from supernet.space import TABLE1, ArchConfig
 
@@ -30,8 +31,9 @@ REPORT_SEED_BASE = 50_000
 DRIFT_WARN_PCT = 10.0
 
 
-def heldout_path(tables_dir: str, device: str, size: int) -> Path:
-    return tbl.table_stem(tables_dir, device, size).with_suffix(".heldout.csv")
+def heldout_path(tables_dir: str, setting: Setting) -> Path:
+    """Where the held-out measurements of ``setting`` are kept (next to its table)."""
+    return tbl.table_stem(tables_dir, setting).with_suffix(".heldout.csv")
 
 
 def heldout_configs(n: int, exclude: set[str]) -> list[tuple[int, ArchConfig]]:
@@ -45,14 +47,16 @@ def heldout_configs(n: int, exclude: set[str]) -> list[tuple[int, ArchConfig]]:
     return out
 
 
-def measure_heldout(device_name: str, size: int, tables_dir: str, n: int, workers: int, batch: int, runs: int,
+def measure_heldout(setting: Setting, tables_dir: str, n: int, workers: int, batch: int, runs: int,
                     warmup: int, progress: bool) -> pd.DataFrame:
-    """Measure the held-out subnets not measured yet; returns all held-out rows (atomic write per batch)."""
+    """Measure the held-out subnets of ``setting`` not measured yet (deployed with its head, timed with its
+    threads); returns all held-out rows (atomic write per batch)."""
     from tqdm import tqdm
 
-    dev = get_device(device_name)
-    e2e = tbl.read_e2e(tables_dir, device_name, size)
-    path = heldout_path(tables_dir, device_name, size)
+    size = setting.size
+    dev = get_device(setting.device)
+    e2e = tbl.read_e2e(tables_dir, setting)
+    path = heldout_path(tables_dir, setting)
     rows = tbl.read_csv_checked(path, tbl.E2E_COLUMNS, "arch_key")
     cfgs = heldout_configs(n, set(e2e["arch_key"]))
     todo = [(s, c) for s, c in cfgs if c.key() not in set(rows["arch_key"])]
@@ -70,9 +74,10 @@ def measure_heldout(device_name: str, size: int, tables_dir: str, n: int, worker
             fut.result()
         for i in range(0, len(todo), batch):
             chunk = todo[i:i + batch]
-            paths, _ = convert_networks([c for _, c in chunk], size, cache, pool)
-            stats, refs = measure_with_reference(dev, ref_path, paths, runs=runs, warmup=warmup, interleave=True)
-            new = pd.DataFrame([e2e_row(dev.name, size, s, c, st, ref, "heldout")
+            paths, _ = convert_networks([c for _, c in chunk], size, cache, pool, head=setting.head)
+            stats, refs = measure_with_reference(dev, ref_path, paths, runs=runs, warmup=warmup,
+                                                 threads=setting.threads, interleave=True)
+            new = pd.DataFrame([e2e_row(setting, s, c, st, ref, "heldout")
                                 for (s, c), st, ref in zip(chunk, stats, refs)], columns=tbl.E2E_COLUMNS)
             rows = pd.concat([rows, new], ignore_index=True) if len(rows) else new
             tbl.write_csv_atomic(rows, path)
