@@ -59,7 +59,15 @@ class SearchJob:
     start: str | None = None
     evaluate_presets: bool = True
     refine: int = 2  # re-searches under a tightened predicted limit when the winner measures over the target
+    head: str = "logits8"  # output head of the deployed model: predictor setting, export and re-benchmark
+    precision: str = "fp32"
     extra: dict = field(default_factory=dict)
+
+    def setting(self) -> Any:
+        """The latency setting (device, size, threads, precision, head) the constraint and the re-benchmark use."""
+        from latency.setting import make_setting
+
+        return make_setting(self.device or "local", self.size, self.threads, self.precision, self.head)
 
 
 def _accuracy_settings(job: SearchJob) -> dict[str, Any]:
@@ -129,11 +137,14 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
         raise EtfError(f"-o {out} exists and is not a directory")
     start_cfg = load_config(job.start) if job.start else None
 
-    # cheap pieces first: device, predictor, constraint, feasibility (before loading the supernet)
+    # cheap pieces first: device, setting, predictor, constraint, feasibility (before loading the supernet)
     if device is None and job.device and (job.unit == "ms" or job.export):
         device = pieces.resolve(job.device)
+    setting = job.setting()
     if predictor is None and job.device and (job.unit == "ms" or job.predictor):
-        predictor = pieces.load_predictor(job.device, job.size, job.tables, job.predictor)
+        predictor = pieces.load_predictor(setting, job.tables, job.predictor)
+    elif predictor is not None and hasattr(predictor, "check_for"):
+        predictor.check_for(setting, "the latency predictor")
     if job.unit == "ms" and predictor is None:
         raise EtfError("--target-ms needs a latency predictor: give --device (and its table) or --predictor")
     num_classes_guess = 150
@@ -195,6 +206,7 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
             "search_target": search_target, "best_predicted_ms": ms_of(best), "best_gflops": gflops_of(best),
             "best_params_m": model_size(best, job.size, num_classes).params / 1e6,
             "presets": refs, "job": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(job).items()},
+            "setting": setting.to_dict(),
         }
         say(f"best ({label}, {result.evaluations} evaluations, stop: {result.stop_reason}): "
             f"mIoU {result.best_accuracy:.2f} %, predicted "
@@ -206,7 +218,7 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
             f"({result.predictor_calls_per_s:,.0f} configs/s)")
         if job.export:
             summary.update(_export_and_measure(job, best, out, evaluator, predictor, device, num_classes, say,
-                                               summary["best_predicted_ms"]))
+                                               summary["best_predicted_ms"], setting))
         over = job.export and job.unit == "ms" and not summary.get("within_tolerance", True)
         if not over or len(refinements) >= job.refine:
             break
@@ -250,18 +262,20 @@ def _search(job: SearchJob, label: str, target: float, accuracy, constraint, sta
 
 
 def _export_and_measure(job: SearchJob, best: ArchConfig, out: Path, evaluator, predictor, device, num_classes: int,
-                        say: Callable[[str], None], predicted: float | None) -> dict[str, Any]:
-    """Export the winner to TFLite, time it on the device and compare with the prediction and the target."""
+                        say: Callable[[str], None], predicted: float | None, setting: Any) -> dict[str, Any]:
+    """Export the winner with the setting's head to TFLite, time it on the device with the setting's threads and
+    compare with the prediction and the target."""
     res: dict[str, Any] = {}
     model = out / "model.tflite"
     previous = _read_json(out / "summary.json")
-    fresh = previous.get("model_key") == best.key() and previous.get("model_size") == job.size
+    fresh = (previous.get("model_key") == best.key() and previous.get("model_size") == job.size
+             and previous.get("model_head", "logits") == job.head)
     if model.exists() and fresh:
         say(f"winner already exported: {model}")
     else:
-        say(f"exporting the winner at {job.size}x{job.size} with the weights it was scored with ...")
-        model = pieces.export_winner(best, out, job.size, evaluator, num_classes)
-    res.update({"model_key": best.key(), "model_size": job.size, "model_tflite": str(model)})
+        say(f"exporting the winner at {job.size}x{job.size} (head {job.head}) with the weights it was scored with ...")
+        model = pieces.export_winner(best, out, job.size, evaluator, num_classes, head=job.head)
+    res.update({"model_key": best.key(), "model_size": job.size, "model_head": job.head, "model_tflite": str(model)})
     timed = model
     latency_classes = pieces.predictor_num_classes(predictor, num_classes)
     if latency_classes != num_classes:
@@ -270,20 +284,21 @@ def _export_and_measure(job: SearchJob, best: ArchConfig, out: Path, evaluator, 
         if not (timed.exists() and fresh):
             say(f"the predictor models a {latency_classes}-class head, the supernet has {num_classes} classes: "
                 f"exporting the winner with a {latency_classes}-class head for the latency check ...")
-            timed = pieces.export_winner(best, timed.parent, job.size, None, latency_classes)
+            timed = pieces.export_winner(best, timed.parent, job.size, None, latency_classes, head=job.head)
         res["latency_model_tflite"] = str(timed)
     res["latency_model_classes"] = latency_classes
-    stats = pieces.measure(device, timed, job.runs, job.warmup, job.threads)
+    stats = pieces.measure(device, timed, job.runs, job.warmup, setting.threads)
     measured = float(stats.median_ms)
     res.update({"measured_ms": measured, "measured_std_ms": float(stats.std_ms),
-                "device": getattr(stats, "device", job.device)})
+                "device": getattr(stats, "device", job.device), "measured_setting": setting.to_dict()})
     if predicted is not None:
         res["prediction_error_pct"] = 100.0 * (measured - predicted) / predicted
     if job.unit == "ms":
         res["measured_vs_target_pct"] = 100.0 * (measured - job.target) / job.target
         res["within_tolerance"] = measured <= job.target * (1 + MEASURED_TOLERANCE)
     say(f"winner on {res['device']}: predicted " + (f"{predicted:.2f} ms" if predicted is not None else "n/a")
-        + f", measured {measured:.2f} ms (median of {job.runs}, std {stats.std_ms:.2f}, {latency_classes}-class head)"
+        + f", measured {measured:.2f} ms (median of {job.runs}, std {stats.std_ms:.2f}, {latency_classes} classes, "
+          f"{setting.describe()})"
         + (f"; target {job.target:g} ms, measured {res['measured_vs_target_pct']:+.1f} % "
            f"({'within' if res['within_tolerance'] else 'OVER'} +{MEASURED_TOLERANCE:.0%})"
            if job.unit == "ms" else "") + f" -> {timed}")
