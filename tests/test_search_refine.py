@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from latency.predictor import Correction, LatencyPredictor
+from latency.setting import Setting
 from supernet.presets import PRESETS
 from supernet.space import load_config
 
@@ -36,7 +37,7 @@ def test_winner_measured_over_the_target_triggers_a_tighter_search(tmp_path):
                             "iteration": 0}, tmp_path / "supernet.pt")
     ops, e2e = _op_rows(), _e2e_rows(range(1000, 1008))
     ops["device"] = e2e["device"] = "local"
-    pred = LatencyPredictor.fit(ops, e2e, "local", SIZE)
+    pred = LatencyPredictor.fit(ops, e2e, Setting("local", SIZE, 1))
     device = pieces.resolve("local")
     tiny = pieces.export_winner(PRESETS["topformer-tiny"], tmp_path / "tiny", SIZE, None, 150)
     tiny_ms = float(pieces.measure(device, tiny, 10, 2, None).median_ms)
