@@ -50,7 +50,7 @@ def export_operator(op: Operator, path: str | Path) -> Path:
     converter delete the branch it ends, and the table would time an operator the trained network does not have.
     """
     from android_bench.export.deploy import randomize_batchnorm_
-    from android_bench.export.convert import _quiet, export_tflite
+    from android_bench.export.convert import export_tflite, quiet_converter
 
     shapes = op.input_shapes()
     torch.manual_seed(0)
@@ -64,7 +64,7 @@ def export_operator(op: Operator, path: str | Path) -> Path:
     wrapped = litert_torch.to_channel_last_io(module, args=list(range(len(shapes))), outputs=[0])
     samples = tuple(torch.randn(*s).permute(0, 2, 3, 1).contiguous() for s in shapes)
     try:
-        with _quiet(), atomic_path(path) as tmp:
+        with quiet_converter(), atomic_path(path) as tmp:
             litert_torch.convert(wrapped, samples).export(str(tmp))
     except Exception as exc:  # the converter raises many types; report one line
         raise EtfError(f"TFLite conversion of {op.key} failed: {type(exc).__name__}: "

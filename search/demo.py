@@ -174,7 +174,7 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
     t = st.start("measure TopFormer-Tiny and -Small end to end on this CPU (TFLite)")
     device = pieces.resolve(device_name)
     evaluator = pieces.load_evaluator(ckpt, data, "synthetic", scale.eval_size, scale.n_calib, scale.n_val, 8)
-    num_classes = pieces.evaluator_num_classes(evaluator)
+    num_classes = evaluator.num_classes
     # latency of the deployed network the predictor models (its class count, e.g. 150 as on ADE20K); weights
     # do not change latency, so the presets are timed with random weights
     latency_classes = pieces.predictor_num_classes(predictor, num_classes)

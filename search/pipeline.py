@@ -162,7 +162,7 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
             raise EtfError("give --supernet CKPT and --data PATH (the accuracy signal is the supernet's mIoU)")
         evaluator = pieces.load_evaluator(job.supernet, job.data, job.dataset, job.eval_size, job.n_calib, job.n_val,
                                           job.batch)
-    num_classes = pieces.evaluator_num_classes(evaluator)
+    num_classes = evaluator.num_classes
     if job.unit == "GFLOPs":
         constraint = pieces.gflops_fn(job.size, num_classes)
     accuracy = pieces.evaluator_accuracy_fn(evaluator)

@@ -100,7 +100,7 @@ def test_supernet_checkpoint_gives_the_extracted_subnet(supernet_ckpt):
     assert (classes, kind) == (3, "supernet")
     x = fixed_input((1, 3, 64, 64))
     with torch.no_grad():
-        net.set_active(cfg)
+        net.set_active_subnet(cfg)
         expected = torch.nn.functional.interpolate(net(x), size=(64, 64), mode="bilinear", align_corners=False)
         torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-5)
 

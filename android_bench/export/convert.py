@@ -36,8 +36,15 @@ ONNX_OPSET = 18
 
 
 @contextlib.contextmanager
-def _quiet():
-    """Silence the converters' progress chatter on stdout/stderr (errors are re-raised)."""
+def quiet_converter():
+    """Context manager that silences the converters' (litert_torch, torch.onnx) progress chatter: stdout and
+    stderr are captured and dropped, warnings ignored, the ``litert_torch`` logger set to ERROR. Exceptions
+    pass through unchanged. Used by :func:`export_tflite`, :func:`export_onnx` and by
+    ``latency.export_op`` for its multi-input operator conversions.
+
+        with quiet_converter():
+            litert_torch.convert(module, samples).export(path)
+    """
     logging.getLogger("litert_torch").setLevel(logging.ERROR)
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
             warnings.catch_warnings():
@@ -73,7 +80,7 @@ def export_tflite(module: nn.Module, input_shape: tuple[int, ...], path: str | P
     wrapped = litert_torch.to_channel_last_io(module, args=[0], outputs=[0]) if nhwc else module
     sample = _nhwc_sample(input_shape, nhwc)
     try:
-        with _quiet() if quiet else contextlib.nullcontext(), atomic_path(path) as tmp:
+        with quiet_converter() if quiet else contextlib.nullcontext(), atomic_path(path) as tmp:
             edge = litert_torch.convert(wrapped, (sample,))
             edge.export(str(tmp))
     except Exception as exc:  # the converter raises many types; report one line
@@ -95,7 +102,7 @@ def export_onnx(module: nn.Module, input_shape: tuple[int, ...], path: str | Pat
     wrapped = (NHWCBoundary(module) if nhwc else module).eval()
     sample = _nhwc_sample(input_shape, nhwc)
     try:
-        with _quiet() if quiet else contextlib.nullcontext(), atomic_path(path) as tmp:
+        with quiet_converter() if quiet else contextlib.nullcontext(), atomic_path(path) as tmp:
             torch.onnx.export(wrapped, (sample,), str(tmp), dynamo=True, opset_version=ONNX_OPSET,
                               input_names=["image"], output_names=[output_name], external_data=False,
                               verbose=False)

@@ -25,7 +25,7 @@ from supernet.heads import DEFAULT_HEAD, HEADS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="etf-predictor-report", description=__doc__,
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="etf-predictor-report", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Example: etf-predictor-report --device local --n 50 --size 512")
     p.add_argument("--device", required=True, help="device to measure on (its table must exist)")

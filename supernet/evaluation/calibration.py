@@ -32,7 +32,7 @@ def recalibrate_bn(model: TopFormerSupernet, batches: Iterable[torch.Tensor], cf
     keep their values (they are reset to 0/1 and then rewritten only where the subnet is active, so a
     sliced layer keeps the other subnets' channels as they were)."""
     if cfg is not None:
-        model.set_active(cfg)
+        model.set_active_subnet(cfg)
     layers = elastic_bn_layers(model)
     saved = [(m.momentum, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
              for m in layers]

@@ -1,18 +1,20 @@
-"""``etf-eval``: mIoU, per-class IoU and pixel accuracy of one subnet of a trained supernet, after BN
-recalibration; and :class:`SubnetEvaluator`, the fast cached evaluation the search calls thousands of times.
+"""Subnet evaluation: mIoU, per-class IoU and pixel accuracy of one subnet of a trained supernet after BN
+recalibration (the library behind ``etf-eval``), and :class:`SubnetEvaluator`, the fast cached evaluation the
+search calls thousands of times.
 
 Validation follows mmseg: whole-image inference on the image resized to short side ``--size``, logits
 resized back to the original label size, a confusion matrix accumulated over the set.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
-from supernet.evaluation.calibration import elastic_bn_layers, recalibrate_bn
+from supernet.evaluation.calibration import elastic_bn_layers
 from supernet.training.checkpoint import load_supernet
 from supernet.data.datasets import build_dataset
 from etf.common import EtfError
@@ -20,6 +22,7 @@ from supernet.training.losses import upsample_to
 from supernet.evaluation.metrics import SegmentationMetrics
 from supernet.model import TopFormerSupernet
 from supernet.space import TABLE1, ArchConfig, load_config
+from supernet.topformer import TopFormer
 
 __all__ = ["resolve_arch", "calibration_batches", "validation_batches", "predict", "SubnetEvaluator",
            "evaluate_dataset", "palette_for"]
@@ -86,8 +89,9 @@ class SubnetEvaluator:
     """mIoU of any subnet on fixed in-memory calibration and validation subsets, with a cache.
 
     ``evaluate(cfg)`` recalibrates BN on ``calib_batches``, scores ``val_batches`` and returns mIoU in
-    percent; results are cached by ``cfg.key()``. The supernet's BN buffers are restored after each call,
-    so results do not depend on the order of calls."""
+    percent; results are cached by ``cfg.key()``. ``recalibrated_subnet(cfg)`` is the static model that was
+    scored (for export). The supernet's BN buffers are restored after each call, so results do not depend on
+    the order of calls. ``num_classes`` is the class count of the supernet's head."""
 
     def __init__(self, supernet: TopFormerSupernet, calib_batches: list[torch.Tensor],
                  val_batches: list[tuple[torch.Tensor, torch.Tensor]], num_classes: int,
@@ -122,19 +126,32 @@ class SubnetEvaluator:
                 m.running_var.copy_(var)
                 m.num_batches_tracked.copy_(n)
 
-    def metrics(self, cfg: ArchConfig, calibrate: bool = True) -> dict[str, Any]:
-        """Full metrics dict (mIoU, aAcc, mAcc as fractions, per-class) of ``cfg``, uncached."""
-        self.supernet.set_active(cfg)
+    @contextlib.contextmanager
+    def _active(self, cfg: ArchConfig, calibrate: bool = True) -> Iterator[TopFormerSupernet]:
+        """The supernet with ``cfg`` active and (``calibrate``) its BN recalibrated on the calibration batches;
+        the stored BN statistics are put back on exit."""
+        self.supernet.set_active_subnet(cfg)
         try:
             if calibrate and self.calib_batches:
-                recalibrate_bn(self.supernet, self.calib_batches, device=self.device)
-            self.supernet.eval()
-            meter = SegmentationMetrics(self.num_classes)
-            for images, labels in self.val_batches:
-                meter.update(predict(self.supernet, images.to(self.device), labels.shape[-2:]), labels)
-            return meter.summary()
+                self.supernet.set_running_statistics(self.calib_batches, device=self.device)
+            yield self.supernet
         finally:
             self.restore_bn()
+
+    def metrics(self, cfg: ArchConfig, calibrate: bool = True) -> dict[str, Any]:
+        """Full metrics dict (mIoU, aAcc, mAcc as fractions, per-class) of ``cfg``, uncached."""
+        with self._active(cfg, calibrate) as net:
+            net.eval()
+            meter = SegmentationMetrics(self.num_classes)
+            for images, labels in self.val_batches:
+                meter.update(predict(net, images.to(self.device), labels.shape[-2:]), labels)
+            return meter.summary()
+
+    def recalibrated_subnet(self, cfg: ArchConfig) -> TopFormer:
+        """The static subnet ``cfg`` (:class:`~supernet.topformer.TopFormer`, eval mode) with the weights and the
+        recalibrated BN statistics that :meth:`evaluate` scores; the supernet itself is left unchanged."""
+        with self._active(cfg) as net:
+            return net.get_active_subnet(cfg).eval()
 
     def evaluate(self, cfg: ArchConfig) -> float:
         """mIoU in percent of subnet ``cfg`` after BN recalibration (cached by ``cfg.key()``)."""

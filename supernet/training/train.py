@@ -423,7 +423,7 @@ def sandwich_step(model: TopFormerSupernet, images: torch.Tensor, labels: torch.
             loss.backward()
         return loss
 
-    model.set_max()
+    model.set_max_net()
     logits: list[torch.Tensor] = []
 
     def max_loss(out: torch.Tensor) -> torch.Tensor:
@@ -432,12 +432,12 @@ def sandwich_step(model: TopFormerSupernet, images: torch.Tensor, labels: torch.
 
     loss_max = run(0, max_loss)
     teacher = logits[0]
-    model.set_min()
+    model.set_min_net()
     loss_min = run(1, lambda out: distillation_loss(out, teacher, labels))
     rand = []
     for i in range(num_random):
-        model.sample_active(arch_rng)
+        model.sample_active_subnet(arch_rng)
         rand.append(float(run(2 + i, lambda out: distillation_loss(out, teacher, labels)).detach()))
-    model.set_max()
+    model.set_max_net()
     return {"loss_max": float(loss_max.detach()), "loss_min": float(loss_min.detach()),
             "loss_rand": float(np.mean(rand)) if rand else float("nan")}
