@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(refused when fitted in another setting)")
     p.add_argument("--head", choices=HEADS, default=DEFAULT_HEAD,
                    help="output head of the deployed model (default logits8)")
-    p.add_argument("--threads", type=int, default=None, help="inference threads (default: the device's setting)")
+    p.add_argument("--threads", type=int, default=None, help="inference threads (default: the device's setting; "
+                   "with --predictor, the file's)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="model precision (default fp32)")
     p.add_argument("--breakdown", action="store_true", help="also list every operator with its predicted ms")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -51,10 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = load_config(args.arch)
-    setting = make_setting(args.device, args.size, args.threads, args.precision, args.head)
-    if args.predictor:
-        pred = LatencyPredictor.load(args.predictor, setting)
+    if args.predictor:  # without --threads: the file's threads (the device need not be in devices.toml)
+        pred = LatencyPredictor.load(args.predictor)
+        threads = args.threads if args.threads is not None else pred.setting.threads
+        setting = make_setting(args.device, args.size, threads, args.precision, args.head)
+        pred.check_for(setting, args.predictor)
     else:
+        setting = make_setting(args.device, args.size, args.threads, args.precision, args.head)
         pred = load_for_device(setting, args.tables)
     ms = pred.predict(cfg)
     out = {"arch": args.arch, "arch_key": cfg.key(), "device": args.device, "size": args.size,
