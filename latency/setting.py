@@ -3,7 +3,7 @@
 A latency is a number only within its setting: the same network takes another time with 2 threads, in fp16, or
 with the full-resolution ``logits`` head (at 512 px most of TopFormer-Tiny's time is that final resize). So a
 :class:`Setting` names every latency table and every predictor (``tables/<stem>.csv``, ``.e2e.csv``,
-``.meta.json``, ``.predictor.pkl``), is written into their rows and files, and a predictor fitted in one setting
+``.meta.json``, ``.predictor.json``), is written into their rows and files, and a predictor fitted in one setting
 refuses to predict another with one line naming the first field that differs.
 
 Tables written before settings existed (``tables/<device>_<size>.csv``, no precision/head columns) were measured

@@ -54,16 +54,30 @@ def gflops_fn(size: int, num_classes: int) -> LatencyFn:
 
 
 def load_evaluator(checkpoint: str | Path, data_root: str | Path, dataset: str, size: int, n_calib: int, n_val: int,
-                   batch: int) -> Any:
+                   batch: int, report_fraction: float = 0.5, split_seed: int = 0) -> Any:
     """A ``SubnetEvaluator`` (mIoU % after BN recalibration, cached) over the trained supernet: ``n_calib``
-    calibration batches of ``batch`` training crops, the first ``n_val`` validation images, side ``size``."""
+    calibration batches of ``batch`` training crops, the first ``n_val`` images of the validation set's
+    ``search`` split (``report_fraction`` of the images, chosen by a seeded hash of their ids, are held out for
+    :func:`load_report_evaluator`), side ``size``."""
     if not Path(checkpoint).is_file():
         raise EtfError(f"supernet checkpoint not found: {checkpoint}")
     if not Path(data_root).exists():
         raise EtfError(f"dataset folder not found: {data_root}")
     from supernet.evaluation.evaluator import SubnetEvaluator
 
-    return SubnetEvaluator.from_checkpoint(checkpoint, data_root, dataset, size, n_calib, n_val, batch)
+    return SubnetEvaluator.from_checkpoint(checkpoint, data_root, dataset, size, n_calib, n_val, batch,
+                                           split="search", report_fraction=report_fraction, split_seed=split_seed)
+
+
+def load_report_evaluator(evaluator: Any, data_root: str | Path, dataset: str, size: int, n_report: int | None,
+                          batch: int, report_fraction: float = 0.5, split_seed: int = 0) -> Any:
+    """An evaluator on the held-out ``report`` split (first ``n_report`` images, all when None) sharing the
+    search evaluator's supernet and calibration batches, so both score a config with the same BN statistics."""
+    from supernet.evaluation.evaluator import SubnetEvaluator
+
+    return SubnetEvaluator.on_split(evaluator.supernet, evaluator.calib_batches, data_root, dataset, size, n_report,
+                                    batch, evaluator.device, split="report", report_fraction=report_fraction,
+                                    split_seed=split_seed)
 
 
 def evaluator_accuracy_fn(evaluator: Any) -> AccuracyFn:
@@ -91,7 +105,8 @@ def subnet_weights(cfg: ArchConfig, evaluator: Any, path: str | Path) -> Path:
     sub = evaluator.recalibrated_subnet(cfg)
     path = Path(path)
     with atomic_open(path, "wb") as fh:
-        torch.save({"model": sub.state_dict(), "num_classes": int(evaluator.num_classes)}, fh)
+        torch.save({"model": sub.state_dict(), "num_classes": int(evaluator.num_classes),
+                    "bn_recalibrated": bool(evaluator.calib_batches)}, fh)
     return path
 
 

@@ -189,8 +189,8 @@ class TopFormerSupernet(nn.Module):
 
     def set_running_statistics(self, batches: Iterable[torch.Tensor], device: torch.device | str | None = None) -> int:
         """Re-estimate the active subnet's BN running statistics from ``batches`` of images (BN recalibration,
-        :func:`supernet.evaluation.calibration.recalibrate_bn`); returns the number of batches used."""
-        from supernet.evaluation.calibration import recalibrate_bn  # lazy: evaluation sits above the model
+        :func:`supernet.recalibration.recalibrate_bn`); returns the number of batches used."""
+        from supernet.recalibration import recalibrate_bn  # lazy: that module takes the supernet as an argument
 
         return recalibrate_bn(self, batches, device=device)
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from supernet.evaluation.calibration import elastic_bn_layers, recalibrate_bn
+from supernet.recalibration import elastic_bn_layers, recalibrate_bn
 from supernet.training.checkpoint import load_supernet
 from supernet.evaluation.evaluator import SubnetEvaluator, calibration_batches, validation_batches
 from supernet.model import TopFormerSupernet

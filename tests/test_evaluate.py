@@ -45,7 +45,7 @@ def test_evaluate_equals_a_confusion_matrix_computed_by_hand(evaluator: SubnetEv
     cfg = PRESETS["topformer-small"]
     miou = evaluator.evaluate(cfg)
     # recompute: recalibrate, predict, count pixels per (truth, prediction) pair in plain Python loops
-    from supernet.evaluation.calibration import recalibrate_bn
+    from supernet.recalibration import recalibrate_bn
 
     net = evaluator.supernet
     net.set_active_subnet(cfg)
@@ -63,7 +63,7 @@ def test_evaluate_equals_a_confusion_matrix_computed_by_hand(evaluator: SubnetEv
 
 
 def test_recalibrated_subnet_is_the_model_that_was_scored(evaluator: SubnetEvaluator) -> None:
-    from supernet.evaluation.calibration import elastic_bn_layers
+    from supernet.recalibration import elastic_bn_layers
 
     cfg = TABLE1.sample(11)
     stored = [m.running_mean.clone() for m in elastic_bn_layers(evaluator.supernet)]

@@ -110,7 +110,7 @@ def test_predict_cli_bad_inputs_are_one_line_errors(profiled, tmp_path, capsys):
                            "--tables", str(profiled))
     assert code == 2 and "unknown preset" in err
     code, _, err = predict(capsys, "--device", "pixel", "--arch", "topformer-tiny", "--size", str(SIZE),
-                           "--predictor", str(profiled / f"{ST.stem}.predictor.pkl"))
+                           "--predictor", str(profiled / f"{ST.stem}.predictor.json"))
     assert code == 2 and "fitted for device local, not pixel" in err
 
 
@@ -174,7 +174,7 @@ def test_profiling_another_head_writes_another_table_whose_predictor_refuses_the
     from latency.cli.profile import main
 
     out = tmp_path / "labels"
-    shutil.copytree(profiled, out, ignore=shutil.ignore_patterns("*.predictor.pkl"))
+    shutil.copytree(profiled, out, ignore=shutil.ignore_patterns("*.predictor.json"))
     code = main(profile_args(out, 7, 4) + ["--head", "labels", "--json"])
     summary = json.loads(capsys.readouterr().out)
     assert code == 0 and summary["local"]["setting"] == LABELS.to_dict()
@@ -189,7 +189,7 @@ def test_profiling_another_head_writes_another_table_whose_predictor_refuses_the
         assert code == 0, err
         assert json.loads(res)["setting"] == asked.to_dict()
         code, _, err = predict(capsys, "--device", "local", "--arch", "topformer-tiny", "--size", str(SIZE),
-                               "--head", other.head, "--predictor", str(out / f"{asked.stem}.predictor.pkl"))
+                               "--head", other.head, "--predictor", str(out / f"{asked.stem}.predictor.json"))
         assert code == 2 and f"fitted for head {asked.head}, not {other.head}" in err
         assert len(err.strip().splitlines()) == 1
 

@@ -3,8 +3,17 @@
 Examples:
     etf-export --arch topformer-tiny -o out/tiny                 # random weights, 512x512, 150 classes, logits8
     etf-export --arch topformer-tiny --head labels -o out/tiny-labels   # what an app draws: 1x512x512x1 int32
-    etf-export --arch best.json --weights supernet.pt -o out/best  # the subnet of a trained supernet
+    etf-export --arch runs/search/best.json --weights runs/search/subnet.pt -o out/best
+                                           # the searched winner with the BN statistics it was scored with
+    etf-export --arch best.json --weights runs/syn/last.pt --data data/syn --dataset synthetic \\
+        --calib-size 64 --n-calib 4 --calib-batch 16 -o out/best   # a supernet subnet, BN recalibrated like
+                                           # etf-search --eval-size 64 --n-calib 4 --batch 16 (its defaults)
     etf-export --arch topformer-small --size 256 --no-onnx -o out/s --json
+
+A subnet of a supernet checkpoint is refused without --data (or --no-recalibrate): the supernet's shared BN
+statistics are wrong for any single subnet (about 15 mIoU points on the synthetic set), so the file would not be
+the model the search scored. export.json records "bn" (recalibrated / uncalibrated / stored / random) and the
+calibration settings.
 
 Both files take one float32 NHWC image 1xSxSx3 (input "image"). What they return is the --head:
     logits8  float32 logits at 1/8 resolution, 1x(S/8)x(S/8)xC (output "logits"): TopFormer's deployment; default
@@ -23,9 +32,11 @@ import argparse
 import json
 import sys
 
-from etf.common import cli_entry
+from etf.common import EtfError, cli_entry
 from android_bench.export.convert import export_subnet
 from supernet.heads import DEFAULT_HEAD, HEADS
+from supernet.data.datasets import DATASET_NAMES
+from supernet.evaluation.evaluator import CalibrationSpec
 from supernet.presets import PRESETS
 
 
@@ -50,6 +61,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="what the model returns: logits8 (1/8-resolution float logits), labels (int32 label map at "
                         "the input size), logits (full-resolution float logits) [logits8]")
     p.add_argument("--no-onnx", action="store_true", help="write only model.tflite")
+    cal = p.add_argument_group("BN recalibration (a subnet of a supernet checkpoint; use etf-search's values)")
+    cal.add_argument("--data", metavar="DIR", help="dataset folder whose training crops recalibrate BN")
+    cal.add_argument("--dataset", choices=DATASET_NAMES, help="dataset kind of --data (required with it)")
+    cal.add_argument("--calib-size", type=int, default=64, help="crop side (etf-search --eval-size) [64]")
+    cal.add_argument("--n-calib", type=int, default=4, help="calibration batches (etf-search --n-calib) [4]")
+    cal.add_argument("--calib-batch", type=int, default=16, help="crops per batch (etf-search --batch) [16]")
+    cal.add_argument("--calib-seed", type=int, default=0, help="seed of the crops (the evaluator's is 0) [0]")
+    cal.add_argument("--no-recalibrate", action="store_true",
+                     help="ship the supernet's shared, uncalibrated BN statistics (not the model the search scored)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and of the check input [0]")
     p.add_argument("--json", action="store_true", help="print the export report as one JSON object")
     return p
@@ -63,14 +83,25 @@ def _human(n: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     say = None if args.json else (lambda msg: print(f"etf-export: {msg} ...", file=sys.stderr, flush=True))
+    calibration = None
+    if args.data is not None:
+        if args.no_recalibrate:
+            raise EtfError("--data recalibrates BN and --no-recalibrate forbids it: give one of them")
+        if args.dataset is None:
+            raise EtfError("--data needs --dataset (" + ", ".join(DATASET_NAMES) + ")")
+        calibration = CalibrationSpec(args.data, args.dataset, args.calib_size, args.n_calib, args.calib_batch,
+                                      args.calib_seed)
+    elif args.dataset is not None:
+        raise EtfError("--dataset without --data: give the folder to recalibrate on")
     res = export_subnet(args.arch, args.out, size=args.size, weights=args.weights, num_classes=args.classes,
-                        onnx=not args.no_onnx, seed=args.seed, progress=say, head=args.head)
+                        onnx=not args.no_onnx, seed=args.seed, progress=say, calibration=calibration,
+                        allow_uncalibrated=args.no_recalibrate, head=args.head)
     if args.json:
         print(json.dumps(res.to_dict()))
         return 0
     o = res.to_dict()["output"]
     print(f"arch {res.arch.key()}  {res.size}x{res.size}  {res.num_classes} classes  weights: "
-          f"{res.weights or 'random'} ({res.weights_kind})  layout NHWC")
+          f"{res.weights or 'random'} ({res.weights_kind}, BN {res.bn})  layout NHWC")
     print(f"  head {res.head}: output {o['name']!r} {o['dtype']} {'x'.join(str(d) for d in o['shape'])}")
     for kind, path in res.files.items():
         size = res.file_bytes.get(kind, path.stat().st_size)

@@ -16,7 +16,7 @@ from supernet.space import load_config
 EPILOG = """
 A latency holds only in its setting: the predictor is fitted on the setting's table,
 tables/<device>_<size>_t<threads>_<precision>_<head>.csv (+ .e2e.csv), the first time and cached next to it
-(.predictor.pkl, refitted whenever the table changes); a predictor file of another setting is refused.
+(.predictor.json, refitted whenever the table changes); a predictor file of another setting is refused.
 --head picks the deployed model's output: logits8 (logits at 1/8, TopFormer's deployment), labels (argmax then
 nearest upsample to the input size: what an app draws), logits (full-resolution logits; at 512 px most of a
 small net's time is that resize). Latencies are in ms at the table's reference speed.

@@ -14,6 +14,11 @@ search), DIR/pareto.png, DIR/summary.json and, unless --no-export, DIR/model.tfl
 output: logits8 = logits at 1/8, the default; labels = int32 label map at the input size; logits = full-resolution
 logits). The predictor is that setting's table's, the winner is exported with that head and timed with those
 threads, and summary.json records the setting.
+
+Held-out numbers: the validation images are split once, by a seeded hash of their ids, into a search split (the
+accuracy signal the search selects on) and a report split it never sees (--report-fraction, --split-seed; the ids
+are recorded in DIR/search_meta.json). The winner and the presets are re-scored on the report split and printed
+with a 95% paired bootstrap interval on winner - preset: quote those, not the search's own (optimistic) score.
 """
 from __future__ import annotations
 
@@ -67,7 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "FLOPs, export and benchmark [512]")
     p.add_argument("--eval-size", type=int, default=64, help="image side for the accuracy evaluation [64]")
     p.add_argument("--n-calib", type=int, default=4, help="BN recalibration batches of --batch training crops [4]")
-    p.add_argument("--n-val", type=int, default=32, help="validation images of the search subset [32]")
+    p.add_argument("--n-val", type=int, default=32, help="images of the validation set's search split scored per "
+                   "config [32]")
+    p.add_argument("--report-fraction", type=float, default=0.5, metavar="F",
+                   help="share of the validation images held out as the report split, never seen by the search [0.5]")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the search/report split of the images [0]")
+    p.add_argument("--n-report", type=int, metavar="N", help="report-split images for the held-out comparison [all]")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="B",
+                   help="bootstrap resamples of the interval on report-split differences [1000]")
     p.add_argument("--batch", type=int, default=16, help="evaluation batch size [16]")
     p.add_argument("--tables", type=Path, default=Path("tables"), help="latency tables folder (etf-profile) [tables]")
     p.add_argument("--predictor", type=Path, help="a saved latency predictor instead of --tables")
@@ -102,9 +114,13 @@ def main(argv: list[str] | None = None) -> int:
         raise EtfError(f"--refine must be >= 0, not {args.refine}")
     if args.threads is not None and args.threads < 1:
         raise EtfError(f"--threads must be at least 1, not {args.threads}")
-    for name in ("size", "eval_size", "n_calib", "n_val", "batch", "runs"):
+    for name in ("size", "eval_size", "n_calib", "n_val", "batch", "runs", "bootstrap"):
         if getattr(args, name) < 1:
             raise EtfError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.n_report is not None and args.n_report < 1:
+        raise EtfError("--n-report must be at least 1")
+    if not 0 < args.report_fraction < 1:
+        raise EtfError(f"--report-fraction must be between 0 and 1 (exclusive), not {args.report_fraction:g}")
     unit = "ms" if args.target_ms is not None else "GFLOPs"
     job = SearchJob(
         out=args.out, target=args.target_ms if unit == "ms" else args.target_gflops, unit=unit, algo=args.algo, order=args.order, anchors=not args.no_anchors,
@@ -112,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         predictor=args.predictor, supernet=args.supernet, data=args.data, dataset=args.dataset,
         eval_size=args.eval_size, n_calib=args.n_calib, n_val=args.n_val, batch=args.batch, size=args.size,
         export=not args.no_export, runs=args.runs, warmup=args.warmup, threads=args.threads, start=args.start,
-        evaluate_presets=not args.no_presets, refine=args.refine, head=args.head, precision=args.precision)
+        evaluate_presets=not args.no_presets, refine=args.refine, report_fraction=args.report_fraction,
+        split_seed=args.split_seed, n_report=args.n_report, bootstrap=args.bootstrap, head=args.head,
+        precision=args.precision)
     say = (lambda s: print(s, file=sys.stderr)) if args.json else print
     summary = run_job(job, say=say, progress=not args.quiet)
     if args.json:
