@@ -33,6 +33,7 @@ from latency import table as tbl
 from latency.measure import REFERENCE_PRESET, measure_paired, reference_network_path
 from latency.predictor import Correction, accuracy, load_for_device
 from latency.profile import convert_networks, get_device
+from latency.setting import make_setting
 from supernet.presets import PRESETS
 from supernet.size import model_size
 from supernet.space import TABLE1
@@ -65,6 +66,8 @@ def main() -> int:
     ap.add_argument("--device", default="local")
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--tables", default="tables")
+    ap.add_argument("--head", default="logits8", help="output head of the deployed networks (the setting's)")
+    ap.add_argument("--threads", type=int, default=None, help="inference threads (default: the device's)")
     ap.add_argument("--n-fit", type=int, default=12)
     ap.add_argument("--n-held", type=int, default=24)
     ap.add_argument("--rounds", type=int, default=3)
@@ -75,15 +78,15 @@ def main() -> int:
     ap.add_argument("--smoke", action="store_true", help="allow a FLOPs base when no table exists")
     args = ap.parse_args()
 
-    have_table = tbl.ops_path(args.tables, args.device, args.size).exists()
+    setting = make_setting(args.device, args.size, args.threads, "fp32", args.head)
+    have_table = tbl.ops_path(args.tables, setting).exists()
     if not have_table and not args.smoke:
-        print(f"bench_drift: no latency table for {args.device} at {args.size} in {args.tables} (or pass --smoke)",
-              file=sys.stderr)
+        print(f"bench_drift: {tbl.missing_table_hint(args.tables, setting)} (or pass --smoke)", file=sys.stderr)
         return 2
     cfgs = [TABLE1.sample(args.seed + i) for i in range(args.n_fit + args.n_held)]
     ref_cfg = PRESETS[REFERENCE_PRESET]
     if have_table:
-        pred = load_for_device(args.device, args.size, args.tables)
+        pred = load_for_device(setting, args.tables)
         base, base_ref, base_name = pred.operator_sum_many(cfgs), pred.operator_sum(ref_cfg), "operator sum"
     else:
         base = np.array([model_size(c, args.size).flops for c in cfgs], float) / 1e9
@@ -92,8 +95,8 @@ def main() -> int:
     t0 = time.monotonic()
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=2, mp_context=ctx) as pool:
-        paths, _ = convert_networks(cfgs, args.size, cache, pool)
-        ref = reference_network_path(cache, args.size, pool)
+        paths, _ = convert_networks(cfgs, args.size, cache, pool, head=args.head)
+        ref = reference_network_path(cache, args.size, pool, head=args.head)
     conv_s = time.monotonic() - t0
     dev = get_device(args.device)
     windows = {}
@@ -104,7 +107,7 @@ def main() -> int:
                 time.sleep(2.0)  # let the competitor reach its loop
             t0 = time.monotonic()
             windows[window] = (measure_paired(dev, paths, ref, rounds=args.rounds, runs=args.runs,
-                                              warmup=args.warmup), time.monotonic() - t0)
+                                              warmup=args.warmup, threads=setting.threads), time.monotonic() - t0)
         finally:
             if comp is not None:
                 comp.terminate()
@@ -114,7 +117,7 @@ def main() -> int:
     quiet = windows["quiet"][0]
     raw_corr = Correction.fit(base[fit], [r.raw_ms for r in quiet[fit]])
     ratio_corr = Correction.fit(base[fit] / base_ref, [r.ratio for r in quiet[fit]])
-    print(f"bench_drift: {args.device} at {args.size}x{args.size}, base = {base_name}, reference {REFERENCE_PRESET}; "
+    print(f"bench_drift: {setting.describe()}, base = {base_name}, reference {REFERENCE_PRESET}; "
           f"fit on {args.n_fit} subnets of the quiet window, held-out {args.n_held} (seeds {args.seed}+); "
           f"{args.rounds} rounds x {args.runs} runs; conversion {conv_s:.0f} s")
     print(f"command: {' '.join(sys.argv)}")

@@ -94,19 +94,21 @@ def measure_paired(device: Any, models: Sequence[str | Path], reference_model: s
     return summarize_rounds(len(models), timings, runs)
 
 
-def reference_network_path(cache_dir: str | Path, size: int, pool: Any = None) -> Path:
-    """The whole-network reference of a setting: TopFormer-Tiny deployed at ``size`` (converted once, cached)."""
+def reference_network_path(cache_dir: str | Path, size: int, pool: Any = None, head: str | None = None) -> Path:
+    """The whole-network reference of a setting: TopFormer-Tiny deployed at ``size`` with output ``head``
+    (default: the default head), converted once and cached."""
     from latency.profile import convert_network_worker, network_path
+    from supernet.heads import DEFAULT_HEAD
     from supernet.presets import PRESETS
 
-    cfg = PRESETS[REFERENCE_PRESET]
-    path = network_path(str(cache_dir), cfg, size)
+    cfg, head = PRESETS[REFERENCE_PRESET], head or DEFAULT_HEAD
+    path = network_path(str(cache_dir), cfg, size, head)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         if pool is not None:
-            pool.submit(convert_network_worker, cfg.to_json(indent=None), size, str(path)).result()
+            pool.submit(convert_network_worker, cfg.to_json(indent=None), size, str(path), head).result()
         else:
-            convert_network_worker(cfg.to_json(indent=None), size, str(path))
+            convert_network_worker(cfg.to_json(indent=None), size, str(path), head)
     return path
 
 

@@ -3,8 +3,10 @@
 An operator is a frozen dataclass with a stable string key (the latency-table key), its input shapes (NCHW),
 its FLOPs (``supernet.size`` convention, so a network's operators add up to ``model_size``), a numeric feature
 vector for the regressors, and ``build()``: a tiny ``nn.Module`` made from the classes of
-``supernet/topformer.py``, i.e. exactly what the whole network runs. ``decompose(cfg, size)`` lists them: one
-per part of the shape trace (``supernet.trace``), mapped by ``from_part``.
+``supernet/topformer.py`` and ``supernet/heads.py``, i.e. exactly what the whole network runs.
+``decompose(cfg, size, head=...)`` lists them: one per part of the shape trace (``supernet.trace``), mapped by
+``from_part``; the last one depends on the output head (none for ``logits8``, ``Labels`` for ``labels``,
+``Resize`` for ``logits``).
 
 Not separate operators: the channel split of the tokens (a view, a slice on the device); its cost lands in the
 whole-network correction of the predictor.
@@ -18,8 +20,9 @@ from typing import Union
 import torch
 from torch import nn
 
+from supernet.heads import DEFAULT_HEAD, HeadOnly
 from supernet.space import TABLE1, ArchConfig, SearchSpace
-from supernet.trace import (HeadPart, InjectionPart, MBConvPart, Part, PoolPart, ResizePart, StemPart,
+from supernet.trace import (HeadPart, InjectionPart, LabelsPart, MBConvPart, Part, PoolPart, ResizePart, StemPart,
                             TransformerPart, conv_out, side, token_side, trace)
 
 NUM_CLASSES = 150
@@ -279,7 +282,7 @@ class _HeadModule(nn.Module):
 
 @dataclass(frozen=True)
 class Resize:
-    """The deployed model's final bilinear resize of the logits from ``hw`` to ``out``."""
+    """The ``logits`` output head: bilinear resize of the logits from ``hw`` to ``out`` (``supernet.heads``)."""
 
     ch: int
     hw: int
@@ -294,7 +297,7 @@ class Resize:
         return [(1, self.ch, self.hw, self.hw)]
 
     def build(self) -> nn.Module:
-        return _ResizeModule(self.out)
+        return HeadOnly("logits", (self.out, self.out))
 
     def flops(self) -> int:
         return 0
@@ -303,20 +306,38 @@ class Resize:
         return [self.ch, self.hw, self.out, self.ch * self.out ** 2]
 
 
-class _ResizeModule(nn.Module):
-    def __init__(self, out: int):
-        super().__init__()
-        self.out = out
+@dataclass(frozen=True)
+class Labels:
+    """The ``labels`` output head: argmax over ``ch`` logits at ``hw``, nearest upsample of the labels to ``out``."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        import torch.nn.functional as F
+    ch: int
+    hw: int
+    out: int
+    kind = "labels"
 
-        return F.interpolate(x, size=(self.out, self.out), mode="bilinear", align_corners=False)
+    @property
+    def key(self) -> str:
+        return _fmt_key(self.kind, self)
+
+    def input_shapes(self) -> list[tuple[int, ...]]:
+        return [(1, self.ch, self.hw, self.hw)]
+
+    def build(self) -> nn.Module:
+        return HeadOnly("labels", (self.out, self.out))
+
+    def flops(self) -> int:
+        return 0  # supernet.size counts no argmax or copy
+
+    def features(self) -> list[float]:
+        return [self.ch, self.hw, self.out, self.ch * self.hw ** 2 + self.out ** 2]
 
 
-Operator = Union[Stem, MBConv, PyramidPool, Transformer, InjectionOp, HeadOp, Resize]
+Operator = Union[Stem, MBConv, PyramidPool, Transformer, InjectionOp, HeadOp, Resize, Labels]
 #: Operator classes by kind (the first field of every key).
-KINDS: dict[str, type] = {c.kind: c for c in (Stem, MBConv, PyramidPool, Transformer, InjectionOp, HeadOp, Resize)}
+KINDS: dict[str, type] = {c.kind: c for c in (Stem, MBConv, PyramidPool, Transformer, InjectionOp, HeadOp, Resize,
+                                              Labels)}
+#: The operator kinds that end the deployed network, per output head (``supernet.heads``).
+HEAD_KINDS: dict[str, tuple[str, ...]] = {"logits8": (), "labels": ("labels",), "logits": ("resize",)}
 
 
 def parse_key(key: str) -> Operator:
@@ -357,14 +378,16 @@ def from_part(part: Part) -> Operator:
         return HeadOp(part.cin, part.cout, part.depthwise, tuple(side(s[1:]) for s in part.inputs))
     if isinstance(part, ResizePart):
         return Resize(part.cout, side(part.in_hw), side(part.out_hw))
+    if isinstance(part, LabelsPart):
+        return Labels(part.cin, side(part.in_hw), side(part.out_hw))
     raise TypeError(f"no operator for part {part.name!r} of kind {part.kind!r}")
 
 
 def decompose(cfg: ArchConfig, size: int = 512, num_classes: int = NUM_CLASSES,
-              space: SearchSpace = TABLE1) -> list[Operator]:
-    """The operators the deployed network (``WithResize(TopFormer(cfg))``) runs at ``size`` x ``size``, in order:
-    one per part of :func:`supernet.trace.trace`."""
-    return [from_part(part) for part in trace(cfg, size, num_classes, space)]
+              space: SearchSpace = TABLE1, head: str = DEFAULT_HEAD) -> list[Operator]:
+    """The operators the deployed network (``Deployed(TopFormer(cfg), head)``) runs at ``size`` x ``size``, in
+    order: one per part of :func:`supernet.trace.trace`."""
+    return [from_part(part) for part in trace(cfg, size, num_classes, space, head)]
 
 
 def log_features(op: Operator) -> list[float]:

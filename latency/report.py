@@ -24,6 +24,7 @@ from latency.export_op import ignore_sigint
 from latency.measure import measure_paired, reference_network_path
 from latency.predictor import accuracy
 from latency.profile import convert_networks, e2e_row, get_device
+from latency.setting import Setting
 from supernet.size import model_size
 from supernet.space import TABLE1, ArchConfig
 
@@ -37,13 +38,14 @@ HELDOUT_WINDOW_H = 6.0
 HELDOUT_COLUMNS = tbl.E2E_COLUMNS + ["table_fingerprint"]
 
 
-def heldout_path(tables_dir: str, device: str, size: int) -> Path:
-    return tbl.table_stem(tables_dir, device, size).with_suffix(".heldout.csv")
+def heldout_path(tables_dir: str, setting: Setting) -> Path:
+    """Where the held-out measurements of ``setting`` are kept (next to its table)."""
+    return tbl.table_stem(tables_dir, setting).with_suffix(".heldout.csv")
 
 
-def seeds_path(tables_dir: str, device: str, size: int) -> Path:
+def seeds_path(tables_dir: str, setting: Setting) -> Path:
     """The ledger of held-out seeds already drawn, per table fingerprint (``{fingerprint: [seed, ...]}``)."""
-    return tbl.table_stem(tables_dir, device, size).with_suffix(".heldout_seeds.json")
+    return tbl.table_stem(tables_dir, setting).with_suffix(".heldout_seeds.json")
 
 
 def read_seed_ledger(path: Path) -> dict[str, list[int]]:
@@ -86,7 +88,7 @@ def valid_heldout(rows: pd.DataFrame, fingerprint: str, now: float | None = None
     return rows[keep].reset_index(drop=True)
 
 
-def measure_heldout(device_name: str, size: int, tables_dir: str, n: int, workers: int, batch: int, runs: int,
+def measure_heldout(setting: Setting, tables_dir: str, n: int, workers: int, batch: int, runs: int,
                     warmup: int, progress: bool, rounds: int = 3,
                     window_h: float = HELDOUT_WINDOW_H) -> pd.DataFrame:
     """Make sure ``n`` valid held-out rows exist and return them: expired rows (other table, older window) are
@@ -94,32 +96,34 @@ def measure_heldout(device_name: str, size: int, tables_dir: str, n: int, worker
     are measured) and timed with the paired protocol beside TopFormer-Tiny. Atomic write per batch."""
     from tqdm import tqdm
 
-    dev = get_device(device_name)
-    e2e = tbl.read_e2e(tables_dir, device_name, size)
-    fp = tbl.ops_fingerprint(tables_dir, device_name, size)
-    path = heldout_path(tables_dir, device_name, size)
+    size = setting.size
+    dev = get_device(setting.device)
+    e2e = tbl.read_e2e(tables_dir, setting)
+    fp = tbl.ops_fingerprint(tables_dir, setting)
+    path = heldout_path(tables_dir, setting)
     rows = tbl.read_csv_checked(path, tbl.E2E_REQUIRED, "arch_key", tbl.E2E_PAIRED + ["table_fingerprint"])
     rows["table_fingerprint"] = rows["table_fingerprint"].astype(object).where(rows["table_fingerprint"].notna(), "")
     rows = valid_heldout(rows, fp, window_h=window_h)
     if len(rows) >= n:
         return rows.head(n)
-    ledger_path = seeds_path(tables_dir, device_name, size)
+    ledger_path = seeds_path(tables_dir, setting)
     ledger = read_seed_ledger(ledger_path)
     used = set(ledger.get(fp, []))
     todo = fresh_heldout_configs(n - len(rows), set(e2e["arch_key"]) | set(rows["arch_key"]), used)
     ledger[fp] = sorted(used | {s for s, _ in todo})
     tbl.write_json_atomic(ledger, ledger_path)  # drawn = used, even if the run stops before measuring them
     cache = str(Path(tables_dir) / "cache")
-    ref_nominal = float(tbl.read_ops(tables_dir, device_name, size)["ref_ms"].median())
+    ref_nominal = float(tbl.read_ops(tables_dir, setting)["ref_ms"].median())
     ctx = multiprocessing.get_context("spawn")
     bar = tqdm(total=len(todo), desc="held-out subnets", unit="net", disable=not progress, dynamic_ncols=True)
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=ignore_sigint) as pool:
-        ref_net = reference_network_path(cache, size, pool)
+        ref_net = reference_network_path(cache, size, pool, head=setting.head)
         for i in range(0, len(todo), batch):
             chunk = todo[i:i + batch]
-            paths, _ = convert_networks([c for _, c in chunk], size, cache, pool)
-            results = measure_paired(dev, paths, ref_net, rounds=rounds, runs=max(1, runs // rounds), warmup=warmup)
-            new = pd.DataFrame([{**e2e_row(dev.name, size, s, c, res, ref_nominal, "heldout"), "table_fingerprint": fp}
+            paths, _ = convert_networks([c for _, c in chunk], size, cache, pool, head=setting.head)
+            results = measure_paired(dev, paths, ref_net, rounds=rounds, runs=max(1, runs // rounds), warmup=warmup,
+                                     threads=setting.threads)
+            new = pd.DataFrame([{**e2e_row(setting, s, c, res, ref_nominal, "heldout"), "table_fingerprint": fp}
                                 for (s, c), res in zip(chunk, results)], columns=HELDOUT_COLUMNS)
             rows = pd.concat([rows, new], ignore_index=True) if len(rows) else new
             tbl.write_csv_atomic(rows[HELDOUT_COLUMNS], path)

@@ -69,7 +69,15 @@ class SearchJob:
     start: str | None = None
     evaluate_presets: bool = True
     refine: int = 2  # re-searches with the predictor refitted on the measured winner until it is within +-5 %
+    head: str = "logits8"  # output head of the deployed model: predictor setting, export and re-benchmark
+    precision: str = "fp32"
     extra: dict = field(default_factory=dict)
+
+    def setting(self) -> Any:
+        """The latency setting (device, size, threads, precision, head) the constraint and the re-benchmark use."""
+        from latency.setting import make_setting
+
+        return make_setting(self.device or "local", self.size, self.threads, self.precision, self.head)
 
 
 def _accuracy_settings(job: SearchJob, evaluator: Any = None) -> dict[str, Any]:
@@ -149,11 +157,14 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
         raise EtfError(f"-o {out} exists and is not a directory")
     start_cfg = load_config(job.start) if job.start else None
 
-    # cheap pieces first: device, predictor, constraint, feasibility (before loading the supernet)
+    # cheap pieces first: device, setting, predictor, constraint, feasibility (before loading the supernet)
     if device is None and job.device and (job.unit == "ms" or job.export):
         device = pieces.resolve(job.device)
+    setting = job.setting()
     if predictor is None and job.device and (job.unit == "ms" or job.predictor):
-        predictor = pieces.load_predictor(job.device, job.size, job.tables, job.predictor)
+        predictor = pieces.load_predictor(setting, job.tables, job.predictor)
+    elif predictor is not None and hasattr(predictor, "check_for"):
+        predictor.check_for(setting, "the latency predictor")
     if job.unit == "ms" and predictor is None:
         raise EtfError("--target-ms needs a latency predictor: give --device (and its table) or --predictor")
     num_classes_guess = 150
@@ -218,6 +229,7 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
             "best_params_m": model_size(best, job.size, num_classes).params / 1e6,
             "predictor_mode": getattr(predictor, "mode", None),
             "presets": refs, "job": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(job).items()},
+            "setting": setting.to_dict(),
         }
         say(f"best ({run_label}, {result.evaluations} evaluations, stop: {result.stop_reason}): "
             f"search-split mIoU {result.best_accuracy:.2f} % (the selection score, optimistic), predicted "
@@ -230,12 +242,12 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
         if not (job.export and job.unit == "ms"):
             if job.export:
                 summary.update(_export_and_measure(job, best, out, evaluator, predictor, device, num_classes, say,
-                                                   summary["best_predicted_ms"]))
+                                                   summary["best_predicted_ms"], setting))
             break
         summary.update(_export_and_measure(job, best, out, evaluator, predictor, device, num_classes, say,
-                                           summary["best_predicted_ms"]))
+                                           summary["best_predicted_ms"], setting))
         # the closed loop: the measured winner joins the setting's end-to-end table, the correction is refitted
-        refitted = pieces.record_and_refit(job.tables, predictor.device, job.size,
+        refitted = pieces.record_and_refit(job.tables, setting,
                                            [(best, summary["measured_ms"], summary["measured_std_ms"], job.runs,
                                              summary["reference_ms"], summary["measured_ratio"])], "winner")
         step = {"round": len(refinements), "best_key": best.key(), "best_accuracy": result.best_accuracy,
@@ -318,18 +330,20 @@ def _search(job: SearchJob, label: str, target: float, accuracy, constraint, sta
 
 
 def _export_and_measure(job: SearchJob, best: ArchConfig, out: Path, evaluator, predictor, device, num_classes: int,
-                        say: Callable[[str], None], predicted: float | None) -> dict[str, Any]:
-    """Export the winner to TFLite, time it on the device and compare with the prediction and the target."""
+                        say: Callable[[str], None], predicted: float | None, setting: Any) -> dict[str, Any]:
+    """Export the winner with the setting's head to TFLite, time it on the device with the setting's threads and
+    compare with the prediction and the target."""
     res: dict[str, Any] = {}
     model = out / "model.tflite"
     previous = _read_json(out / "summary.json")
-    fresh = previous.get("model_key") == best.key() and previous.get("model_size") == job.size
+    fresh = (previous.get("model_key") == best.key() and previous.get("model_size") == job.size
+             and previous.get("model_head", "logits") == job.head)
     if model.exists() and fresh:
         say(f"winner already exported: {model}")
     else:
-        say(f"exporting the winner at {job.size}x{job.size} with the weights it was scored with ...")
-        model = pieces.export_winner(best, out, job.size, evaluator, num_classes)
-    res.update({"model_key": best.key(), "model_size": job.size, "model_tflite": str(model)})
+        say(f"exporting the winner at {job.size}x{job.size} (head {job.head}) with the weights it was scored with ...")
+        model = pieces.export_winner(best, out, job.size, evaluator, num_classes, head=job.head)
+    res.update({"model_key": best.key(), "model_size": job.size, "model_head": job.head, "model_tflite": str(model)})
     timed = model
     latency_classes = pieces.predictor_num_classes(predictor, num_classes)
     if latency_classes != num_classes:
@@ -338,20 +352,22 @@ def _export_and_measure(job: SearchJob, best: ArchConfig, out: Path, evaluator, 
         if not (timed.exists() and fresh):
             say(f"the predictor models a {latency_classes}-class head, the supernet has {num_classes} classes: "
                 f"exporting the winner with a {latency_classes}-class head for the latency check ...")
-            timed = pieces.export_winner(best, timed.parent, job.size, None, latency_classes)
+            timed = pieces.export_winner(best, timed.parent, job.size, None, latency_classes, head=job.head)
         res["latency_model_tflite"] = str(timed)
     res["latency_model_classes"] = latency_classes
     reference = out / "reference_model" / "model.tflite"
     if not (reference.exists() and previous.get("reference_size") == job.size
-            and previous.get("reference_classes") == latency_classes):
-        say(f"exporting the whole-network reference ({REFERENCE_PRESET}, {latency_classes}-class head) ...")
-        reference = pieces.export_winner(PRESETS[REFERENCE_PRESET], reference.parent, job.size, None, latency_classes)
-    paired = pieces.measure_paired(device, timed, reference, job.runs, job.warmup, job.threads)
+            and previous.get("reference_classes") == latency_classes and previous.get("reference_head") == job.head):
+        say(f"exporting the whole-network reference ({REFERENCE_PRESET}, {latency_classes} classes, head {job.head}) ...")
+        reference = pieces.export_winner(PRESETS[REFERENCE_PRESET], reference.parent, job.size, None, latency_classes,
+                                         head=job.head)
+    paired = pieces.measure_paired(device, timed, reference, job.runs, job.warmup, setting.threads)
     measured = float(paired.raw_ms)
     stats = paired
     res.update({"measured_ms": measured, "measured_std_ms": float(paired.std_ms), "reference_ms": paired.ref_ms,
                 "measured_ratio": paired.ratio, "reference_tflite": str(reference), "reference_size": job.size,
-                "reference_classes": latency_classes, "device": getattr(device, "name", job.device)})
+                "reference_classes": latency_classes, "reference_head": job.head,
+                "device": getattr(device, "name", job.device), "measured_setting": setting.to_dict()})
     if predicted is not None:
         res["prediction_error_pct"] = 100.0 * (measured - predicted) / predicted
     if job.unit == "ms":
@@ -361,7 +377,7 @@ def _export_and_measure(job: SearchJob, best: ArchConfig, out: Path, evaluator, 
     say(f"winner on {res['device']}: predicted " + (f"{predicted:.2f} ms" if predicted is not None else "n/a")
         + f", measured {measured:.2f} ms (paired with {REFERENCE_PRESET} at {paired.ref_ms:.2f} ms, ratio "
           f"{paired.ratio:.3f}; {paired.rounds} rounds of {paired.runs} runs, std {stats.std_ms:.2f}, "
-          f"{latency_classes}-class head)"
+          f"{latency_classes} classes, {setting.describe()})"
         + (f"; target {job.target:g} ms, measured {res['measured_vs_target_pct']:+.1f} % "
            f"({'within' if res['within_tolerance'] else 'OVER'} +{MEASURED_TOLERANCE:.0%})"
            if job.unit == "ms" else "") + f" -> {timed}")

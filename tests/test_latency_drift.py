@@ -19,7 +19,7 @@ from latency.predictor import LatencyPredictor, accuracy, load_for_device
 from supernet.presets import PRESETS
 from supernet.size import model_size
 from supernet.space import TABLE1
-from tests.test_latency_predictor import SIZE, _op_rows, true_net
+from tests.test_latency_predictor import SIZE, ST, _op_rows, true_net
 
 
 # -- the protocol's math ------------------------------------------------------------------------------------
@@ -81,7 +81,8 @@ def _drifting_e2e(seeds, rng, purpose="correction", paired=True) -> pd.DataFrame
         ms = true_net(cfg) * speed * rng.uniform(0.99, 1.01)
         rows.append({"arch_key": cfg.key(), "arch_json": cfg.to_json(indent=None), "seed": s, "purpose": purpose,
                      "device": "dev", "size": SIZE, "flops": model_size(cfg, SIZE).flops, "median_ms": ms, "std_ms": 0.0, "runs": 5,
-                     "ref_ms": 0.5, "timestamp": f"2026-01-01T00:00:{i:02d}+00:00",
+                     "ref_ms": 0.5, "timestamp": f"2026-01-01T00:00:{i:02d}+00:00", "threads": 1, "precision": "fp32",
+                     "head": "logits8",
                      "ref_net_ms": ref_net if paired else math.nan, "ratio": ms / ref_net if paired else math.nan})
     return pd.DataFrame(rows, columns=tbl.E2E_COLUMNS)
 
@@ -90,14 +91,14 @@ def test_ratio_correction_recovers_the_true_relation_where_the_raw_fit_does_not(
     rng = np.random.default_rng(3)
     ops = _op_rows()
     e2e = _drifting_e2e(range(1000, 1012), rng)
-    pred = LatencyPredictor.fit(ops, e2e, "dev", SIZE)
+    pred = LatencyPredictor.fit(ops, e2e, ST)
     assert pred.mode == "ratio" and pred.info["paired_subnets"] == 12
     fresh = [TABLE1.sample(s) for s in range(7000, 7030)]
     speed_now = 1.3  # the device is slow right now; the reference measured now says so
     truth = np.array([true_net(c) * speed_now for c in fresh])
     ref_now = true_net(PRESETS[REFERENCE_PRESET]) * speed_now
     ratio_acc = accuracy(pred.predict_many(fresh, ref_ms=ref_now), truth)
-    raw = LatencyPredictor.fit(ops, e2e.assign(ratio=math.nan, ref_net_ms=math.nan), "dev", SIZE)
+    raw = LatencyPredictor.fit(ops, e2e.assign(ratio=math.nan, ref_net_ms=math.nan), ST)
     assert raw.mode == "raw"
     raw_acc = accuracy(raw.predict_many(fresh), truth)
     assert ratio_acc["mape_pct"] < 2.5 and ratio_acc["within_5_pct"] == 100.0, ratio_acc
@@ -109,7 +110,7 @@ def test_ratio_correction_recovers_the_true_relation_where_the_raw_fit_does_not(
 def test_latest_paired_row_sets_the_current_reference_and_the_state_round_trips(tmp_path):
     rng = np.random.default_rng(0)
     e2e = _drifting_e2e(range(1000, 1006), rng)
-    pred = LatencyPredictor.fit(_op_rows(), e2e, "dev", SIZE)
+    pred = LatencyPredictor.fit(_op_rows(), e2e, ST)
     newest = e2e.sort_values("timestamp").iloc[-1]
     assert pred.ref_current_ms == pytest.approx(newest["ref_net_ms"])
     cfg = TABLE1.sample(7001)
@@ -123,40 +124,40 @@ def test_latest_paired_row_sets_the_current_reference_and_the_state_round_trips(
 # -- the one way rows are added: purposes, paired columns, old tables ------------------------------------------------
 def test_add_e2e_rows_records_purposes_and_paired_columns_and_refits(tmp_path):
     rng = np.random.default_rng(1)
-    tbl.write_csv_atomic(_op_rows(), tbl.ops_path(tmp_path, "dev", SIZE))
-    tbl.write_csv_atomic(_drifting_e2e(range(1000, 1006), rng), tbl.e2e_path(tmp_path, "dev", SIZE))
-    before = load_for_device("dev", SIZE, tmp_path)
+    tbl.write_csv_atomic(_op_rows(), tbl.ops_path(tmp_path, ST, write=True))
+    tbl.write_csv_atomic(_drifting_e2e(range(1000, 1006), rng), tbl.e2e_path(tmp_path, ST))
+    before = load_for_device(ST, tmp_path)
     win = TABLE1.sample(4242)
     ref_now = 99.0
-    assert tbl.add_e2e_rows(tmp_path, "dev", SIZE, [(win, 50.0, 1.0, 10, ref_now, 50.0 / ref_now)], purpose="winner")
-    assert not tbl.add_e2e_rows(tmp_path, "dev", SIZE, [(win, 50.0, 1.0, 10, ref_now, 50.0 / ref_now)],
+    assert tbl.add_e2e_rows(tmp_path, ST, [(win, 50.0, 1.0, 10, ref_now, 50.0 / ref_now)], purpose="winner")
+    assert not tbl.add_e2e_rows(tmp_path, ST, [(win, 50.0, 1.0, 10, ref_now, 50.0 / ref_now)],
                                 purpose="winner")  # identical: no write
     # the same config measured for another purpose is another row, not a duplicate
-    assert tbl.add_e2e_rows(tmp_path, "dev", SIZE, [(win, 51.0, 1.0, 10)], purpose="bench")
-    e2e = tbl.read_e2e(tmp_path, "dev", SIZE)
+    assert tbl.add_e2e_rows(tmp_path, ST, [(win, 51.0, 1.0, 10)], purpose="bench")
+    e2e = tbl.read_e2e(tmp_path, ST)
     assert sorted(e2e[e2e["arch_key"] == win.key()]["purpose"]) == ["bench", "winner"]
     assert math.isnan(float(e2e[e2e["purpose"] == "bench"]["ratio"].iloc[0]))
-    after = load_for_device("dev", SIZE, tmp_path)  # the fingerprint changed: refitted
+    after = load_for_device(ST, tmp_path)  # the fingerprint changed: refitted
     assert after.fingerprint != before.fingerprint
     assert after.info["correction_purposes"] == {"correction": 6, "winner": 1, "bench": 1}
     assert after.ref_current_ms == pytest.approx(ref_now)  # the newest paired measurement is the device now
     with pytest.raises(EtfError, match="purpose"):
-        tbl.add_e2e_rows(tmp_path, "dev", SIZE, [(win, 50.0, 1.0, 10)], purpose="whatever")
+        tbl.add_e2e_rows(tmp_path, ST, [(win, 50.0, 1.0, 10)], purpose="whatever")
 
 
 def test_old_tables_without_paired_columns_still_read_in_raw_mode(tmp_path):
     rng = np.random.default_rng(2)
     old = _drifting_e2e(range(1000, 1006), rng)[tbl.E2E_REQUIRED]
-    tbl.write_csv_atomic(_op_rows(), tbl.ops_path(tmp_path, "dev", SIZE))
-    tbl.write_csv_atomic(old, tbl.e2e_path(tmp_path, "dev", SIZE))
-    e2e = tbl.read_e2e(tmp_path, "dev", SIZE)
+    tbl.write_csv_atomic(_op_rows(), tbl.ops_path(tmp_path, ST, write=True))
+    tbl.write_csv_atomic(old, tbl.e2e_path(tmp_path, ST))
+    e2e = tbl.read_e2e(tmp_path, ST)
     assert e2e["ratio"].isna().all() and e2e["ref_net_ms"].isna().all()
-    assert load_for_device("dev", SIZE, tmp_path).mode == "raw"
+    assert load_for_device(ST, tmp_path).mode == "raw"
     bad = _drifting_e2e(range(1000, 1003), rng)
     bad.loc[1, "ratio"] = -1.0
-    tbl.write_csv_atomic(bad, tbl.e2e_path(tmp_path, "dev", SIZE))
+    tbl.write_csv_atomic(bad, tbl.e2e_path(tmp_path, ST))
     with pytest.raises(EtfError, match="line 3"):
-        tbl.read_e2e(tmp_path, "dev", SIZE)
+        tbl.read_e2e(tmp_path, ST)
 
 
 # -- held-out: fresh seeds per table fingerprint, expiry with the table and the window ---------------------------------
@@ -177,7 +178,7 @@ def test_heldout_seeds_are_never_reused_for_a_table_and_rows_expire(tmp_path):
                          "timestamp": [stamp(0.5), stamp(7.0), stamp(0.1)]})
     assert list(valid_heldout(rows, "fp1", now=now, window_h=6.0)["arch_key"]) == ["a"]  # b too old, c other table
     assert list(valid_heldout(rows, "fp2", now=now, window_h=6.0)["arch_key"]) == ["c"]
-    path = seeds_path(str(tmp_path), "dev", SIZE)
+    path = seeds_path(str(tmp_path), ST)
     assert read_seed_ledger(path) == {}
     tbl.write_json_atomic({"fp1": [50000, 50001]}, path)
     assert read_seed_ledger(path) == {"fp1": [50000, 50001]}
@@ -191,7 +192,7 @@ def test_evaluate_uses_the_reference_beside_each_heldout_subnet_in_ratio_mode():
 
     rng = np.random.default_rng(5)
     e2e = _drifting_e2e(range(1000, 1012), rng)
-    pred = LatencyPredictor.fit(_op_rows(), e2e, "dev", SIZE)
+    pred = LatencyPredictor.fit(_op_rows(), e2e, ST)
     held = _drifting_e2e(range(8000, 8020), rng, purpose="heldout")  # a new window, its own speeds
     res = evaluate(pred, e2e, held)
     m = res["metrics"]["raw"]

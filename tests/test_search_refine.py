@@ -16,6 +16,7 @@ import pytest
 from latency import table as tbl
 from latency.measure import REFERENCE_PRESET
 from latency.predictor import load_for_device
+from latency.setting import Setting
 from supernet.presets import PRESETS
 from supernet.space import TABLE1
 
@@ -49,19 +50,22 @@ def test_winner_is_recorded_and_the_refitted_predictor_searches_again(tmp_path):
                             "iteration": 0}, tmp_path / "supernet.pt")
     device = pieces.resolve("local")
     stale_ref = 1e-3  # the table believes TopFormer-Tiny takes 1 us: every prediction is hundreds of times too low
-    ops = _op_rows().assign(device="local")
+    job_setting = SearchJob(out=tmp_path, target=1.0, size=SIZE, device="local").setting()
+    st = Setting("local", SIZE, job_setting.threads)
+    ops = _op_rows().assign(device="local", threads=st.threads)
     rows = []
     for i, s in enumerate(range(1000, 1008)):
         cfg = TABLE1.sample(s)
         ratio = true_net(cfg) / true_net(PRESETS[REFERENCE_PRESET])
         rows.append({"arch_key": cfg.key(), "arch_json": cfg.to_json(indent=None), "seed": s, "purpose": "correction",
                      "device": "local", "size": SIZE, "flops": 1.0, "median_ms": ratio * stale_ref, "std_ms": 0.0,
-                     "runs": 5, "ref_ms": 0.5, "timestamp": f"2000-01-01T00:00:{i:02d}+00:00",
+                     "runs": 5, "ref_ms": 0.5, "timestamp": f"2000-01-01T00:00:{i:02d}+00:00", "threads": st.threads,
+                     "precision": "fp32", "head": "logits8",
                      "ref_net_ms": stale_ref, "ratio": ratio})
     tables = tmp_path / "tables"
-    tbl.write_csv_atomic(ops, tbl.ops_path(tables, "local", SIZE))
-    tbl.write_csv_atomic(pd.DataFrame(rows, columns=tbl.E2E_COLUMNS), tbl.e2e_path(tables, "local", SIZE))
-    biased = load_for_device("local", SIZE, tables)
+    tbl.write_csv_atomic(ops, tbl.ops_path(tables, st, write=True))
+    tbl.write_csv_atomic(pd.DataFrame(rows, columns=tbl.E2E_COLUMNS), tbl.e2e_path(tables, st, write=True))
+    biased = load_for_device(st, tables)
     assert biased.mode == "ratio"
     target = 1.0  # ms at 64x64: everything looks feasible to the biased predictor
     job = SearchJob(out=tmp_path / "search", target=target, algo="cd-block", budget=8, supernet=ckpt,
@@ -75,7 +79,7 @@ def test_winner_is_recorded_and_the_refitted_predictor_searches_again(tmp_path):
     # the refit took the reference timed beside the winner as the device's speed now: the stale table's
     # prediction (~1 us scale) is replaced by one on the measured scale
     assert first["refitted_predicted_ms"] > 10 * first["predicted_ms"], first
-    e2e = tbl.read_e2e(tables, "local", SIZE)
+    e2e = tbl.read_e2e(tables, st)
     winners = e2e[e2e["purpose"] == "winner"]
     assert first["best_key"] in set(winners["arch_key"]) and math.isfinite(float(winners["ratio"].iloc[0]))
     assert summary["refine_stop"] and any(line.startswith("refinement stopped: ") for line in lines)

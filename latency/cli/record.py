@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from etf.common import EtfError, cli_entry
+from latency.setting import LEGACY_HEAD
 
 EPILOG = """
 Examples:
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def read_export(model: Path) -> tuple:
-    """(config, input size, classes) of an etf export, from the ``arch.json`` / ``export.json`` beside it."""
+    """(config, input size, classes, head) of an etf export, from the ``arch.json`` / ``export.json`` beside it."""
     from supernet.space import load_config
 
     arch, report = model.parent / "arch.json", model.parent / "export.json"
@@ -50,7 +51,8 @@ def read_export(model: Path) -> tuple:
                        "architectures can be recorded")
     try:
         meta = json.loads(report.read_text())
-        return load_config(str(arch)), int(meta["size"]), int(meta["num_classes"])
+        return (load_config(str(arch)), int(meta["size"]), int(meta["num_classes"]),
+                str(meta.get("head", LEGACY_HEAD)))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise EtfError(f"{report} is unreadable ({type(exc).__name__}: {exc})".splitlines()[0]) from None
 
@@ -65,41 +67,44 @@ def main(argv: list[str] | None = None) -> int:
     from latency.operators import NUM_CLASSES
     from latency.predictor import record_and_refit
     from latency.profile import get_device
+    from latency.setting import make_setting
 
     models = [Path(m) for m in args.models]
     exports = [read_export(m) for m in models]
-    sizes = {size for _, size, _ in exports}
-    if len(sizes) != 1:
-        raise EtfError(f"the models were exported at different input sizes ({sorted(sizes)}): record one size at a time")
-    size = sizes.pop()
-    other = [(m, k) for m, (_, _, k) in zip(models, exports) if k != NUM_CLASSES]
+    kinds = {(size, head) for _, size, _, head in exports}
+    if len(kinds) != 1:
+        raise EtfError(f"the models were exported at different input sizes/heads ({sorted(kinds)}): record one "
+                       "setting at a time")
+    size, head = kinds.pop()
+    other = [(m, k) for m, (_, _, k, _) in zip(models, exports) if k != NUM_CLASSES]
     if other:
         raise EtfError(f"{other[0][0]} has a {other[0][1]}-class head; the latency table models a {NUM_CLASSES}-class "
                        f"head: export with --num-classes {NUM_CLASSES} to record it")
-    if not tbl.ops_path(args.tables, args.device, size).exists():
-        raise EtfError(f"no latency table for {args.device} at size {size} in {args.tables}: run etf-profile first")
+    setting = make_setting(args.device, size, args.threads, "fp32", head)
+    if not tbl.ops_path(args.tables, setting).exists():
+        raise EtfError(tbl.missing_table_hint(args.tables, setting))
     dev = get_device(args.device)
     from android_bench.export.convert import export_subnet
     from supernet.presets import PRESETS
 
-    ref_dir = Path(args.tables) / "cache" / "reference" / f"{REFERENCE_PRESET}_{size}_{NUM_CLASSES}"
+    ref_dir = Path(args.tables) / "cache" / "reference" / f"{REFERENCE_PRESET}_{size}_{NUM_CLASSES}_{head}"
     ref = ref_dir / "model.tflite"
     if not ref.exists():
-        export_subnet(PRESETS[REFERENCE_PRESET], ref_dir, size, num_classes=NUM_CLASSES, onnx=False)
+        export_subnet(PRESETS[REFERENCE_PRESET], ref_dir, size, num_classes=NUM_CLASSES, onnx=False, head=head)
     results = measure_paired(dev, models, ref, rounds=args.rounds, runs=args.runs, warmup=args.warmup,
-                             threads=args.threads)
-    pred = record_and_refit(args.tables, args.device, size,
+                             threads=setting.threads)
+    pred = record_and_refit(args.tables, setting,
                             [(cfg, r.raw_ms, r.std_ms, r.runs * r.rounds, r.ref_ms, r.ratio)
-                             for (cfg, _, _), r in zip(exports, results)], "bench")
+                             for (cfg, _, _, _), r in zip(exports, results)], "bench")
     rows = [{"model": str(m), "arch_key": cfg.key(), "measured_ms": r.raw_ms, "reference_ms": r.ref_ms,
              "ratio": r.ratio, "predicted_ms_after_refit": float(pred.predict(cfg)) if pred else None}
-            for m, (cfg, _, _), r in zip(models, exports, results)]
-    out = {"device": args.device, "size": size, "reference": REFERENCE_PRESET, "rounds": args.rounds,
+            for m, (cfg, _, _, _), r in zip(models, exports, results)]
+    out = {"device": args.device, "size": size, "setting": setting.to_dict(), "reference": REFERENCE_PRESET, "rounds": args.rounds,
            "runs": args.runs, "recorded": rows, "predictor_mode": pred.mode if pred else None}
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    print(f"{args.device} at {size}x{size}: {len(rows)} model(s) timed beside {REFERENCE_PRESET} "
+    print(f"{setting.describe()}: {len(rows)} model(s) timed beside {REFERENCE_PRESET} "
           f"({args.rounds} rounds x {args.runs} runs), recorded as 'bench' rows; predictor refitted "
           f"({out['predictor_mode']} mode)")
     print(f"{'model':<40}{'measured ms':>12}{'ref ms':>9}{'ratio':>8}{'predicted ms':>14}")
