@@ -21,7 +21,7 @@ from latency.setting import LEGACY_HEAD
 EPILOG = """
 Examples:
   etf-export --arch topformer-small --size 512 -o exports/small && etf-record exports/small/model.tflite
-  etf-record runs/search/model.tflite exports/*/model.tflite --device local --size 512 --rounds 3 --json
+  etf-record runs/search/model.tflite exports/*/model.tflite --device local --rounds 3 --json
 """
 
 
