@@ -1,5 +1,7 @@
-"""``etf-predict``: predicted latency of one architecture in one setting (device, size, threads, precision, output
-head), from that setting's latency table."""
+"""``etf-predict``: predicted latency of one architecture in one setting, from that setting's latency table.
+
+A setting is (device, input size, threads, precision, output head); tables and predictors belong to one.
+"""
 from __future__ import annotations
 
 import argparse
