@@ -45,8 +45,18 @@ def _cbn_flops(cin: int, cout: int, k: int, groups: int, n: int) -> int:
     return (cin // groups) * k * k * cout * n + 2 * cout * n
 
 
+class _Keyed:
+    """Gives every operator its table key: the kind, then each field as name=value (``parse_key`` inverts it)."""
+
+    kind = ""
+
+    @property
+    def key(self) -> str:
+        return _fmt_key(self.kind, self)
+
+
 @dataclass(frozen=True)
-class Stem:
+class Stem(_Keyed):
     """The stem: 3x3 stride-2 conv + BN + ReLU on the RGB input (``hw`` = input side)."""
 
     cout: int
@@ -54,10 +64,6 @@ class Stem:
     s: int
     hw: int
     kind = "stem"
-
-    @property
-    def key(self) -> str:
-        return _fmt_key(self.kind, self)
 
     def out_hw(self) -> int:
         return conv_out(self.hw, self.k, self.s)
@@ -79,7 +85,7 @@ class Stem:
 
 
 @dataclass(frozen=True)
-class MBConv:
+class MBConv(_Keyed):
     """One inverted-residual block: in/out width, kernel, expansion, stride, input side, residual or not."""
 
     cin: int
@@ -90,10 +96,6 @@ class MBConv:
     hw: int
     res: bool
     kind = "mbconv"
-
-    @property
-    def key(self) -> str:
-        return _fmt_key(self.kind, self)
 
     @property
     def hidden(self) -> int:
@@ -132,16 +134,12 @@ class MBConv:
 
 
 @dataclass(frozen=True)
-class PyramidPool:
+class PyramidPool(_Keyed):
     """Average-pool the four pyramid maps to the token grid and concatenate them (``pool_tokens``)."""
 
     widths: tuple[int, ...]
     hws: tuple[int, ...]
     kind = "pool"
-
-    @property
-    def key(self) -> str:
-        return _fmt_key(self.kind, self)
 
     def token_hw(self) -> int:
         return token_side(self.hws[-1])
@@ -168,7 +166,7 @@ class _PoolModule(nn.Module):
 
 
 @dataclass(frozen=True)
-class Transformer:
+class Transformer(_Keyed):
     """One transformer block on a ``t`` x ``t`` token grid of ``dim`` channels."""
 
     dim: int
@@ -178,10 +176,6 @@ class Transformer:
     mlp_hidden: int
     t: int
     kind = "transformer"
-
-    @property
-    def key(self) -> str:
-        return _fmt_key(self.kind, self)
 
     def input_shapes(self) -> list[tuple[int, ...]]:
         return [(1, self.dim, self.t, self.t)]
@@ -206,7 +200,7 @@ class Transformer:
 
 
 @dataclass(frozen=True)
-class InjectionOp:
+class InjectionOp(_Keyed):
     """One Semantics Injection Module: local map ``cin`` x ``hw``^2, global tokens ``cin`` x ``t``^2 -> ``cout``."""
 
     cin: int
@@ -214,10 +208,6 @@ class InjectionOp:
     hw: int
     t: int
     kind = "injection"
-
-    @property
-    def key(self) -> str:
-        return _fmt_key(self.kind, self)
 
     def input_shapes(self) -> list[tuple[int, ...]]:
         return [(1, self.cin, self.hw, self.hw), (1, self.cin, self.t, self.t)]
@@ -238,7 +228,7 @@ class InjectionOp:
 
 
 @dataclass(frozen=True)
-class HeadOp:
+class HeadOp(_Keyed):
     """The head: resize + sum the injected maps (sides ``hws``), fuse conv + BN + ReLU, 1x1 classifier."""
 
     ch: int
@@ -246,10 +236,6 @@ class HeadOp:
     depthwise: bool
     hws: tuple[int, ...]
     kind = "head"
-
-    @property
-    def key(self) -> str:
-        return _fmt_key(self.kind, self)
 
     def input_shapes(self) -> list[tuple[int, ...]]:
         return [(1, self.ch, h, h) for h in self.hws]
@@ -281,52 +267,41 @@ class _HeadModule(nn.Module):
 
 
 @dataclass(frozen=True)
-class Resize:
-    """The ``logits`` output head: bilinear resize of the logits from ``hw`` to ``out`` (``supernet.heads``)."""
+class _OutputHead(_Keyed):
+    """An output head after the classifier (``supernet.heads``): ``ch`` logits at ``hw`` -> an ``out`` x ``out`` output."""
 
     ch: int
     hw: int
     out: int
-    kind = "resize"
-
-    @property
-    def key(self) -> str:
-        return _fmt_key(self.kind, self)
+    head = ""
 
     def input_shapes(self) -> list[tuple[int, ...]]:
         return [(1, self.ch, self.hw, self.hw)]
 
     def build(self) -> nn.Module:
-        return HeadOnly("logits", (self.out, self.out))
+        return HeadOnly(self.head, (self.out, self.out))
 
     def flops(self) -> int:
-        return 0
+        return 0  # supernet.size counts no resize, argmax or copy
+
+
+@dataclass(frozen=True)
+class Resize(_OutputHead):
+    """The ``logits`` output head: bilinear resize of the logits from ``hw`` to ``out``."""
+
+    kind = "resize"
+    head = "logits"
 
     def features(self) -> list[float]:
         return [self.ch, self.hw, self.out, self.ch * self.out ** 2]
 
 
 @dataclass(frozen=True)
-class Labels:
+class Labels(_OutputHead):
     """The ``labels`` output head: argmax over ``ch`` logits at ``hw``, nearest upsample of the labels to ``out``."""
 
-    ch: int
-    hw: int
-    out: int
     kind = "labels"
-
-    @property
-    def key(self) -> str:
-        return _fmt_key(self.kind, self)
-
-    def input_shapes(self) -> list[tuple[int, ...]]:
-        return [(1, self.ch, self.hw, self.hw)]
-
-    def build(self) -> nn.Module:
-        return HeadOnly("labels", (self.out, self.out))
-
-    def flops(self) -> int:
-        return 0  # supernet.size counts no argmax or copy
+    head = "labels"
 
     def features(self) -> list[float]:
         return [self.ch, self.hw, self.out, self.ch * self.hw ** 2 + self.out ** 2]
