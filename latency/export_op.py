@@ -32,7 +32,7 @@ def converter_version() -> str:
 
     root = Path(__file__).resolve().parent.parent
     code = hashlib.sha1()
-    for rel in ("supernet/topformer.py", "android_bench/export/convert.py"):
+    for rel in ("supernet/topformer.py", "supernet/heads.py", "android_bench/export/convert.py"):
         code.update((root / rel).read_bytes())
     return f"torch{torch.__version__}-litert{version('litert-torch')}-{code.hexdigest()[:8]}-op{OPERATOR_EXPORT_REV}"
 

@@ -6,10 +6,14 @@ import json
 import sys
 
 from latency.profile import ADAPTIVE, ProfileSettings, Profiler
+from latency.setting import PRECISIONS, check_precision
 from etf.common import EtfError, cli_entry
+from supernet.heads import DEFAULT_HEAD, HEADS
 
 EPILOG = """
-What gets measured (at --size): all stem, head and resize configs; a grid of MBConv blocks (every stage
+What gets measured (at --size, for the --head the deployed model ends in): all stem and head configs and the
+output head's own operator (labels: the argmax + label upsample; logits: the full-resolution resize;
+logits8: none); a grid of MBConv blocks (every stage
 position x kernel x expansion, with the smallest/middle/largest widths; --mbconv exhaustive measures all
 ~2,200); a space-filling sample of 40 transformer blocks, 27 injection modules and 6 pyramid-pool configs;
 then adaptive sampling (a random forest's least certain candidates: +40 MBConv, +20 transformer,
@@ -17,11 +21,14 @@ then adaptive sampling (a random forest's least certain candidates: +40 MBConv, 
 Each batch is converted in --workers processes (cached under OUT/cache, never twice) and timed on every
 device in one round trip, with a reference operator before and after (its latency is the drift record).
 
-Files: OUT/<device>_<size>.csv (one row per operator), .e2e.csv, .meta.json (plan, timings, drift, reduced?).
-Interrupt at any time (Ctrl-C): rerunning the same command resumes where it stopped.
+One table per setting: OUT/<device>_<size>_t<threads>_<precision>_<head>.csv (one row per operator, each
+recording its setting), .e2e.csv, .meta.json (setting, plan, timings, drift, reduced?). Interrupt at any time
+(Ctrl-C): rerunning the same command resumes where it stopped. Another --head or --threads is another table
+(converted operators are cached and shared, so only the head's operator and the end-to-end nets are new).
 
 Examples:
-  etf-profile --device local --size 512 --budget-min 30
+  etf-profile --device local --size 512 --budget-min 30          # -> tables/local_512_t1_fp32_logits8.csv
+  etf-profile --device local --size 512 --head labels --threads 2
   etf-profile --device pixel7,galaxy-s21 --workers 2
 """
 
@@ -39,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=20, help="timed runs per operator (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="warm-up runs per operator (default 3)")
     p.add_argument("--threads", type=int, default=None, help="inference threads (default: the device's setting)")
+    p.add_argument("--head", choices=HEADS, default=DEFAULT_HEAD,
+                   help="output head of the deployed model: logits8 (logits at 1/8), labels (argmax + nearest "
+                        "upsample, int32), logits (full-resolution logits) (default logits8)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="model precision (default fp32)")
     p.add_argument("--budget-min", type=float, default=None,
                    help="stop starting new batches after this many minutes; the table is then marked reduced")
     p.add_argument("--mbconv", choices=("grid", "exhaustive"), default="grid",
@@ -67,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         raise EtfError("--e2e must be >= 0 and --limit >= 1")
     if args.budget_min is not None and args.budget_min <= 0:
         raise EtfError("--budget-min must be positive")
+    if args.threads is not None and args.threads < 1:
+        raise EtfError("--threads must be at least 1")
+    check_precision(args.precision)
     names = [n.strip() for n in args.device.split(",") if n.strip()]
     if not names or len(set(names)) != len(names):
         raise EtfError(f"--device needs distinct device names, got {args.device!r}")
@@ -74,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                                runs=args.runs, warmup=args.warmup, threads=args.threads,
                                budget_min=args.budget_min, mbconv=args.mbconv,
                                adaptive={} if args.no_adaptive else dict(ADAPTIVE), e2e=args.e2e, limit=args.limit,
-                               e2e_only=args.e2e_only)
+                               e2e_only=args.e2e_only, precision=args.precision, head=args.head)
     summary = Profiler(names, settings, progress=not args.no_progress).run()
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -8,6 +8,7 @@ from pathlib import Path
 from etf.common import EtfError, cli_entry
 from search import demo as demo_flow
 from search.demo import FULL, QUICK, run_demo
+from supernet.heads import DEFAULT_HEAD, HEADS
 
 
 @cli_entry("etf-demo")
@@ -20,11 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="local", help="device to profile, search for and benchmark on [local]")
     p.add_argument("--threads", type=int, help="torch threads for training and evaluation [all cores when the "
                    "machine is idle, 1 when it is busy]")
+    p.add_argument("--head", choices=HEADS, default=DEFAULT_HEAD,
+                   help="output head of the deployed model, used for the table, the presets' measurements, the "
+                        "search and the export: logits8, labels, logits [logits8]")
     args = p.parse_args(argv)
     out = args.out if not args.quick or args.out != Path("runs/demo") else Path("runs/demo-quick")
     if args.threads is not None and args.threads < 1:
         raise EtfError("--threads must be at least 1")
-    run_demo(out, QUICK if args.quick else FULL, args.quick, args.device, args.threads)
+    run_demo(out, QUICK if args.quick else FULL, args.quick, args.device, args.threads, args.head)
     return 0
 
 
