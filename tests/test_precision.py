@@ -32,6 +32,7 @@ from supernet.presets import PRESETS
 SIZE = 64
 CLASSES = 5
 ARCH = "topformer-tiny"
+LOW = SIZE // 8  # the default head (logits8) returns logits at 1/8 resolution; etf-eval --tflite upsamples them
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +147,7 @@ def test_eval_tflite_of_an_fp32_export_equals_pytorch_eval(fp32_export, tiny_ckp
                       "--size", str(SIZE), "--calib-batches", "0", "--json"]) == 0
     torch_res = json.loads(capsys.readouterr().out)
     assert lite["images"] == torch_res["images"] == 6 and lite["precision"] == "fp32"
-    assert lite["input"]["shape"] == [1, SIZE, SIZE, 3] and lite["output"]["shape"] == [1, SIZE, SIZE, CLASSES]
+    assert lite["input"]["shape"] == [1, SIZE, SIZE, 3] and lite["output"]["shape"] == [1, LOW, LOW, CLASSES]
     assert lite["pixels"] == torch_res["pixels"] > 0
     assert lite["miou"] == pytest.approx(torch_res["miou"], abs=1e-3)
     assert lite["aAcc"] == pytest.approx(torch_res["aAcc"], abs=1e-3)
@@ -163,7 +164,7 @@ def test_fp16_file_runs_and_follows_fp32_closely(fp32_export, data64, tmp_path):
     assert recipe["weights"] == "float16"
     assert fp16.stat().st_size < 0.6 * fp32_export.file_bytes["tflite"]  # float16 weights: about half
     runner = TfliteRunner(fp16)
-    assert runner.input.dtype == runner.output.dtype == "float32" and runner.output.shape == (1, SIZE, SIZE, CLASSES)
+    assert runner.input.dtype == runner.output.dtype == "float32" and runner.output.shape == (1, LOW, LOW, CLASSES)
     model, _, _ = build_deployed_model(PRESETS[ARCH], fp32_export.weights, None)
     cal = dataset_calibration(data64, None, SIZE, count=4, held_out=4)
     agree = measure_agreement(model, fp16, cal.held_out, "fp16", "held-out")
@@ -208,7 +209,7 @@ def test_int8_export_records_precision_and_an_agreement_report(tmp_path, tiny_ck
     assert agree["mean_abs_error"] < 0.1 * agree["max_abs_logit"]
     runner = TfliteRunner(int8)
     y = runner(ds_cal.held_out[0].permute(1, 2, 0)[None].numpy())
-    assert y.dtype == np.float32 and y.shape == (1, SIZE, SIZE, CLASSES) and np.isfinite(y).all()
+    assert y.dtype == np.float32 and y.shape == (1, LOW, LOW, CLASSES) and np.isfinite(y).all()
     score = evaluate_tflite(int8, data64, limit=3)
     assert score["precision"] == "int8" and score["images"] == 3 and 0.0 <= score["miou"] <= 1.0
 
