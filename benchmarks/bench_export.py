@@ -125,7 +125,8 @@ def print_random(rows: list[dict], args) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=512, help="square input size, multiple of 64 [512]")
     ap.add_argument("--classes", type=int, default=150, help="number of classes [150]")
     ap.add_argument("--runs", type=int, default=20, help="timed runs per file and thread count [20]")

@@ -64,7 +64,7 @@ def _fmt(xs: list[float], digits: int = 2) -> str:
 
 @cli_entry("bench_search")
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     p.add_argument("--supernet", type=Path, required=True)
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--dataset", default="synthetic")

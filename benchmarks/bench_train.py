@@ -36,7 +36,8 @@ from supernet.training.train import TrainConfig, read_log, train
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path("/tmp/etf_syn128"), help="synthetic set (made if missing)")
     ap.add_argument("--image-size", type=int, default=128, help="side of the generated images")
     ap.add_argument("--train-images", type=int, default=800)

@@ -62,7 +62,7 @@ def stats_table(results: list[BenchStats]) -> Table:
 @cli_entry("etf-bench")
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="etf-bench",
+        prog="etf-bench", allow_abbrev=False,
         description="Time .tflite (any device) and .onnx (local device) model files with an honest protocol and "
         "print latency statistics.",
         epilog=BENCH_EPILOG.format(cv=CV_WARN),

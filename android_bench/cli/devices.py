@@ -13,7 +13,7 @@ from etf.common import cli_entry, out_console
 @cli_entry("etf-devices")
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="etf-devices",
+        prog="etf-devices", allow_abbrev=False,
         description="List the devices etf can benchmark on (local plus the TOML config) and check each is reachable.",
         epilog="Configure phones in the devices TOML; see android_bench/README.md.",
     )

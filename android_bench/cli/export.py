@@ -23,7 +23,7 @@ from supernet.presets import PRESETS
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="etf-export",
+        prog="etf-export", allow_abbrev=False,
         description="Export a TopFormer subnet to TFLite (litert-torch) and ONNX (torch.onnx) with NHWC at the "
                     "boundary, and check both files against PyTorch.",
         epilog="examples:" + __doc__.split("Examples:")[1],

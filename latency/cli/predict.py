@@ -22,7 +22,7 @@ Examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="etf-predict", description=__doc__, epilog=EPILOG,
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="etf-predict", description=__doc__, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", required=True, help="device whose latency table to use (e.g. local)")
     p.add_argument("--arch", required=True, help="preset name (topformer-tiny/-small/-base) or JSON config file")

@@ -27,7 +27,7 @@ Examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="etf-profile", description=__doc__, epilog=EPILOG,
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="etf-profile", description=__doc__, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", required=True, help="device name(s) from the device config, comma-separated "
                    "(`local` = this CPU); several devices are measured in parallel, one table each")

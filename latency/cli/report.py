@@ -22,7 +22,7 @@ from latency.report import DRIFT_WARN_PCT, evaluate, heldout_configs, measure_he
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="etf-predictor-report", description=__doc__,
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="etf-predictor-report", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Example: etf-predictor-report --device local --n 50 --size 512")
     p.add_argument("--device", required=True, help="device to measure on (its table must exist)")

@@ -13,7 +13,7 @@ from search.demo import FULL, QUICK, run_demo
 @cli_entry("etf-demo")
 def main(argv: list[str] | None = None) -> int:
     flow = demo_flow.__doc__ or ""
-    p = argparse.ArgumentParser(prog="etf-demo", description=flow.split("\n\n")[0],
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="etf-demo", description=flow.split("\n\n")[0],
                                 epilog=flow.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-o", "--out", type=Path, default=Path("runs/demo"), help="folder of every artefact [runs/demo]")
     p.add_argument("--quick", action="store_true", help="tiny version (minutes): the end-to-end test's setting")

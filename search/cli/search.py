@@ -26,7 +26,7 @@ from search.pipeline import SearchJob, run_job
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="etf-search",
+        prog="etf-search", allow_abbrev=False,
         description="Latency-constrained search over the TopFormer space: the accuracy signal is the trained "
                     "supernet's mIoU after BN recalibration on a search subset (cached per config), the constraint "
                     "is the device's fitted latency predictor (instant) or analytic GFLOPs.",

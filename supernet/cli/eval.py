@@ -1,5 +1,6 @@
-"""``etf-eval``: mIoU, per-class IoU and pixel accuracy of one subnet of a trained supernet, after BN
-recalibration (the library is ``supernet.evaluation``)."""
+"""``etf-eval``: mIoU, per-class IoU and pixel accuracy of one subnet of a trained supernet, after BN recalibration.
+
+The library is ``supernet.evaluation``."""
 from __future__ import annotations
 
 import argparse
@@ -18,7 +19,7 @@ from supernet.training.checkpoint import load_supernet, read_checkpoint
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="etf-eval",
+        prog="etf-eval", allow_abbrev=False,
         description="Evaluate one subnet of a trained supernet: BN recalibration on training crops, then mIoU, "
                     "per-class IoU and pixel accuracy over the validation split (whole image at short side "
                     "--size, logits resized back to the label size).",

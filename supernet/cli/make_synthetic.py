@@ -12,7 +12,7 @@ from supernet.data.synthetic import MAX_CLASSES, MIN_CLASSES, MIN_SIZE, RECIPES,
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="etf-make-synthetic",
+        prog="etf-make-synthetic", allow_abbrev=False,
         description="Generate the synthetic segmentation set (NOT ADE20K) in the ADE20K folder layout, "
                     "deterministically from a seed. Read it with --dataset synthetic --data DIR.",
         epilog="Example: etf-make-synthetic -o data/synthetic --train 400 --val 100 --size 128. "

@@ -22,27 +22,29 @@ from supernet.space import TABLE1, load_config
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="etf-space",
+        prog="etf-space", allow_abbrev=False,
         description="Inspect the Efficient-TopFormer search space (Table 1), its presets and config sizes. "
                     "Every ARCH argument is a preset name (" + ", ".join(PRESETS) + ") or a path to a JSON config.",
         epilog=__doc__.split("Examples:")[1] and "examples:" + __doc__.split("Examples:")[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    c = sub.add_parser("choices", help="every coordinate's allowed values and the size of the space")
+    c = sub.add_parser("choices", allow_abbrev=False,
+                       help="every coordinate's allowed values and the size of the space")
     c.add_argument("--json", action="store_true", help="print the space as one JSON object")
-    s = sub.add_parser("show", help="print a preset or config file as JSON (validated)")
+    s = sub.add_parser("show", allow_abbrev=False, help="print a preset or config file as JSON (validated)")
     s.add_argument("arch", help="preset name or path to a JSON config")
-    s = sub.add_parser("sample", help="print a uniformly sampled config as JSON")
+    s = sub.add_parser("sample", allow_abbrev=False, help="print a uniformly sampled config as JSON")
     s.add_argument("--seed", type=int, default=0, help="random seed (same seed, same config) [0]")
     s.add_argument("--min", action="store_true", help="print the smallest config instead")
     s.add_argument("--max", action="store_true", help="print the largest config instead")
-    z = sub.add_parser("size", help="parameters and FLOPs of a config at an input size")
+    z = sub.add_parser("size", allow_abbrev=False, help="parameters and FLOPs of a config at an input size")
     z.add_argument("arch", help="preset name or path to a JSON config")
     z.add_argument("--size", type=int, default=512, help="square input size in pixels [512]")
     z.add_argument("--classes", type=int, default=150, help="number of classes [150, ADE20K]")
     z.add_argument("--json", action="store_true", help="print one JSON object")
-    r = sub.add_parser("presets", help="the TopFormer presets' params/FLOPs next to the published figures")
+    r = sub.add_parser("presets", allow_abbrev=False,
+                       help="the TopFormer presets' params/FLOPs next to the published figures")
     r.add_argument("--size", type=int, default=512, help="square input size in pixels [512]")
     r.add_argument("--json", action="store_true", help="print JSON")
     return p

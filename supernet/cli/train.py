@@ -19,7 +19,7 @@ from supernet.training.train import BASE_BATCH, BASE_LR, TrainConfig, train
 # ---------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="etf-train",
+        prog="etf-train", allow_abbrev=False,
         description="Train the weight-sharing TopFormer supernet with the sandwich rule (max subnet on labels; "
                     "min and random subnets distilled from the max subnet). Writes OUT/last.pt (resumable "
                     "checkpoint) and OUT/log.csv (iter, loss_max, loss_min, loss_rand, lr, time).",

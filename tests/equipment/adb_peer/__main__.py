@@ -23,7 +23,7 @@ def default_keys() -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m tests.equipment.adb_peer",
+        prog="python -m tests.equipment.adb_peer", allow_abbrev=False,
         description="A loopback ADB device (adbd side of the wire protocol) whose shell runs in a sandbox folder. "
         "Connect with `adb connect 127.0.0.1:PORT` or an etf device of transport 'tcp'.",
     )
