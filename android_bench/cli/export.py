@@ -16,31 +16,37 @@ import argparse
 import json
 import sys
 
+from etf.args import Parser, any_int, existing_file, output_dir, positive_int, rule, text
 from etf.common import cli_entry
+from etf.quiet import set_verbose
 from android_bench.export.convert import export_subnet
 from supernet.presets import PRESETS
+from supernet.space import load_config
+from supernet.trace import check_deploy_size, deploy_multiple
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="etf-export", allow_abbrev=False,
         description="Export a TopFormer subnet to TFLite (litert-torch) and ONNX (torch.onnx) with NHWC at the "
                     "boundary, and check both files against PyTorch.",
         epilog="examples:" + __doc__.split("Examples:")[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--arch", required=True, metavar="PRESET_OR_FILE",
+    p.add_argument("--arch", required=True, metavar="PRESET_OR_FILE", type=rule(load_config, text),
                    help="preset name (" + ", ".join(PRESETS) + ") or path to a JSON config (etf-space sample)")
-    p.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder (created if missing)")
-    p.add_argument("--size", type=int, default=512, help="square input size, a multiple of 64 [512]")
-    p.add_argument("--weights", metavar="CKPT",
+    p.add_argument("-o", "--out", required=True, metavar="DIR", type=output_dir, help="output folder (created if missing)")
+    p.add_argument("--size", type=rule(check_deploy_size), default=512,
+                   help=f"square input size, a multiple of {deploy_multiple()} [512]")
+    p.add_argument("--weights", metavar="CKPT", type=existing_file,
                    help="checkpoint: torch.save of {'model': supernet state_dict, 'num_classes': n}, or a static "
                         "TopFormer state_dict [random weights]")
-    p.add_argument("--classes", type=int, default=None,
+    p.add_argument("--classes", type=positive_int, default=None,
                    help="number of classes [from the checkpoint; 150 (ADE20K) without weights]")
     p.add_argument("--no-onnx", action="store_true", help="write only model.tflite")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights and of the check input [0]")
+    p.add_argument("--seed", type=any_int, default=0, help="seed of the random weights and of the check input [0]")
     p.add_argument("--json", action="store_true", help="print the export report as one JSON object")
+    p.add_argument("--verbose", action="store_true", help="show the converter's and runtime's own output (C++ logs included); by default it is captured and shown only when a step fails")
     return p
 
 
@@ -51,6 +57,7 @@ def _human(n: int) -> str:
 @cli_entry("etf-export")
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    set_verbose(args.verbose)
     say = None if args.json else (lambda msg: print(f"etf-export: {msg} ...", file=sys.stderr, flush=True))
     res = export_subnet(args.arch, args.out, size=args.size, weights=args.weights, num_classes=args.classes,
                         onnx=not args.no_onnx, seed=args.seed, progress=say)

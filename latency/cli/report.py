@@ -14,7 +14,11 @@ import sys
 import time
 from pathlib import Path
 
-from etf.common import EtfError, cli_entry
+from android_bench.device_config import resolve_device
+from etf.args import Parser, device_name, existing_dir, int_range, nonneg_int, output_file, positive_int, rule
+from etf.common import cli_entry
+from etf.quiet import set_verbose
+from supernet.trace import check_deploy_size
 from latency import table as tbl
 from latency.predictor import load_for_device
 from latency.profile import _now
@@ -22,29 +26,30 @@ from latency.report import DRIFT_WARN_PCT, evaluate, heldout_configs, measure_he
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(allow_abbrev=False, prog="etf-predictor-report", description=__doc__,
+    p = Parser(allow_abbrev=False, prog="etf-predictor-report", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Example: etf-predictor-report --device local --n 50 --size 512")
-    p.add_argument("--device", required=True, help="device to measure on (its table must exist)")
-    p.add_argument("--n", type=int, default=50, help="held-out random subnets (default 50)")
-    p.add_argument("--size", type=int, default=512, help="input side (default 512)")
-    p.add_argument("--tables", default="tables", help="directory of the latency tables (default tables/)")
-    p.add_argument("--workers", type=int, default=2, help="conversion processes (default 2)")
-    p.add_argument("--batch", type=int, default=6, help="subnets per measurement round trip (default 6)")
-    p.add_argument("--runs", type=int, default=10, help="timed runs per subnet (default 10)")
-    p.add_argument("--warmup", type=int, default=2, help="warm-up runs per subnet (default 2)")
-    p.add_argument("--png", default=None, help="scatter plot path (default tables/<device>_<size>.report.png)")
+    p.add_argument("--device", required=True, type=device_name, help="device to measure on (its table must exist)")
+    p.add_argument("--n", type=int_range(2, 10_000), default=50, help="held-out random subnets (default 50)")
+    p.add_argument("--size", type=rule(check_deploy_size), default=512, help="input side (default 512)")
+    p.add_argument("--tables", default="tables", type=existing_dir, help="directory of the latency tables (default tables/)")
+    p.add_argument("--workers", type=positive_int, default=2, help="conversion processes (default 2)")
+    p.add_argument("--batch", type=positive_int, default=6, help="subnets per measurement round trip (default 6)")
+    p.add_argument("--runs", type=positive_int, default=10, help="timed runs per subnet (default 10)")
+    p.add_argument("--warmup", type=nonneg_int, default=2, help="warm-up runs per subnet (default 2)")
+    p.add_argument("--png", default=None, type=output_file, help="scatter plot path (default tables/<device>_<size>.report.png)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--verbose", action="store_true", help="show the converter's and runtime's own output (C++ logs included); by default it is captured and shown only when a step fails")
     return p
 
 
 @cli_entry("etf-predictor-report")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.n < 2 or args.workers < 1 or args.batch < 1 or args.runs < 1:
-        raise EtfError("--n must be >= 2 and --workers/--batch/--runs >= 1")
+    set_verbose(args.verbose)
     pred = load_for_device(args.device, args.size, args.tables)
+    resolve_device(args.device)  # an unknown device fails before any subnet is converted
     start = time.monotonic()
     held = measure_heldout(args.device, args.size, args.tables, args.n, args.workers, args.batch, args.runs,
                            args.warmup, not args.no_progress)
