@@ -8,40 +8,46 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import io
 import json
-import logging
 import os
 import shutil
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
 
 from android_bench.export.deploy import build_deployed_model
 from etf.common import EtfError, atomic_path
+from etf.quiet import captured
 from android_bench.export.fidelity import DEFAULT_REL_TOL, Fidelity, check_fidelity
 from android_bench.export.layout import NHWCBoundary, channel_last_attention_
 from android_bench.export.oplist import ROLE_HEADS, op_counts, tflite_ops, transposes
 from supernet.space import ArchConfig, load_config, save_config
+from supernet.trace import check_deploy_size
 
 #: ONNX opset written by :func:`export_onnx` (the dynamo exporter's native opset).
 ONNX_OPSET = 18
 
 
 @contextlib.contextmanager
-def _quiet():
-    """Silence the converters' progress chatter on stdout/stderr (errors are re-raised)."""
-    logging.getLogger("litert_torch").setLevel(logging.ERROR)
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
-            warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+def quiet_converter(step: str = "converter") -> Iterator[None]:
+    """Capture the converters' (litert_torch, torch.export, torch.onnx) output, C++ logs included, at the
+    file-descriptor level (:func:`etf.quiet.captured`): dropped on success, its tail printed when the
+    conversion fails, all shown with ``--verbose``. Used by :func:`export_tflite`, :func:`export_onnx` and
+    ``latency.export_op``.
+
+        with quiet_converter("TFLite conversion"):
+            litert_torch.convert(module, samples).export(path)
+    """
+    with captured(step):
         yield
+
+
+_quiet = quiet_converter  # the name latency.export_op used before it was public
 
 
 def _first_line(exc: BaseException) -> str:
@@ -64,15 +70,15 @@ def export_tflite(module: nn.Module, input_shape: tuple[int, ...], path: str | P
     function), which leaves only the transposes that split/merge heads. Written atomically: a failed
     conversion leaves no file. ``module`` itself is not modified.
     """
-    import litert_torch  # heavy import, only when converting
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     module = channel_last_attention_(copy.deepcopy(module)).eval()
-    wrapped = litert_torch.to_channel_last_io(module, args=[0], outputs=[0]) if nhwc else module
     sample = _nhwc_sample(input_shape, nhwc)
     try:
-        with _quiet() if quiet else contextlib.nullcontext(), atomic_path(path) as tmp:
+        with quiet_converter("TFLite conversion") if quiet else contextlib.nullcontext(), atomic_path(path) as tmp:
+            import litert_torch  # heavy import, only when converting; its import-time chatter is captured too
+
+            wrapped = litert_torch.to_channel_last_io(module, args=[0], outputs=[0]) if nhwc else module
             edge = litert_torch.convert(wrapped, (sample,))
             edge.export(str(tmp))
     except Exception as exc:  # the converter raises many types; report one line
@@ -93,7 +99,7 @@ def export_onnx(module: nn.Module, input_shape: tuple[int, ...], path: str | Pat
     wrapped = (NHWCBoundary(module) if nhwc else module).eval()
     sample = _nhwc_sample(input_shape, nhwc)
     try:
-        with _quiet() if quiet else contextlib.nullcontext(), atomic_path(path) as tmp:
+        with quiet_converter("ONNX export") if quiet else contextlib.nullcontext(), atomic_path(path) as tmp:
             torch.onnx.export(wrapped, (sample,), str(tmp), dynamo=True, opset_version=ONNX_OPSET,
                               input_names=["image"], output_names=["logits"], external_data=False,
                               verbose=False)
@@ -149,11 +155,6 @@ class ExportResult:
         }
 
 
-def _check_size(size: int) -> None:
-    if not isinstance(size, int) or size < 64 or size % 64:
-        raise EtfError(f"--size must be a positive multiple of 64 (so every token-pooling window is even), got {size}")
-
-
 def export_subnet(cfg_or_preset: ArchConfig | str | Path, out_dir: str | Path, size: int = 512,
                   weights: str | Path | None = None, num_classes: int | None = None, onnx: bool = True,
                   seed: int = 0, rel_tol: float | None = None,
@@ -169,7 +170,7 @@ def export_subnet(cfg_or_preset: ArchConfig | str | Path, out_dir: str | Path, s
     """
     say = progress or (lambda _msg: None)
     cfg = cfg_or_preset if isinstance(cfg_or_preset, ArchConfig) else load_config(cfg_or_preset)
-    _check_size(size)
+    check_deploy_size(size)
     model, classes, kind = build_deployed_model(cfg, weights, num_classes, seed)
     shape = (1, 3, size, size)
     out_dir = Path(out_dir)

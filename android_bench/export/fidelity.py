@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from etf.common import EtfError
+from etf.quiet import captured
 
 DEFAULT_REL_TOL = 1e-4
 
@@ -48,8 +49,9 @@ def run_tflite(path: str | Path, x: np.ndarray, threads: int = 1) -> np.ndarray:
     """Output 0 of the .tflite at ``path`` on input ``x`` (already in the file's layout)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interp = Interpreter(model_path=str(path), num_threads=threads)
-    interp.allocate_tensors()
+    with captured("LiteRT interpreter creation"):
+        interp = Interpreter(model_path=str(path), num_threads=threads)
+        interp.allocate_tensors()
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     if tuple(inp["shape"]) != x.shape:
         raise EtfError(f"{path}: input shape {tuple(inp['shape'])} is not the expected {x.shape}")
