@@ -1,7 +1,10 @@
 """Search algorithms at equal evaluation budget: cd vs cd-block vs random vs evo, several seeds (issue 6).
 
-Same trained supernet, same accuracy signal (supernet mIoU after BN recalibration), same latency predictor and
-target for every run. Prints, per algorithm: best accuracy (mean, std, min..max over seeds), evaluations-to-best,
+Same trained supernet, same accuracy signal (supernet mIoU after BN recalibration on the validation set's search
+split), same latency predictor and target for every run. Every winner is then re-scored on the held-out report
+split the searches never saw. Prints, per algorithm: the winners' report-split mIoU (mean, std, min..max over
+seeds), the difference from the --reference variant's winner (first seed, 95% paired bootstrap interval over the
+report images), evaluations-to-best,
 predicted latency of the winner, and the search cost split (accuracy evaluations vs predictor calls, predictor
 configs/s). Accuracy values are shared between runs through one log (a config is computed once; each run is
 charged the measured cost of every config it evaluated, so the cost split stays honest). Resumable.
@@ -29,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from etf.common import EtfError, cli_entry  # noqa: E402
+from etf.common import EtfError, atomic_write_json, cli_entry  # noqa: E402
 from supernet.presets import PRESETS  # noqa: E402
 from supernet.space import TABLE1  # noqa: E402
 
@@ -37,6 +40,7 @@ from search import pieces  # noqa: E402
 from search.algorithms import ALGORITHMS, run_search  # noqa: E402
 from search.log import SearchLog, run_id  # noqa: E402
 from search.objective import Budget  # noqa: E402
+from search.report import ReportScorer, fmt_diff  # noqa: E402
 
 VARIANTS = (*ALGORITHMS, "cd@coarse-first", "cd-block@coarse-first", "cd+anchors", "cd+anchors@coarse-first",
             "cd-block+anchors")
@@ -74,8 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=512, help="deployed input side of the predictor")
     p.add_argument("--eval-size", type=int, default=64)
     p.add_argument("--n-calib", type=int, default=4, help="BN recalibration batches of --batch crops")
-    p.add_argument("--n-val", type=int, default=32)
+    p.add_argument("--n-val", type=int, default=32, help="search-split images scored per config")
     p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--report-fraction", type=float, default=0.5, help="share of val images held out for reporting")
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--n-report", type=int, help="report-split images (default all)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the difference interval")
+    p.add_argument("--reference", help="variant the others are compared with [the first of --algos]")
     p.add_argument("--target-ms", type=float, help="default: halfway between predicted TopFormer-Tiny and -Small")
     p.add_argument("--budget", type=int, default=40)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -88,8 +97,13 @@ def main(argv: list[str] | None = None) -> int:
 
     predictor = pieces.load_predictor(args.device, args.size, args.tables, args.predictor)
     latency_fn = pieces.predictor_latency_fn(predictor)
+    if args.reference is not None and args.reference not in args.algos:
+        raise EtfError(f"--reference {args.reference} is not one of --algos")
+    reference = args.reference or args.algos[0]
     evaluator = pieces.load_evaluator(args.supernet, args.data, args.dataset, args.eval_size, args.n_calib,
-                                      args.n_val, args.batch)
+                                      args.n_val, args.batch, args.report_fraction, args.split_seed)
+    reporter = pieces.load_report_evaluator(evaluator, args.data, args.dataset, args.eval_size, args.n_report,
+                                            args.batch, args.report_fraction, args.split_seed)
     tiny, small = (float(v) for v in latency_fn([PRESETS["topformer-tiny"], PRESETS["topformer-small"]]))
     target = args.target_ms if args.target_ms is not None else (tiny + small) / 2
     if target <= 0:
@@ -118,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                  lambda c: float(latency_fn([c])[0])))
             memo.update({r.key: r.accuracy for r in res.records})
             acc_cost = sum(cost.get(r.key, 0.0) for r in res.records)
-            runs.append({"algo": algo, "seed": seed, "best_accuracy": res.best_accuracy,
+            runs.append({"algo": algo, "seed": seed, "best_accuracy": res.best_accuracy, "best": res.best,
                          "best_latency_ms": res.best_latency, "evaluations": res.evaluations,
                          "evals_to_best": res.evals_to_best, "stop": res.stop_reason, "best_key": res.best.key(),
                          "accuracy_cost_s": acc_cost, "predictor_s": res.predictor_seconds,
@@ -128,12 +142,22 @@ def main(argv: list[str] | None = None) -> int:
                   f"{res.evaluations} evals (best at {res.evals_to_best}), stop={res.stop_reason}, "
                   f"{res.fresh_evaluations} computed now", file=sys.stderr)
     thr = predictor_throughput(latency_fn)
+    # held-out: every winner re-scored on the report split; differences paired over the same report images
+    scorer = ReportScorer(reporter, args.bootstrap, 0)
+    ref_best = next(r["best"] for r in runs if r["algo"] == reference and r["seed"] == args.seeds[0])
+    for r in runs:
+        best = r.pop("best")
+        r["report_miou"] = scorer.miou(best)
+        if r["seed"] == args.seeds[0]:
+            r["report_minus_reference"] = scorer.difference(best, ref_best)
     table = []
     for algo in args.algos:
         rs = [r for r in runs if r["algo"] == algo]
-        acc = [r["best_accuracy"] for r in rs]
+        acc = [r["report_miou"] for r in rs]
+        search_acc = [r["best_accuracy"] for r in rs]
         table.append({
-            "algo": algo, "seeds": len(rs), "best_miou_mean": statistics.mean(acc),
+            "algo": algo, "seeds": len(rs), "search_miou_mean": statistics.mean(search_acc),
+            "vs_reference": rs[0]["report_minus_reference"], "best_miou_mean": statistics.mean(acc),
             "best_miou_std": statistics.stdev(acc) if len(acc) > 1 else 0.0, "best_miou_min": min(acc),
             "best_miou_max": max(acc), "evals_to_best": _fmt([r["evals_to_best"] for r in rs], 1),
             "best_pred_ms": _fmt([r["best_latency_ms"] for r in rs]),
@@ -143,15 +167,19 @@ def main(argv: list[str] | None = None) -> int:
         })
     out = sys.stderr if args.json else sys.stdout  # --json: stdout is one JSON object, the table goes to stderr
     print(f"\nsearch at {target:.2f} ms predicted ({args.device}, {args.size}x{args.size}), budget {args.budget} "
-          f"evaluations, seeds {args.seeds}; accuracy = supernet mIoU % on {args.dataset} "
-          f"({args.n_val} val images at {args.eval_size}px after BN recalibration on {args.n_calib}x{args.batch} crops)",
-          file=out)
-    head = (f"{'algo':21s} {'best mIoU mean ± std':>21s} {'min..max':>13s} {'evals-to-best':>14s} {'pred ms':>14s} "
-            f"{'acc-eval s/run':>14s} {'pred s/run':>10s} {'pred calls/run':>14s}")
+          f"evaluations, seeds {args.seeds}; selection on supernet mIoU % on {args.dataset}'s search split "
+          f"({evaluator.images} val images at {args.eval_size}px after BN recalibration on {args.n_calib}x{args.batch} "
+          f"crops); mIoU below = the winners re-scored on the held-out report split ({reporter.images} images); "
+          f"'vs {reference}' = winner - {reference}'s winner, seed {args.seeds[0]}, points [95% paired bootstrap "
+          f"interval over the report images, {args.bootstrap} resamples]", file=out)
+    head = (f"{'algo':21s} {'report mIoU mean ± std':>22s} {'min..max':>13s} {'vs ' + reference + ' [95% CI]':>30s} "
+            f"{'evals-to-best':>14s} {'pred ms':>14s} {'acc-eval s/run':>14s} {'pred s/run':>10s} "
+            f"{'pred calls/run':>14s}")
     print(head, file=out)
     for row in table:
-        print(f"{row['algo']:21s} {row['best_miou_mean']:13.2f} ± {row['best_miou_std']:5.2f} "
-              f"{row['best_miou_min']:6.2f}..{row['best_miou_max']:<6.2f} {row['evals_to_best']:>14s} "
+        print(f"{row['algo']:21s} {row['best_miou_mean']:14.2f} ± {row['best_miou_std']:5.2f} "
+              f"{row['best_miou_min']:6.2f}..{row['best_miou_max']:<6.2f} {fmt_diff(row['vs_reference']):>30s} "
+              f"{row['evals_to_best']:>14s} "
               f"{row['best_pred_ms']:>14s} {row['accuracy_s_per_run']:14.1f} {row['predictor_s_per_run']:10.3f} "
               f"{row['predictor_calls_per_run']:14.0f}", file=out)
     print(f"predictor: {thr['batched_configs_per_s']:,.0f} configs/s batched, {thr['single_calls_per_s']:,.0f} "
@@ -159,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{np.mean(list(cost.values())) if cost else float('nan'):.2f} s/config", file=out)
     result = {"target_ms": target, "pred_tiny_ms": tiny, "pred_small_ms": small, "budget": args.budget,
               "seeds": args.seeds, "table": table, "runs": runs, "predictor_throughput": thr}
-    (args.out / f"bench_search_budget{args.budget}.json").write_text(json.dumps(result, indent=1) + "\n")
+    atomic_write_json(args.out / f"bench_search_budget{args.budget}.json", result)
     if args.json:
         print(json.dumps(result))
     return 0

@@ -42,7 +42,7 @@ def main() -> None:
     print(f"{'subnet':16s} {'params(M)':>9s} {'GFLOPs':>7s} {'supernet ms':>12s} {'static ms':>10s} {'extract ms':>11s}")
     with torch.no_grad():
         for name, cfg in configs.items():
-            net.set_active(cfg)
+            net.set_active_subnet(cfg)
             t0 = time.perf_counter()
             static = net.get_active_subnet()
             extract_ms = (time.perf_counter() - t0) * 1000

@@ -16,8 +16,10 @@ lookups once the parts have been seen.
 """
 from __future__ import annotations
 
+import json
 import math
-import pickle
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -32,13 +34,131 @@ from supernet.space import INJECTION_LEVELS, TABLE1, ArchConfig, StageConfig, Vi
 from supernet.trace import (Grid, Part, grid, head_part, injection_part, pool_part, resize_part, stage_parts,
                             stem_part, transformer_part)
 
-FORMAT_VERSION = 2
+#: Predictor files are JSON: format 3 (2 and before were pickles, which are never loaded; see ``_read_state``).
+FORMAT_VERSION = 3
+#: The ``"etf"`` entry of a predictor file (tells it from other JSON).
+FILE_TAG = "latency-predictor"
 #: Kinds with at least this many measured rows get a gradient-boosting model; fewer: a linear fit on cost.
 MIN_ROWS_FOR_TREES = 12
 
 
+class TreeEnsemble:
+    """A fitted gradient-boosting regressor as plain arrays, evaluated with numpy (no scikit-learn object).
+
+    scikit-learn predicts ``init + sum_t learning_rate * tree_t(x)`` with ``x`` cast to float32 and each tree
+    walked by ``x[feature] <= threshold`` (left) until ``children_left == -1``; the trees are added in order,
+    one after another. :meth:`predict` does the same float operations in the same order, so it equals
+    ``GradientBoostingRegressor.predict`` (bit for bit on x86-64; tests allow 1e-12).
+    """
+
+    def __init__(self, init: float, learning_rate: float, n_features: int,
+                 trees: Sequence[dict[str, Sequence[float]]]):
+        self.init = float(init)
+        self.n_features = int(n_features)
+        self.learning_rate = float(learning_rate)
+        self.trees = [{k: list(t[k]) for k in _TREE_ARRAYS} for t in trees]
+        for t in self.trees:  # a damaged file must fail here, not index out of bounds while predicting
+            m = len(t["value"])
+            if any(len(t[k]) != m for k in _TREE_ARRAYS) or m == 0:
+                raise ValueError("tree arrays of different lengths")
+            kids = np.asarray(t["children_left"] + t["children_right"], dtype=np.int64)
+            if ((kids < -1) | (kids >= m) | (kids == 0)).any():
+                raise ValueError("tree child index out of range")
+            if max(t["feature"]) >= self.n_features:
+                raise ValueError("tree feature index out of range")
+        # all trees in flat arrays (children as flat indices, -1 at leaves): walked at once, level by level
+        sizes = [len(t["value"]) for t in self.trees]
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp) if sizes else np.zeros(0, np.intp)
+        self._roots = offsets
+        cat = (lambda k, dt: np.concatenate([np.asarray(t[k], dtype=dt) for t in self.trees])
+               if self.trees else np.zeros(0, dt))
+        left, right = cat("children_left", np.intp), cat("children_right", np.intp)
+        shift = np.repeat(offsets, sizes)
+        self._left = np.where(left == -1, -1, left + shift)
+        self._right = np.where(right == -1, -1, right + shift)
+        self._feature = np.maximum(cat("feature", np.intp), 0)  # leaves hold -2
+        self._threshold = cat("threshold", np.float64)
+        self._value = cat("value", np.float64)
+
+    @classmethod
+    def from_sklearn(cls, model: Any, x: np.ndarray) -> "TreeEnsemble":
+        """Read a fitted ``GradientBoostingRegressor`` (``x``: its training features, to read the init value)."""
+        init = np.asarray(model._raw_predict_init(np.asarray(x, dtype=np.float32)), dtype=np.float64)
+        if init.shape[1] != 1 or np.ptp(init) != 0.0:
+            raise EtfError("the gradient-boosting init estimator is not a constant: cannot store it as data")
+        trees = []
+        for est in model.estimators_[:, 0]:
+            t = est.tree_
+            if t.value.shape[1:] != (1, 1):
+                raise EtfError("a latency regression tree has more than one output")
+            trees.append({"children_left": t.children_left.tolist(), "children_right": t.children_right.tolist(),
+                          "feature": t.feature.tolist(), "threshold": t.threshold.tolist(),
+                          "value": t.value[:, 0, 0].tolist()})
+        return cls(float(init[0, 0]), float(model.learning_rate), int(model.n_features_in_), trees)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32).astype(np.float64)  # scikit-learn compares float32 features
+        if x.ndim != 2 or x.shape[1] != self.n_features:
+            raise ValueError(f"expected {self.n_features} features, got shape {x.shape}")
+        n, t = x.shape[0], len(self.trees)
+        if t == 0:
+            return np.full(n, self.init)
+        flat = x.ravel()
+        base = (np.arange(n, dtype=np.intp) * x.shape[1])[:, None]
+        node = np.broadcast_to(self._roots, (n, t)).copy()
+        while True:
+            left = self._left[node]
+            inner = left != -1
+            if not inner.any():
+                break
+            go_left = flat[base + self._feature[node]] <= self._threshold[node]
+            node = np.where(inner, np.where(go_left, left, self._right[node]), node)
+        steps = self.learning_rate * self._value[node]
+        # sequential sum in tree order, like scikit-learn's `out += scale * value` (cumsum is not pairwise)
+        return np.cumsum(np.concatenate([np.full((n, 1), self.init), steps], axis=1), axis=1)[:, -1]
+
+    def state(self) -> dict[str, Any]:
+        return {"init": self.init, "learning_rate": self.learning_rate, "n_features": self.n_features,
+                "trees": self.trees}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "TreeEnsemble":
+        return cls(state["init"], state["learning_rate"], state["n_features"], state["trees"])
+
+
+_TREE_ARRAYS = ("children_left", "children_right", "feature", "threshold", "value")
+
+
+class LinearModel:
+    """A fitted ``LinearRegression`` as its coefficients: ``x @ coef + intercept`` (as scikit-learn computes it)."""
+
+    def __init__(self, coef: Sequence[float], intercept: float):
+        self.coef = [float(c) for c in coef]
+        self.intercept = float(intercept)
+        self._coef = np.asarray(self.coef, dtype=np.float64)
+
+    @classmethod
+    def from_sklearn(cls, model: Any) -> "LinearModel":
+        return cls(np.ravel(model.coef_).tolist(), float(model.intercept_))
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, dtype=np.float64) @ self._coef + self.intercept
+
+    def state(self) -> dict[str, Any]:
+        return {"coef": self.coef, "intercept": self.intercept}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "LinearModel":
+        return cls(state["coef"], state["intercept"])
+
+
 class KindModel:
-    """The latency model of one operator kind: lookup of measured keys, regressor for the rest."""
+    """The latency model of one operator kind: lookup of measured keys, regressor for the rest.
+
+    Fitted with scikit-learn, then kept as plain numbers (:class:`TreeEnsemble` / :class:`LinearModel`), which
+    is what predicts and what is saved; ``estimator`` is the scikit-learn object of a fresh fit (never saved,
+    ``None`` after loading).
+    """
 
     def __init__(self, kind: str, keys: Sequence[str], ms: Sequence[float], seed: int = 0):
         from sklearn.ensemble import GradientBoostingRegressor
@@ -49,14 +169,18 @@ class KindModel:
         ops = [parse_key(k) for k in keys]
         y = np.log(np.asarray(ms, dtype=float))
         self.n = len(ops)
+        self.constant: float | None = None
+        self.model: TreeEnsemble | LinearModel | None
         if self.n >= MIN_ROWS_FOR_TREES:
             x = np.array([log_features(o) for o in ops])
-            self.model = GradientBoostingRegressor(n_estimators=400, max_depth=3, learning_rate=0.05,
-                                                   subsample=0.9, random_state=seed).fit(x, y)
+            self.estimator = GradientBoostingRegressor(n_estimators=400, max_depth=3, learning_rate=0.05,
+                                                       subsample=0.9, random_state=seed).fit(x, y)
+            self.model = TreeEnsemble.from_sklearn(self.estimator, x)
             self.mode = "trees"
         else:
             x = np.array([[float(o.features()[-1])] for o in ops])
-            self.model = LinearRegression(positive=True).fit(x, np.exp(y)) if self.n >= 2 else None
+            self.estimator = LinearRegression(positive=True).fit(x, np.exp(y)) if self.n >= 2 else None
+            self.model = LinearModel.from_sklearn(self.estimator) if self.estimator is not None else None
             self.mode = "linear" if self.n >= 2 else "constant"
             self.constant = float(np.exp(y).mean())
 
@@ -81,6 +205,29 @@ class KindModel:
                 pred = np.full(len(rest), self.constant)
             out[todo] = pred
         return out
+
+    # -- persistence (plain JSON-able data) ---------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {"kind": self.kind, "n": self.n, "mode": self.mode, "constant": self.constant,
+                "lookup": self.lookup, "model": None if self.model is None else self.model.state()}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "KindModel":
+        self = cls.__new__(cls)
+        self.kind, self.n, self.mode = str(state["kind"]), int(state["n"]), str(state["mode"])
+        self.constant = None if state["constant"] is None else float(state["constant"])
+        self.lookup = {str(k): float(v) for k, v in state["lookup"].items()}
+        self.estimator = None
+        model = state["model"]
+        if self.mode == "trees":
+            self.model = TreeEnsemble.from_state(model)
+        elif self.mode == "linear":
+            self.model = LinearModel.from_state(model)
+        elif self.mode == "constant" and self.constant is not None:
+            self.model = None
+        else:
+            raise ValueError(f"unknown kind model mode {self.mode!r}")
+        return self
 
 
 def _ratio_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -256,36 +403,44 @@ class LatencyPredictor:
         return np.asarray(self.correction(self.operator_sum_many(cfgs)), dtype=float)
 
     # -- persistence ------------------------------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Write the predictor (pickle, with device/size/fingerprint) atomically."""
-        import os
+    def state(self) -> dict[str, Any]:
+        """Everything the predictor is, as JSON-able data (numbers, strings, lists, dicts): no pickled objects."""
+        c = self.correction
+        return {"etf": FILE_TAG, "format": FORMAT_VERSION, "device": self.device, "size": self.size,
+                "fingerprint": self.fingerprint, "ref_nominal": self.ref_nominal, "num_classes": self.num_classes,
+                "correction": {"a": c.a, "b": c.b, "n": c.n, "form": c.form}, "info": self.info,
+                "kinds": {k: m.state() for k, m in self.kinds.items()}}
 
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "LatencyPredictor":
+        c = state["correction"]
+        return cls(str(state["device"]), int(state["size"]), str(state["fingerprint"]),
+                   {str(k): KindModel.from_state(m) for k, m in state["kinds"].items()},
+                   Correction(float(c["a"]), float(c["b"]), int(c["n"]), str(c["form"])),
+                   float(state["ref_nominal"]), int(state["num_classes"]), dict(state["info"]))
+
+    def save(self, path: str | Path) -> Path:
+        """Write the predictor as JSON (format :data:`FORMAT_VERSION`, with device/size/fingerprint) atomically."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        state = {"format": FORMAT_VERSION, "device": self.device, "size": self.size, "fingerprint": self.fingerprint,
-                 "kinds": self.kinds, "correction": self.correction, "ref_nominal": self.ref_nominal,
-                 "num_classes": self.num_classes, "info": self.info}
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
+        _write_text_atomic(path, json.dumps(self.state(), separators=(",", ":")))
         return path
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None, size: int | None = None) -> "LatencyPredictor":
-        """Read a saved predictor; with ``device``/``size`` given, a predictor for another one is an EtfError."""
+        """Read a saved predictor; with ``device``/``size`` given, a predictor for another one is an EtfError.
+
+        Only JSON of :data:`FORMAT_VERSION` is read; a pickle (format 2, etf before JSON) is never unpickled:
+        it raises :class:`OldPredictorFile`, anything else unreadable an :class:`EtfError` (one line each).
+        """
         path = Path(path)
         if not path.exists():
             raise EtfError(f"predictor file not found: {path}")
+        state = _read_state(path)
         try:
-            with open(path, "rb") as fh:
-                state = pickle.load(fh)
-        except Exception as exc:  # unpickling garbage raises many types
-            raise EtfError(f"{path} is not a latency predictor file ({type(exc).__name__})") from None
-        if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
-            raise EtfError(f"{path} is not a latency predictor file of format {FORMAT_VERSION}")
-        pred = cls(state["device"], state["size"], state["fingerprint"], state["kinds"], state["correction"],
-                   state["ref_nominal"], state["num_classes"], state["info"])
+            pred = cls.from_state(state)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise EtfError(f"{path} is a damaged latency predictor file ({type(exc).__name__}: {exc})"
+                           .splitlines()[0]) from None
         pred.check_for(device, size, source=str(path))
         return pred
 
@@ -328,24 +483,78 @@ def _check_rows(df: pd.DataFrame, device: str, size: int, what: str) -> None:
 
 
 def predictor_path(tables_dir: str | Path, device: str, size: int) -> Path:
+    return tbl.table_stem(tables_dir, device, size).with_suffix(".predictor.json")
+
+
+def _legacy_predictor_path(tables_dir: str | Path, device: str, size: int) -> Path:
+    """Where etf before format 3 cached the (pickled) predictor: never read, only noticed."""
     return tbl.table_stem(tables_dir, device, size).with_suffix(".predictor.pkl")
 
 
+class OldPredictorFile(EtfError):
+    """A predictor file saved by an older etf (a pickle): not loaded, refit from the table instead."""
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    """The JSON state of a predictor file; a pickle or any other file raises a one-line EtfError (never unpickled)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise EtfError(f"cannot read predictor file {path}: {exc.strerror or type(exc).__name__}") from None
+    if raw[:1] == b"\x80":  # pickle protocol >= 2: what etf wrote up to format 2
+        raise OldPredictorFile(f"{path} was saved by an older etf (pickle) and is not loaded (a pickle can run "
+                               f"code): delete it; etf-predict --device D --size S refits from the table")
+    try:
+        state = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise EtfError(f"{path} is not a latency predictor file (not JSON)") from None
+    if not isinstance(state, dict) or state.get("etf") != FILE_TAG:
+        raise EtfError(f"{path} is not a latency predictor file (JSON without \"etf\": \"{FILE_TAG}\")")
+    fmt = state.get("format")
+    if fmt != FORMAT_VERSION:
+        raise EtfError(f"{path} is a latency predictor file of format {fmt!r}; this etf reads format "
+                       f"{FORMAT_VERSION}: delete it, etf-predict refits from the table")
+    return state
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same folder, fsync, then ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def load_for_device(device_name: str, size: int = 512, tables_dir: str | Path = "tables") -> LatencyPredictor:
-    """The predictor of ``device_name`` at ``size``: loaded if fitted on the current table, else fitted and saved."""
+    """The predictor of ``device_name`` at ``size``: loaded if fitted on the current table, else fitted and saved.
+
+    A file saved by an older etf (a pickle, at this path or at the old ``.predictor.pkl`` one) is not read:
+    the predictor is refitted from the table, with one line on stderr saying so.
+    """
     ops_file = tbl.ops_path(tables_dir, device_name, size)
     if not ops_file.exists():
         raise EtfError(f"no latency table for device {device_name} at size {size}: run etf-profile --device "
                        f"{device_name} --size {size} first (looked for {ops_file})")
     fp = tbl.fingerprint(tables_dir, device_name, size)
     ppath = predictor_path(tables_dir, device_name, size)
+    old: Path | None = None
     if ppath.exists():
         try:
             pred = LatencyPredictor.load(ppath, device_name, size)
             if pred.fingerprint == fp:
                 return pred
+        except OldPredictorFile:
+            old = ppath
         except EtfError:
             pass  # stale or foreign file: refit below
+    elif _legacy_predictor_path(tables_dir, device_name, size).exists():
+        old = _legacy_predictor_path(tables_dir, device_name, size)
     ops = tbl.read_ops(tables_dir, device_name, size)
     e2e = tbl.read_e2e(tables_dir, device_name, size)
     pred = LatencyPredictor.fit(ops, e2e, device_name, size, fp)
@@ -355,6 +564,9 @@ def load_for_device(device_name: str, size: int = 512, tables_dir: str | Path = 
         pred.info["table_reduced"] = bool(m.get("reduced", True))
         pred.info["table_reduced_reasons"] = m.get("reduced_reasons", [])
     pred.save(ppath)
+    if old is not None:
+        print(f"etf: {old} was saved by an older etf (pickle); refitted from the table"
+              + (f" into {ppath}" if old != ppath else ""), file=sys.stderr)
     return pred
 
 

@@ -52,10 +52,8 @@ def correction_subnets(n: int) -> list[tuple[int | None, "ArchConfig"]]:
 
 def get_device(name: str):
     """The device layer's device called ``name`` (``android_bench.device_config.resolve_device``)."""
-    try:
-        from android_bench.device_config import resolve_device
-    except ImportError:
-        raise EtfError("the device layer android_bench (branch bench) is not available; merge it first") from None
+    from android_bench.device_config import resolve_device
+
     return resolve_device(name)
 
 

@@ -8,7 +8,7 @@ Stages (each skipped when its artefact exists, so a rerun resumes):
   5. measure TopFormer-Tiny and -Small end to end (TFLite, this CPU) -> OUT/presets/*/model.tflite
   6. search at a target between their measured latencies, export, re-benchmark -> OUT/search
   7. search at each preset's measured latency (the preset comparison) -> OUT/search_at_tiny, OUT/search_at_small
-  8. print the final table and where every artefact is.
+  8. print the final table (held-out report-split mIoU with bootstrap intervals) and where every artefact is.
 ``--quick`` is a tiny version for the end-to-end test (a few minutes). Full run: within 45 min on 2 cores.
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ from supernet.size import model_size
 
 from search import pieces
 from search.pipeline import SearchJob, run_job
+from search.report import ReportScorer, fmt_diff
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,8 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
     t = st.start("measure TopFormer-Tiny and -Small end to end on this CPU (TFLite)")
     device = pieces.resolve(device_name)
     evaluator = pieces.load_evaluator(ckpt, data, "synthetic", scale.eval_size, scale.n_calib, scale.n_val, 8)
-    num_classes = pieces.evaluator_num_classes(evaluator)
+    reporter = pieces.load_report_evaluator(evaluator, data, "synthetic", scale.eval_size, None, 8)
+    num_classes = evaluator.num_classes
     # latency of the deployed network the predictor models (its class count, e.g. 150 as on ADE20K); weights
     # do not change latency, so the presets are timed with random weights
     latency_classes = pieces.predictor_num_classes(predictor, num_classes)
@@ -209,7 +211,7 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
                   dataset="synthetic", eval_size=scale.eval_size, n_calib=scale.n_calib, n_val=scale.n_val, batch=8,
                   size=scale.deploy_size, runs=scale.bench_runs, warmup=3)
     main_summary = run_job(SearchJob(out=out / "search", target=target, budget=scale.budget, **common),
-                           evaluator=evaluator, predictor=predictor, device=device)
+                           evaluator=evaluator, predictor=predictor, device=device, reporter=reporter)
     st.done(t, "search (best.json, search_log.csv, pareto.png, model.tflite)", out / "search")
 
     # 7. at each preset's measured latency
@@ -221,7 +223,7 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
             try:
                 compare[name] = run_job(SearchJob(out=out / f"search_at_{short}", target=round(ms, 2),
                                                   budget=scale.compare_budget, **common),
-                                        evaluator=evaluator, predictor=predictor, device=device)
+                                        evaluator=evaluator, predictor=predictor, device=device, reporter=reporter)
             except EtfError as exc:  # e.g. the predictor puts the whole space above the preset's measured latency
                 print(f"      NOT RUN at {name}'s {ms:.2f} ms: {exc}", flush=True)
                 compare[name] = {"error": str(exc), "target": round(ms, 2)}
@@ -233,39 +235,43 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
             compare[f"{name} (pred)"] = run_job(
                 SearchJob(out=out / f"search_at_{short}_predicted", target=round(pred_ms, 2) + 0.01,
                           budget=scale.compare_budget, export=False, **common),
-                evaluator=evaluator, predictor=predictor, device=device)
+                evaluator=evaluator, predictor=predictor, device=device, reporter=reporter)
         for name, summary in compare.items():
             if "error" not in summary:
                 st.done(t, f"comparison search at {name}'s latency", summary["out"])
     else:
         print("      skipped in --quick (budget 0)")
 
-    # 8. the table
+    # 8. the table: held-out (report split) mIoU only; the searches selected on the search split
     st.start("results")
+    scorer = ReportScorer(reporter)
     rows = []
     for name in ("topformer-tiny", "topformer-small"):
         cfg = PRESETS[name]
         rows.append({"model": name, "target_ms": None, "predicted_ms": float(predict([cfg])[0]),
                      "measured_ms": measured[name], "gflops": model_size(cfg, scale.deploy_size, num_classes).flops / 1e9,
-                     "miou": float(evaluator.evaluate(cfg))})
+                     "miou": scorer.miou(cfg), "vs": None})
         if name in compare and "error" not in compare[name]:
-            rows.append(_search_row(f"searched @ {name.split('-')[1]} meas.", compare[name]))
+            rows.append(_search_row(f"searched @ {name.split('-')[1]} meas.", compare[name], name))
         elif name in compare:
             print(f"  (no searched row at {name}'s measured latency: {compare[name]['error']})")
         if f"{name} (pred)" in compare:
-            rows.append(_search_row(f"searched @ {name.split('-')[1]} pred.", compare[f"{name} (pred)"]))
-    rows.append(_search_row("searched @ mid meas.", main_summary))
-    print(f"supernet mIoU on the synthetic val subset ({scale.n_val} images at {scale.eval_size}px after BN "
-          f"recalibration); latency on {device_name} at {scale.deploy_size}x{scale.deploy_size}, TFLite")
+            rows.append(_search_row(f"searched @ {name.split('-')[1]} pred.", compare[f"{name} (pred)"], name))
+    rows.append(_search_row("searched @ mid meas.", main_summary, "topformer-tiny"))
+    print(f"mIoU: supernet mIoU on the held-out report split of the synthetic val set ({reporter.images} images the "
+          f"searches never saw, {scale.eval_size}px, BN recalibrated); 'vs preset': searched - preset in points with "
+          f"its 95% paired bootstrap interval over those images. Latency on {device_name} at "
+          f"{scale.deploy_size}x{scale.deploy_size}, TFLite")
     print(f"{'model':22s} {'target ms':>9s} {'pred ms':>8s} {'meas ms':>8s} {'vs target':>9s} {'GFLOPs':>7s} "
-          f"{'mIoU %':>7s}")
+          f"{'mIoU %':>7s}  {'vs preset [95% CI]':>32s}")
     for r in rows:
         vs = (f"{100 * (r['measured_ms'] - r['target_ms']) / r['target_ms']:+.1f}%"
               if r["target_ms"] and r["measured_ms"] is not None else "")
         target_txt = f"{r['target_ms']:9.2f}" if r["target_ms"] else f"{'-':>9s}"
+        cmp_txt = f"{fmt_diff(r['vs']['winner_minus_ref'])} vs {r['vs']['ref'].split('-')[1]}" if r["vs"] else ""
         print(f"{r['model']:22s} {target_txt} {r['predicted_ms']:8.2f} "
               f"{r['measured_ms'] if r['measured_ms'] is not None else float('nan'):8.2f} {vs:>9s} "
-              f"{r['gflops']:7.3f} {r['miou']:7.2f}")
+              f"{r['gflops']:7.3f} {r['miou']:7.2f}  {cmp_txt:>32s}")
     print("\nartefacts:")
     for what, path in st.artefacts:
         print(f"  {what:60s} {path}")
@@ -276,6 +282,10 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
     return result
 
 
-def _search_row(label: str, s: dict[str, Any]) -> dict[str, Any]:
+def _search_row(label: str, s: dict[str, Any], ref: str) -> dict[str, Any]:
+    """A searched winner's row: its report-split mIoU and its difference from preset ``ref`` (the search's own,
+    optimistic, score is kept as ``search_miou``)."""
+    rep = s["report"]
     return {"model": label, "target_ms": s["target"], "predicted_ms": s["best_predicted_ms"],
-            "measured_ms": s.get("measured_ms"), "gflops": s["best_gflops"], "miou": s["best_accuracy"]}
+            "measured_ms": s.get("measured_ms"), "gflops": s["best_gflops"], "miou": rep["winner"]["miou"],
+            "search_miou": s["best_accuracy"], "vs": {"ref": ref, **rep["refs"][ref]}}

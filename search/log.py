@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -145,10 +144,6 @@ class SearchLog:
 def run_id(algo: str, target: float, unit: str, seed: int, budget: int | None) -> str:
     """The name of one search run inside a log (rows of a rerun of the same run are not duplicated)."""
     return f"{algo}:{target:g}{unit}:seed{seed}:budget{budget if budget is not None else 'inf'}"
-
-
-def dumps_meta(meta: dict) -> str:
-    return json.dumps(meta, indent=1, sort_keys=True)
 
 
 __all__ = ["COLUMNS", "LogRow", "read_log", "accuracy_cache", "SearchLog", "run_id"]

@@ -1,14 +1,15 @@
 """The parts the search consumes from the rest of the project, behind one small adapter each.
 
 Latency predictor (``latency.predictor``), supernet accuracy evaluator (``supernet.evaluation.evaluator``), subnet export
-(``android_bench.export.convert``) and devices (``android_bench``). Each adapter turns a missing file, device or module into a
-one-line :class:`EtfError`, so the CLI and the demo fail cleanly before doing costly work.
+(``android_bench.export.convert``) and devices (``android_bench``). Each adapter turns a missing file or an unknown
+device into a one-line :class:`EtfError`, so the CLI and the demo fail cleanly before doing costly work. The heavy
+modules are imported inside the adapters, so importing the search stays fast.
 """
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
@@ -19,19 +20,13 @@ from supernet.space import ArchConfig
 from search.objective import AccuracyFn, LatencyFn
 
 
-def _missing(piece: str, module: str, exc: Exception) -> EtfError:
-    return EtfError(f"{piece} is not available in this checkout ({module}: {exc}); merge the branch that provides it")
-
-
 # -- latency ------------------------------------------------------------------------------------------------
 
 
 def load_predictor(device: str, size: int, tables_dir: str | Path = "tables", path: str | Path | None = None) -> Any:
     """The fitted latency predictor for ``device`` at ``size`` (or the one saved at ``path``)."""
-    try:
-        from latency.predictor import LatencyPredictor, load_for_device
-    except ImportError as exc:
-        raise _missing("the latency predictor", "latency.predictor", exc) from None
+    from latency.predictor import LatencyPredictor, load_for_device
+
     if path is not None:
         if not Path(path).exists():
             raise EtfError(f"latency predictor file not found: {path}")
@@ -46,7 +41,7 @@ def predictor_latency_fn(predictor: Any) -> LatencyFn:
 
 def predictor_num_classes(predictor: Any, default: int) -> int:
     """The class count of the deployed head the predictor models (``default`` without a predictor)."""
-    return int(getattr(predictor, "num_classes", default)) if predictor is not None else default
+    return int(predictor.num_classes) if predictor is not None else default
 
 
 def gflops_fn(size: int, num_classes: int) -> LatencyFn:
@@ -58,18 +53,30 @@ def gflops_fn(size: int, num_classes: int) -> LatencyFn:
 
 
 def load_evaluator(checkpoint: str | Path, data_root: str | Path, dataset: str, size: int, n_calib: int, n_val: int,
-                   batch: int) -> Any:
+                   batch: int, report_fraction: float = 0.5, split_seed: int = 0) -> Any:
     """A ``SubnetEvaluator`` (mIoU % after BN recalibration, cached) over the trained supernet: ``n_calib``
-    calibration batches of ``batch`` training crops, the first ``n_val`` validation images, side ``size``."""
+    calibration batches of ``batch`` training crops, the first ``n_val`` images of the validation set's
+    ``search`` split (``report_fraction`` of the images, chosen by a seeded hash of their ids, are held out for
+    :func:`load_report_evaluator`), side ``size``."""
     if not Path(checkpoint).is_file():
         raise EtfError(f"supernet checkpoint not found: {checkpoint}")
     if not Path(data_root).exists():
         raise EtfError(f"dataset folder not found: {data_root}")
-    try:
-        from supernet.evaluation.evaluator import SubnetEvaluator
-    except ImportError as exc:
-        raise _missing("the supernet evaluator", "supernet.evaluation.evaluator", exc) from None
-    return SubnetEvaluator.from_checkpoint(checkpoint, data_root, dataset, size, n_calib, n_val, batch)
+    from supernet.evaluation.evaluator import SubnetEvaluator
+
+    return SubnetEvaluator.from_checkpoint(checkpoint, data_root, dataset, size, n_calib, n_val, batch,
+                                           split="search", report_fraction=report_fraction, split_seed=split_seed)
+
+
+def load_report_evaluator(evaluator: Any, data_root: str | Path, dataset: str, size: int, n_report: int | None,
+                          batch: int, report_fraction: float = 0.5, split_seed: int = 0) -> Any:
+    """An evaluator on the held-out ``report`` split (first ``n_report`` images, all when None) sharing the
+    search evaluator's supernet and calibration batches, so both score a config with the same BN statistics."""
+    from supernet.evaluation.evaluator import SubnetEvaluator
+
+    return SubnetEvaluator.on_split(evaluator.supernet, evaluator.calib_batches, data_root, dataset, size, n_report,
+                                    batch, evaluator.device, split="report", report_fraction=report_fraction,
+                                    split_seed=split_seed)
 
 
 def evaluator_accuracy_fn(evaluator: Any) -> AccuracyFn:
@@ -85,31 +92,20 @@ def evaluator_accuracy_fn(evaluator: Any) -> AccuracyFn:
     return accuracy
 
 
-def evaluator_num_classes(evaluator: Any, default: int = 150) -> int:
-    return int(getattr(evaluator, "num_classes", default))
-
-
 # -- export and device --------------------------------------------------------------------------------------
 
 
 def subnet_weights(cfg: ArchConfig, evaluator: Any, path: str | Path) -> Path:
-    """Save the static subnet ``cfg`` of the evaluator's supernet, with BN recalibrated exactly as for its mIoU,
-    as ``{"model": state_dict, "num_classes": n}`` (tensors only, so ``torch.load(weights_only=True)`` reads it)."""
+    """Save the static subnet ``cfg`` of the evaluator's supernet, with BN recalibrated exactly as for its mIoU
+    (``SubnetEvaluator.recalibrated_subnet``), as ``{"model": state_dict, "num_classes": n}`` (tensors only, so
+    ``torch.load(weights_only=True)`` reads it)."""
     import torch
 
-    from supernet.evaluation.calibration import recalibrate_bn
-
-    net = evaluator.supernet
-    net.set_active(cfg)
-    try:
-        if evaluator.calib_batches:
-            recalibrate_bn(net, evaluator.calib_batches, device=evaluator.device)
-        sub = net.get_active_subnet(cfg)
-    finally:
-        evaluator.restore_bn()
+    sub = evaluator.recalibrated_subnet(cfg)
     path = Path(path)
     with atomic_open(path, "wb") as fh:
-        torch.save({"model": sub.state_dict(), "num_classes": int(evaluator.num_classes)}, fh)
+        torch.save({"model": sub.state_dict(), "num_classes": int(evaluator.num_classes),
+                    "bn_recalibrated": bool(evaluator.calib_batches)}, fh)
     return path
 
 
@@ -119,10 +115,8 @@ def export_winner(cfg: ArchConfig, out_dir: str | Path, size: int, evaluator: An
     (``android_bench.export.convert.export_subnet``: fidelity-checked, atomic), with the weights the search scored: the subnet
     extracted from the evaluator's supernet after BN recalibration (``out_dir/subnet.pt``); random weights
     without an evaluator (latency does not depend on them)."""
-    try:
-        from android_bench.export.convert import export_subnet
-    except ImportError as exc:
-        raise _missing("subnet export", "android_bench.export.convert.export_subnet", exc) from None
+    from android_bench.export.convert import export_subnet
+
     weights = subnet_weights(cfg, evaluator, Path(out_dir) / "subnet.pt") if evaluator is not None else None
     res = export_subnet(cfg, out_dir, size, weights=weights, num_classes=num_classes, onnx=False, progress=progress)
     return Path(res.files["tflite"])
@@ -130,10 +124,8 @@ def export_winner(cfg: ArchConfig, out_dir: str | Path, size: int, evaluator: An
 
 def resolve(device: str) -> Any:
     """The ``android_bench`` device called ``device`` (unknown names: one-line EtfError)."""
-    try:
-        from android_bench.device_config import resolve_device
-    except ImportError as exc:
-        raise _missing("device benchmarking", "android_bench.device_config", exc) from None
+    from android_bench.device_config import resolve_device
+
     return resolve_device(device)
 
 
@@ -141,7 +133,3 @@ def measure(device: Any, model: str | Path, runs: int, warmup: int, threads: int
     """Benchmark one exported model on ``device``; returns its ``BenchStats``."""
     return device.benchmark(model, runs=runs, warmup=warmup, threads=threads)
 
-
-def measure_many(device: Any, models: Sequence[str | Path], runs: int, warmup: int, threads: int | None,
-                 progress: Callable | None = None) -> list[Any]:
-    return device.benchmark_many(list(models), runs=runs, warmup=warmup, threads=threads, progress=progress)

@@ -1,7 +1,11 @@
-"""One search job end to end: constraint, accuracy signal, reference presets, search, log, plot, export, re-benchmark.
+"""One search job end to end: constraint, accuracy signal, reference presets, search, log, plot, export, re-benchmark,
+and the held-out report.
 
 ``etf-search`` is a thin CLI over :func:`run_job`; the demo calls it too, handing in pieces it already loaded.
 Outputs in ``job.out``: ``best.json``, ``search_log.csv``, ``pareto.png``, ``summary.json``, ``model.tflite``.
+The accuracy signal scores the validation set's ``search`` split; the winner and the presets are then re-scored on
+the ``report`` split the search never saw (``summary.json["report"]``, with bootstrap intervals on the
+differences); the split, with its image ids, is recorded in ``search_meta.json``.
 A rerun with the same settings resumes: logged evaluations are replayed from the log, finished steps are kept.
 """
 from __future__ import annotations
@@ -23,6 +27,7 @@ from search.coordinate_descent import find_start
 from search.log import SearchLog, run_id
 from search.objective import Budget, EvalRecord, Objective
 from search.pareto import plot_pareto
+from search.report import ReportScorer, compare_on_report, report_lines
 
 #: The measured latency of the winner should be within this fraction above the target (the issue's +5%).
 MEASURED_TOLERANCE = 0.05
@@ -49,8 +54,12 @@ class SearchJob:
     dataset: str = "synthetic"
     eval_size: int = 64
     n_calib: int = 4  # BN recalibration batches (of ``batch`` training crops)
-    n_val: int = 32
+    n_val: int = 32  # images of the search split scored per config
     batch: int = 16
+    report_fraction: float = 0.5  # share of the validation images held out for the report split
+    split_seed: int = 0
+    n_report: int | None = None  # report-split images re-scored (None: all)
+    bootstrap: int = 1000  # resamples of the bootstrap interval on report-split differences
     size: int = 512  # input side of the deployed model: latency, FLOPs, export and benchmark
     export: bool = True
     runs: int = 30
@@ -66,13 +75,16 @@ class SearchJob:
 CALIB_SEED = 0
 #: The code that computes a subnet's accuracy: a change to it changes the scores in the log.
 ACCURACY_SOURCES = ("supernet.model", "supernet.elastic", "supernet.topformer", "supernet.evaluation.evaluator",
-                    "supernet.evaluation.calibration", "supernet.evaluation.metrics", "supernet.data.datasets")
+                    "supernet.recalibration", "supernet.evaluation.split", "supernet.evaluation.metrics",
+                    "supernet.data.datasets")
 
 
-def _accuracy_settings(job: SearchJob) -> dict[str, Any]:
+def _accuracy_settings(job: SearchJob, evaluator: Any = None) -> dict[str, Any]:
     """Everything a logged accuracy depends on (the search log's cache key): a log made with other settings is
     never replayed. The supernet is identified by its bytes (a retrained checkpoint at the same path and size
-    is another supernet), the data by every file's path, size and mtime, the scoring code by its source."""
+    is another supernet), the data by every file's path, size and mtime, the scoring code by its source; the
+    search/report split of the validation images (seed, fraction, ids and their sha256) comes from the
+    evaluator."""
     from etf.fingerprint import file_digest, source_digest, tree_fingerprint
 
     ckpt = Path(job.supernet) if job.supernet else None
@@ -82,7 +94,8 @@ def _accuracy_settings(job: SearchJob) -> dict[str, Any]:
             "data": str(data.resolve()) if data else None,
             "data_fingerprint": tree_fingerprint(data) if data and data.is_dir() else None,
             "dataset": job.dataset, "eval_size": job.eval_size, "n_calib": job.n_calib, "n_val": job.n_val,
-            "batch": job.batch, "calib_seed": CALIB_SEED, "accuracy_code": source_digest(ACCURACY_SOURCES)[:16]}
+            "batch": job.batch, "calib_seed": CALIB_SEED, "accuracy_code": source_digest(ACCURACY_SOURCES)[:16],
+            "val_split": getattr(evaluator, "split_record", None)}
 
 
 def _check_meta(out: Path, settings: dict[str, Any]) -> None:
@@ -130,8 +143,16 @@ class _Progress:
 
 
 def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, device: Any = None,
-            say: Callable[[str], None] = print, progress: bool = True) -> dict[str, Any]:
-    """Run the search job; returns the summary (also written to ``job.out/summary.json``)."""
+            say: Callable[[str], None] = print, progress: bool = True, reporter: Any = None) -> dict[str, Any]:
+    """Run the search job; returns the summary (also written to ``job.out/summary.json``).
+
+    ``evaluator`` scores the search split; ``reporter`` (an evaluator on the report split, built from ``job.data``
+    when None and ``job.data`` is set) re-scores the winner and the presets for ``summary["report"]``."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise EtfError("etf-search is not rank-aware yet (every rank would write the log and benchmark the winner): "
+                       "run it as one process; SubnetEvaluator itself shards images under torchrun")
     if job.algo not in ALGORITHMS:
         raise EtfError(f"unknown search algorithm {job.algo!r}; use one of {', '.join(ALGORITHMS)}")
     if job.target <= 0:
@@ -167,14 +188,14 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
         if job.supernet is None or job.data is None:
             raise EtfError("give --supernet CKPT and --data PATH (the accuracy signal is the supernet's mIoU)")
         evaluator = pieces.load_evaluator(job.supernet, job.data, job.dataset, job.eval_size, job.n_calib, job.n_val,
-                                          job.batch)
-    num_classes = pieces.evaluator_num_classes(evaluator)
+                                          job.batch, job.report_fraction, job.split_seed)
+    num_classes = evaluator.num_classes
     if job.unit == "GFLOPs":
         constraint = pieces.gflops_fn(job.size, num_classes)
     accuracy = pieces.evaluator_accuracy_fn(evaluator)
 
     out.mkdir(parents=True, exist_ok=True)
-    _check_meta(out, _accuracy_settings(job))
+    _check_meta(out, _accuracy_settings(job, evaluator))
     log = SearchLog(out / "search_log.csv")
     ms_of = (lambda c: float(predict_ms([c])[0])) if predict_ms is not None else (lambda c: None)
     gflops_of = lambda c: model_size(c, job.size, num_classes).flops / 1e9  # noqa: E731
@@ -214,7 +235,7 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
             "presets": refs, "job": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(job).items()},
         }
         say(f"best ({label}, {result.evaluations} evaluations, stop: {result.stop_reason}): "
-            f"mIoU {result.best_accuracy:.2f} %, predicted "
+            f"search-split mIoU {result.best_accuracy:.2f} % (the selection score, optimistic), predicted "
             + (f"{summary['best_predicted_ms']:.2f} ms" if summary["best_predicted_ms"] is not None else "n/a")
             + f", {summary['best_gflops']:.3f} GFLOPs @ {job.size} -> {out / 'best.json'}")
         say(f"search cost: {result.wall_seconds:.1f} s wall, {result.accuracy_seconds:.1f} s accuracy evaluations "
@@ -237,6 +258,15 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
             f"searching again under {search_target:.3f} ms predicted (refinement {len(refinements)} of {job.refine}, "
             f"evaluated configs are replayed from the log)")
     summary["refinements"] = refinements
+    if reporter is None and job.data is not None:
+        reporter = pieces.load_report_evaluator(evaluator, job.data, job.dataset, job.eval_size, job.n_report,
+                                                job.batch, job.report_fraction, job.split_seed)
+    if reporter is not None:
+        say("re-scoring the winner and the presets on the held-out report split ...")
+        summary["report"] = compare_on_report(ReportScorer(reporter, job.bootstrap, job.seed), best, PRESETS,
+                                              result.best_accuracy)
+        for line in report_lines(summary["report"], {n: r["feasible"] for n, r in refs.items()} or None):
+            say(line)
     atomic_write_json(out / "summary.json", summary)
     return summary
 

@@ -24,11 +24,6 @@ def take(t: torch.Tensor, dim: int, sel: Sel) -> torch.Tensor:
     return t.index_select(dim, sel)
 
 
-def sel_len(sel: Sel) -> int:
-    """Number of channels a selection picks."""
-    return sel if isinstance(sel, int) else int(sel.numel())
-
-
 @lru_cache(maxsize=4096)
 def per_head_index(heads: int, dim: int, dim_max: int) -> torch.Tensor:
     """Channel indices of the first ``dim`` channels of each of the first ``heads`` heads, in a layout that

@@ -1,7 +1,9 @@
 """The weight-sharing TopFormer supernet over the search space (Once-for-All style API).
 
     net = TopFormerSupernet(num_classes=150)
-    net.set_active(cfg)                 # any ArchConfig of the space
+    net.set_active_subnet(cfg)          # any ArchConfig of the space (or set_max_net / set_min_net /
+                                        # sample_active_subnet(rng)); get_active_net_config() reads it
+    net.set_running_statistics(batches) # BN recalibration of the active subnet
     logits = net(images)                # (N, classes, H/8, W/8), computed by the active subnet
     static = net.get_active_subnet()    # a plain supernet.topformer.TopFormer with copied weights
 
@@ -13,6 +15,7 @@ each pyramid stage's segment; depth takes the first blocks of a stage.
 from __future__ import annotations
 
 import random
+from typing import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -163,20 +166,33 @@ class TopFormerSupernet(nn.Module):
         self.active: ArchConfig = big
 
     # -- choosing the active subnet ------------------------------------------------------------------------
-    def set_active(self, cfg: ArchConfig) -> ArchConfig:
+    def set_active_subnet(self, cfg: ArchConfig) -> ArchConfig:
         """Make ``cfg`` (validated against the space) the subnet that ``forward`` computes."""
         self.active = self.space.validate(cfg)
         return self.active
 
-    def set_max(self) -> ArchConfig:
-        return self.set_active(self.space.max_config())
+    def set_max_net(self) -> ArchConfig:
+        """Make the largest subnet of the space active."""
+        return self.set_active_subnet(self.space.max_config())
 
-    def set_min(self) -> ArchConfig:
-        return self.set_active(self.space.min_config())
+    def set_min_net(self) -> ArchConfig:
+        """Make the smallest subnet of the space active."""
+        return self.set_active_subnet(self.space.min_config())
 
-    def sample_active(self, rng: random.Random | int | None = None) -> ArchConfig:
+    def sample_active_subnet(self, rng: random.Random | int | None = None) -> ArchConfig:
         """Sample a config uniformly per coordinate and make it active."""
-        return self.set_active(self.space.sample(rng))
+        return self.set_active_subnet(self.space.sample(rng))
+
+    def get_active_net_config(self) -> ArchConfig:
+        """The active subnet's config (the one ``forward`` computes)."""
+        return self.active
+
+    def set_running_statistics(self, batches: Iterable[torch.Tensor], device: torch.device | str | None = None) -> int:
+        """Re-estimate the active subnet's BN running statistics from ``batches`` of images (BN recalibration,
+        :func:`supernet.recalibration.recalibrate_bn`); returns the number of batches used."""
+        from supernet.recalibration import recalibrate_bn  # lazy: that module takes the supernet as an argument
+
+        return recalibrate_bn(self, batches, device=device)
 
     # -- forward ------------------------------------------------------------------------------------------
     def token_selection(self, cfg: ArchConfig) -> torch.Tensor:

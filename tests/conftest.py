@@ -1,2 +1,4 @@
-"""Fixtures shared by several test files (imported here so that pytest finds them and ruff sees no redefinition)."""
-from tests.train_helpers import tiny_ckpt, tiny_data  # noqa: F401  (pytest fixtures)
+"""Shared pytest fixtures: the tiny synthetic set and the tiny trained supernet (session-scoped, built once)."""
+from tests.train_helpers import tiny_ckpt, tiny_data
+
+__all__ = ["tiny_ckpt", "tiny_data"]

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from supernet.evaluation.calibration import elastic_bn_layers, recalibrate_bn
+from supernet.recalibration import elastic_bn_layers, recalibrate_bn
 from supernet.training.checkpoint import load_supernet
 from supernet.evaluation.evaluator import SubnetEvaluator, calibration_batches, validation_batches
 from supernet.model import TopFormerSupernet
@@ -69,3 +69,16 @@ def test_recalibration_improves_a_sampled_subnet_of_a_trained_supernet(tiny_ckpt
     fresh = evaluator.metrics(cfg, calibrate=True)
     print(f"sampled subnet mIoU: stale BN {100 * stale['mIoU']:.2f}, recalibrated {100 * fresh['mIoU']:.2f}")
     assert fresh["mIoU"] > stale["mIoU"]
+
+
+def test_supernet_set_running_statistics_is_recalibration_of_the_active_subnet() -> None:
+    gen = torch.Generator().manual_seed(3)
+    batches = [torch.randn(2, 3, 32, 32, generator=gen) for _ in range(2)]
+    cfg = TABLE1.min_config()
+    a, b = TopFormerSupernet(num_classes=4), TopFormerSupernet(num_classes=4)
+    b.load_state_dict(a.state_dict())
+    a.set_active_subnet(cfg)
+    assert a.set_running_statistics(batches) == 2
+    assert recalibrate_bn(b, batches, cfg) == 2
+    assert all(torch.equal(x.running_mean, y.running_mean) and torch.equal(x.running_var, y.running_var)
+               for x, y in zip(elastic_bn_layers(a), elastic_bn_layers(b)))

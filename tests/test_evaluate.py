@@ -45,10 +45,10 @@ def test_evaluate_equals_a_confusion_matrix_computed_by_hand(evaluator: SubnetEv
     cfg = PRESETS["topformer-small"]
     miou = evaluator.evaluate(cfg)
     # recompute: recalibrate, predict, count pixels per (truth, prediction) pair in plain Python loops
-    from supernet.evaluation.calibration import recalibrate_bn
+    from supernet.recalibration import recalibrate_bn
 
     net = evaluator.supernet
-    net.set_active(cfg)
+    net.set_active_subnet(cfg)
     recalibrate_bn(net, evaluator.calib_batches)
     matrix = torch.zeros(5, 5, dtype=torch.long)
     for images, labels in evaluator.val_batches:
@@ -60,6 +60,31 @@ def test_evaluate_equals_a_confusion_matrix_computed_by_hand(evaluator: SubnetEv
     ious = [matrix[c, c].item() / (matrix[c].sum() + matrix[:, c].sum() - matrix[c, c]).item()
             for c in range(5) if (matrix[c].sum() + matrix[:, c].sum()) > 0]
     assert miou == pytest.approx(100 * sum(ious) / len(ious), abs=1e-9)
+
+
+def test_recalibrated_subnet_is_the_model_that_was_scored(evaluator: SubnetEvaluator) -> None:
+    from supernet.recalibration import elastic_bn_layers
+
+    cfg = TABLE1.sample(11)
+    stored = [m.running_mean.clone() for m in elastic_bn_layers(evaluator.supernet)]
+    sub = evaluator.recalibrated_subnet(cfg)
+    assert not sub.training
+    assert all(torch.equal(a, m.running_mean) for a, m in zip(stored, elastic_bn_layers(evaluator.supernet)))
+    meter = SegmentationMetrics(evaluator.num_classes)
+    for images, labels in evaluator.val_batches:
+        meter.update(predict(sub, images, labels.shape[-2:]), labels)
+    assert 100 * meter.summary()["mIoU"] == pytest.approx(evaluator.evaluate(cfg), abs=1e-6)
+
+
+def test_search_saves_the_recalibrated_subnet_as_export_weights(evaluator: SubnetEvaluator, tmp_path: Path) -> None:
+    from search.pieces import subnet_weights
+
+    cfg = TABLE1.sample(12)
+    state = torch.load(subnet_weights(cfg, evaluator, tmp_path / "subnet.pt"), weights_only=True)
+    assert state["num_classes"] == evaluator.num_classes
+    want = evaluator.recalibrated_subnet(cfg).state_dict()
+    assert state["model"].keys() == want.keys()
+    assert all(torch.equal(state["model"][k], want[k]) for k in want)
 
 
 def test_predict_resizes_logits_back_to_the_label_size(tiny_ckpt: Path, tiny_data: Path) -> None:

@@ -100,7 +100,7 @@ def test_supernet_checkpoint_gives_the_extracted_subnet(supernet_ckpt):
     assert (classes, kind) == (3, "supernet")
     x = fixed_input((1, 3, 64, 64))
     with torch.no_grad():
-        net.set_active(cfg)
+        net.set_active_subnet(cfg)
         expected = torch.nn.functional.interpolate(net(x), size=(64, 64), mode="bilinear", align_corners=False)
         torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-5)
 
@@ -223,6 +223,81 @@ def test_cli_bad_input_one_line_exit_2_no_files(tmp_path, capsys, case):
     assert not out.exists()
 
 
+def test_an_uncalibrated_supernet_subnet_is_refused_unless_asked_for(tmp_path, capsys, supernet_ckpt):
+    """One artefact: the file shipped must be the model the search scored (BN recalibrated for the subnet)."""
+    _, ckpt = supernet_ckpt
+    out = tmp_path / "out"
+    with pytest.raises(EtfError, match="supernet checkpoint: its shared BN statistics are not this subnet's"):
+        export_subnet(PRESETS["topformer-tiny"], out, size=64, weights=ckpt)
+    assert not out.exists()
+    base = ["--arch", "topformer-tiny", "--weights", str(ckpt), "--size", "64", "-o", str(out)]
+    for extra, needle in [([], "--data DIR --dataset NAME"), (["--dataset", "synthetic"], "--dataset without --data"),
+                          (["--data", str(tmp_path)], "--data needs --dataset"),
+                          (["--data", str(tmp_path), "--dataset", "synthetic", "--no-recalibrate"], "give one of them"),
+                          (["--data", str(tmp_path / "none"), "--dataset", "synthetic"], "data folder not found")]:
+        assert export_main([*base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("etf-export: error: ") and err.count("\n") == 1 and needle in err, (extra, err)
+        assert not out.exists()
+    # a static checkpoint cannot be recalibrated (its statistics ship as stored) and random weights have none
+    static = tmp_path / "static.pt"
+    torch.save(TopFormer(PRESETS["topformer-tiny"], 3).state_dict(), static)
+    with pytest.raises(EtfError, match="static TopFormer checkpoint"):
+        build_deployed_model(PRESETS["topformer-tiny"], static, calib_batches=[torch.zeros(1, 3, 32, 32)])
+    with pytest.raises(EtfError, match="needs --weights"):
+        build_deployed_model(PRESETS["topformer-tiny"], calib_batches=[torch.zeros(1, 3, 32, 32)])
+
+
+def test_recalibrated_export_ships_the_evaluators_bn_statistics(tiny_ckpt, tiny_data):
+    """--data gives the subnet exactly the BN statistics SubnetEvaluator scores it with (same crops, seed, count)."""
+    from supernet.recalibration import recalibrate_bn
+    from supernet.evaluation.evaluator import CalibrationSpec, SubnetEvaluator
+    from tests.train_helpers import SIZE
+
+    cfg = TABLE1.sample(5)
+    evaluator = SubnetEvaluator.from_checkpoint(tiny_ckpt, tiny_data, "synthetic", SIZE, n_calib=2, n_val=2, batch=4)
+    net = evaluator.supernet
+    net.set_active_subnet(cfg)
+    recalibrate_bn(net, evaluator.calib_batches)
+    scored = net.get_active_subnet(cfg).state_dict()
+    evaluator.restore_bn()
+    stale = net.get_active_subnet(cfg).state_dict()
+
+    batches, classes = CalibrationSpec(tiny_data, "synthetic", SIZE, n_batches=2, batch=4, seed=0).batches()
+    assert classes == 5
+    shipped = build_deployed_model(cfg, tiny_ckpt, calib_batches=batches)[0].net.state_dict()
+    uncalibrated = build_deployed_model(cfg, tiny_ckpt)[0].net.state_dict()
+    assert set(shipped) == set(scored)
+    for key in scored:
+        assert torch.equal(shipped[key], scored[key]), key
+        assert torch.equal(uncalibrated[key], stale[key]), key
+    bn_keys = [k for k in scored if k.endswith("running_mean")]
+    assert bn_keys and any(not torch.equal(scored[k], stale[k]) for k in bn_keys)  # recalibration changed them
+
+
+@pytest.mark.slow
+def test_cli_export_with_data_ships_recalibrated_bn_and_checks_that_model(tmp_path, tiny_ckpt, tiny_data):
+    from supernet.evaluation.evaluator import CalibrationSpec
+
+    cfg = TABLE1.sample(5)
+    save_config(cfg, tmp_path / "arch.json")
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "android_bench.cli.export", "--arch", str(tmp_path / "arch.json"),
+                        "--weights", str(tiny_ckpt), "--data", str(tiny_data), "--dataset", "synthetic",
+                        "--calib-size", "32", "--n-calib", "2", "--calib-batch", "4", "--size", "64", "--no-onnx",
+                        "--json", "-o", str(out)], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads((out / "export.json").read_text())
+    assert report["bn"] == "recalibrated" and report["calibration"]["n_batches"] == 2
+    assert all(f["ok"] for f in report["fidelity"])
+    # the file computes the recalibrated model, not the supernet's shared statistics
+    batches, _ = CalibrationSpec(tiny_data, "synthetic", 32, 2, 4).batches()
+    shipped, _, _ = build_deployed_model(cfg, tiny_ckpt, calib_batches=batches)
+    stale, _, _ = build_deployed_model(cfg, tiny_ckpt)
+    assert check_fidelity(shipped, {"tflite": out / "model.tflite"}, (1, 3, 64, 64))[0].ok
+    assert not check_fidelity(stale, {"tflite": out / "model.tflite"}, (1, 3, 64, 64), raise_on_fail=False)[0].ok
+
+
 def test_cli_bad_input_keeps_an_existing_folder_untouched(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -314,10 +389,10 @@ def test_cli_exports_a_supernet_subnet_and_the_check_catches_another_model(tmp_p
     save_config(cfg, tmp_path / "arch.json")
     out = tmp_path / "out"
     r = subprocess.run([sys.executable, "-m", "android_bench.cli.export", "--arch", str(tmp_path / "arch.json"),
-                        "--weights", str(ckpt), "--size", "64", "--no-onnx", "-o", str(out)],
+                        "--weights", str(ckpt), "--size", "64", "--no-onnx", "--no-recalibrate", "-o", str(out)],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "3 classes" in r.stdout and "(supernet)" in r.stdout
+    assert "3 classes" in r.stdout and "(supernet, BN uncalibrated)" in r.stdout
     assert f"{out / 'model.tflite'}" in r.stdout and "converted in" in r.stdout and " MB" in r.stdout
     assert "fidelity tflite max abs error" in r.stdout and "FAILED" not in r.stdout and "0 stray" in r.stdout
     assert sorted(p.name for p in out.iterdir()) == ["arch.json", "export.json", "model.tflite"]

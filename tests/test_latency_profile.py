@@ -104,7 +104,7 @@ def test_predict_cli_bad_inputs_are_one_line_errors(profiled, tmp_path, capsys):
                            "--tables", str(profiled))
     assert code == 2 and "unknown preset" in err
     code, _, err = predict(capsys, "--device", "pixel", "--arch", "topformer-tiny", "--size", str(SIZE),
-                           "--predictor", str(profiled / f"local_{SIZE}.predictor.pkl"))
+                           "--predictor", str(profiled / f"local_{SIZE}.predictor.json"))
     assert code == 2 and "fitted for device local, not pixel" in err
 
 

@@ -26,12 +26,12 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("android_bench", ("android_bench",)),  # deployment: export builds/converts the network; devices time it
     ("latency", ("latency",)),  # operator tables, the predictor
     ("search", ("search",)),  # search, pipeline, demo flow
-    ("cli", ("etf.cli", "supernet.cli", "android_bench.cli", "latency.cli", "search.cli")),
+    ("cli", ("etf.cli", "etf.__main__", "supernet.cli", "android_bench.cli", "latency.cli", "search.cli")),
 ]
 TOP_PACKAGES = ("etf", "supernet", "android_bench", "latency", "search")
 CLI_LAYER = "cli"
 #: Only the umbrella command may import the packages' CLI modules.
-CLI_IMPORTERS = ("etf.cli",)
+CLI_IMPORTERS = ("etf.cli", "etf.__main__")
 #: Test equipment (loopback ADB peer, benchmark_model stand-in) lives here; packages never import it.
 TEST_PACKAGE = "tests"
 SUPERNET_CORE = "supernet core"

@@ -48,6 +48,14 @@ def test_quick_demo_runs_the_whole_flow_and_resumes(tmp_path):
     assert best.key() in {r.key for r in rows_logged}
     assert (search / "pareto.png").stat().st_size > 0 and (search / "model.tflite").stat().st_size > 0
     assert "artefacts:" in proc.stdout and str(search) in proc.stdout
+    # the table reports the held-out split: the winner re-scored on images the search never saw, with an interval
+    report = json.loads((search / "summary.json").read_text())["report"]
+    assert found["miou"] == pytest.approx(report["winner"]["miou"]) and report["split"] == "report"
+    diff = found["vs"]["winner_minus_ref"]
+    assert diff["low"] <= diff["diff"] <= diff["high"] and diff["resamples"] == 1000
+    split = json.loads((search / "search_meta.json").read_text())["val_split"]
+    assert set(split["search"]["ids"]).isdisjoint(split["report"]["ids"]) and split["used"]["split"] == "search"
+    assert "held-out report split" in proc.stdout and "vs preset [95% CI]" in proc.stdout
 
     # rerun: every stage is skipped or replayed from its log; nothing is recomputed or relogged
     again = _run_demo(out)

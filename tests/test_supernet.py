@@ -38,7 +38,7 @@ def _configs():
 def test_extracted_static_model_matches_supernet(net, idx):
     cfg = _configs()[idx]
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(idx))
-    net.set_active(cfg)
+    net.set_active_subnet(cfg)
     with torch.no_grad():
         y_super = net(x)
         static = net.get_active_subnet()
@@ -55,7 +55,7 @@ def test_subnets_share_weights_and_training_updates_only_active_bn_channels():
     torch.manual_seed(0)
     n = TopFormerSupernet(num_classes=NUM_CLASSES).train()
     cfg = PRESETS["topformer-tiny"]
-    n.set_active(cfg)
+    n.set_active_subnet(cfg)
     before = n.stages[4][0].project.running_mean.clone()
     tok_before = n.vit_stages[0][0].to_q.running_mean.clone()
     n(torch.randn(2, 3, 64, 64))
@@ -75,7 +75,7 @@ def test_subnets_share_weights_and_training_updates_only_active_bn_channels():
 def test_gradients_flow_to_shared_weights():
     torch.manual_seed(0)
     n = TopFormerSupernet(num_classes=NUM_CLASSES).train()
-    n.set_active(TABLE1.min_config())
+    n.set_active_subnet(TABLE1.min_config())
     n(torch.randn(2, 3, 64, 64)).mean().backward()
     g = n.stages[2][0].dw.weight.grad
     # min config: stage 3 width 24, expansion 2 from 16 input -> 32 hidden, kernel 3 = centre of 5x5
@@ -114,3 +114,14 @@ def test_flops_counted_by_hooks_agree_with_the_analytic_count():
     with torch.no_grad():
         model(torch.randn(1, 3, 96, 128))
     assert total == model_size(cfg, (96, 128), NUM_CLASSES).conv_macs
+
+
+def test_active_subnet_api_follows_once_for_all_names():
+    n = TopFormerSupernet(num_classes=NUM_CLASSES)
+    assert n.set_max_net() == TABLE1.max_config() == n.get_active_net_config()
+    assert n.set_min_net() == TABLE1.min_config() == n.get_active_net_config()
+    cfg = n.sample_active_subnet(5)
+    assert cfg == TABLE1.sample(5) == n.get_active_net_config()
+    assert n.set_active_subnet(PRESETS["topformer-tiny"]) == n.get_active_net_config() == PRESETS["topformer-tiny"]
+    for old in ("set_active", "sample_active", "set_max", "set_min"):  # one naming, no aliases
+        assert not hasattr(n, old)

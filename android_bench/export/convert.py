@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from android_bench.export.deploy import build_deployed_model
+from android_bench.export.deploy import SUPERNET, build_deployed_model
 from etf.common import EtfError, atomic_path
 from etf.quiet import captured
 from android_bench.export.fidelity import DEFAULT_REL_TOL, Fidelity, check_fidelity
@@ -46,8 +46,6 @@ def quiet_converter(step: str = "converter") -> Iterator[None]:
     with captured(step):
         yield
 
-
-_quiet = quiet_converter  # the name latency.export_op used before it was public
 
 
 def _first_line(exc: BaseException) -> str:
@@ -133,6 +131,8 @@ class ExportResult:
     transposes: list[dict]
     layout: str = "NHWC"
     notes: list[str] = field(default_factory=list)
+    bn: str = "random"  # recalibrated | uncalibrated (explicitly allowed) | stored (static checkpoint) | random
+    calibration: dict[str, Any] | None = None
 
     @property
     def stray_transposes(self) -> list[dict]:
@@ -152,13 +152,15 @@ class ExportResult:
             "fidelity": [f.to_dict() for f in self.fidelity],
             "op_counts": self.op_counts, "transposes": self.transposes,
             "stray_transposes": len(self.stray_transposes), "notes": self.notes,
+            "bn": self.bn, "calibration": self.calibration,
         }
 
 
 def export_subnet(cfg_or_preset: ArchConfig | str | Path, out_dir: str | Path, size: int = 512,
                   weights: str | Path | None = None, num_classes: int | None = None, onnx: bool = True,
                   seed: int = 0, rel_tol: float | None = None,
-                  progress: Callable[[str], None] | None = None) -> ExportResult:
+                  progress: Callable[[str], None] | None = None, calibration: Any = None,
+                  allow_uncalibrated: bool = False) -> ExportResult:
     """Export the deployed model of a config (``ArchConfig``, preset name or JSON path) to ``out_dir``:
     ``model.tflite``, ``model.onnx`` (unless ``onnx`` is False), ``arch.json`` and ``export.json``.
 
@@ -167,11 +169,33 @@ def export_subnet(cfg_or_preset: ArchConfig | str | Path, out_dir: str | Path, s
     ``rel_tol`` x max |logit| raises :class:`EtfError`. All files are built in a staging folder and moved into
     ``out_dir`` only when every check passed, so bad input or a failed check leaves nothing behind (with
     ``onnx`` False, a ``model.onnx`` left by an earlier export is removed, as it no longer matches).
+
+    One artefact: a subnet of a *supernet* checkpoint ships BN statistics recalibrated for that subnet,
+    from ``calibration`` (a ``supernet.evaluation.evaluator.CalibrationSpec``: the same batches the evaluator
+    scored it with); without one the export is refused unless ``allow_uncalibrated`` (the shared statistics
+    of the supernet are wrong for any single subnet: ~15 mIoU points on the synthetic set). A static checkpoint
+    (e.g. the search's ``subnet.pt``, recalibrated when it was saved) ships as stored. The fidelity check
+    compares the files with the model as shipped, recalibrated.
     """
     say = progress or (lambda _msg: None)
     cfg = cfg_or_preset if isinstance(cfg_or_preset, ArchConfig) else load_config(cfg_or_preset)
     check_deploy_size(size)
-    model, classes, kind = build_deployed_model(cfg, weights, num_classes, seed)
+    if weights is not None and calibration is None and not allow_uncalibrated:
+        from android_bench.export.deploy import checkpoint_kind
+
+        if checkpoint_kind(weights) == SUPERNET:
+            raise EtfError(f"{weights} is a supernet checkpoint: its shared BN statistics are not this subnet's (the "
+                           f"search scored it after recalibration); pass --data DIR --dataset NAME to recalibrate as "
+                           f"etf-search did, export the search's SEARCH_DIR/subnet.pt instead, or --no-recalibrate")
+    batches = None
+    if calibration is not None:
+        batches, data_classes = calibration.batches()
+        say(f"recalibrating BN statistics on {calibration.n_batches}x{calibration.batch} crops of {calibration.data}")
+    model, classes, kind = build_deployed_model(cfg, weights, num_classes, seed, calib_batches=batches)
+    if batches is not None and data_classes != classes:
+        raise EtfError(f"{weights} has {classes} classes but the calibration data {calibration.data} has {data_classes}")
+    bn = ("recalibrated" if batches is not None else "uncalibrated" if kind == SUPERNET else
+          "stored" if weights is not None else "random")
     shape = (1, 3, size, size)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -208,7 +232,8 @@ def export_subnet(cfg_or_preset: ArchConfig | str | Path, out_dir: str | Path, s
             files={k: out_dir / p.name for k, p in files.items()} | {"arch": out_dir / ARCH_NAME,
                                                                      "report": out_dir / REPORT_NAME},
             file_bytes={k: p.stat().st_size for k, p in files.items()}, seconds=seconds, fidelity=fid,
-            op_counts=op_counts(ops), transposes=transposes(ops, heads))
+            op_counts=op_counts(ops), transposes=transposes(ops, heads), bn=bn,
+            calibration=calibration.to_dict() if calibration is not None else None)
         (stage / REPORT_NAME).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
         for name in [p.name for p in files.values()] + [ARCH_NAME, REPORT_NAME]:  # report last
             os.replace(stage / name, out_dir / name)

@@ -78,6 +78,12 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], int | No
     return state, num_classes
 
 
+def checkpoint_kind(path: str | Path) -> str:
+    """``supernet`` or ``static``: which kind of state_dict the checkpoint at ``path`` holds (one-line errors)."""
+    state, _ = read_checkpoint(path)
+    return _kind_and_classes(state, Path(path))[0]
+
+
 def _load_strict(net: nn.Module, state: dict[str, torch.Tensor], path: Path, what: str) -> None:
     """``load_state_dict`` whose mismatches become one line naming the first offending key."""
     own = net.state_dict()
@@ -93,18 +99,23 @@ def _load_strict(net: nn.Module, state: dict[str, torch.Tensor], path: Path, wha
 
 
 def build_deployed_model(cfg: ArchConfig, weights: str | Path | None = None, num_classes: int | None = None,
-                         seed: int = 0) -> tuple[WithResize, int, str]:
+                         seed: int = 0, calib_batches: list[torch.Tensor] | None = None) -> tuple[WithResize, int, str]:
     """The deployed model ``WithResize(TopFormer(cfg))`` in eval mode, its number of classes and where its
     weights came from (``random``, ``supernet`` or ``static``).
 
     With ``weights`` the subnet ``cfg`` is extracted from a supernet checkpoint or loaded from a static
     TopFormer state_dict; ``num_classes`` (if given) must agree with the file. Without weights the net is
     seeded-random with non-degenerate BatchNorms (see :func:`randomize_batchnorm_`), ``num_classes`` default 150.
+    With ``calib_batches`` the subnet's BN statistics are recalibrated on them (exactly as
+    ``SubnetEvaluator`` does) before extraction; only a supernet checkpoint can be recalibrated.
     """
     cfg = TABLE1.validate(cfg)
     if num_classes is not None and num_classes < 1:
         raise EtfError(f"number of classes must be at least 1, got {num_classes}")
     if weights is None:
+        if calib_batches:
+            raise EtfError("BN recalibration needs --weights (a supernet checkpoint); random weights have no "
+                           "statistics worth recalibrating")
         with torch.random.fork_rng(devices=[]):  # seeded conv weights without touching the caller's RNG
             torch.manual_seed(seed)
             net = randomize_batchnorm_(TopFormer(cfg, num_classes or 150), seed)
@@ -121,7 +132,14 @@ def build_deployed_model(cfg: ArchConfig, weights: str | Path | None = None, num
 
         supernet = TopFormerSupernet(found)
         _load_strict(supernet, state, path, "TopFormerSupernet")
+        if calib_batches:
+            from supernet.recalibration import recalibrate_bn
+
+            recalibrate_bn(supernet, calib_batches, cfg)
         net = supernet.eval().get_active_subnet(cfg)
+    elif calib_batches:
+        raise EtfError(f"{path} is a static TopFormer checkpoint: its BN statistics ship as stored (recalibration "
+                       f"applies to a subnet of a supernet checkpoint); drop --data")
     else:
         net = TopFormer(cfg, found)
         _load_strict(net, state, path, f"TopFormer of arch {cfg.key()}")

@@ -14,7 +14,7 @@ from supernet.space import load_config
 
 EPILOG = """
 The predictor is fitted on tables/<device>_<size>.csv (+ .e2e.csv) the first time and cached next to it
-(.predictor.pkl, refitted whenever the table changes). Latencies are in ms at the table's reference speed.
+(.predictor.json, refitted whenever the table changes). Latencies are in ms at the table's reference speed.
 
 Examples:
   etf-predict --device local --arch topformer-tiny

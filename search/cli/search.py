@@ -9,6 +9,11 @@ Examples:
 
 Writes DIR/best.json, DIR/search_log.csv (one row per evaluation; rerun the same command to resume a killed
 search), DIR/pareto.png, DIR/summary.json and, unless --no-export, DIR/model.tflite re-benchmarked on the device.
+
+Held-out numbers: the validation images are split once, by a seeded hash of their ids, into a search split (the
+accuracy signal the search selects on) and a report split it never sees (--report-fraction, --split-seed; the ids
+are recorded in DIR/search_meta.json). The winner and the presets are re-scored on the report split and printed
+with a 95% paired bootstrap interval on winner - preset: quote those, not the search's own (optimistic) score.
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from pathlib import Path
 
 from etf.args import (Parser, any_int, device_name, existing_dir, existing_file, nonneg_int, output_dir,
                       positive_float, positive_int, rule, text)
-from etf.common import cli_entry
+from etf.common import EtfError, cli_entry
 from etf.quiet import set_verbose
 from supernet.space import load_config
 from supernet.trace import check_deploy_size, deploy_multiple
@@ -66,7 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "export and benchmark [512]")
     p.add_argument("--eval-size", type=positive_int, default=64, help="image side for the accuracy evaluation [64]")
     p.add_argument("--n-calib", type=positive_int, default=4, help="BN recalibration batches of --batch training crops [4]")
-    p.add_argument("--n-val", type=positive_int, default=32, help="validation images of the search subset [32]")
+    p.add_argument("--n-val", type=positive_int, default=32, help="images of the validation set's search split scored "
+                   "per config [32]")
+    p.add_argument("--report-fraction", type=float, default=0.5, metavar="F",
+                   help="share of the validation images held out as the report split, never seen by the search [0.5]")
+    p.add_argument("--split-seed", type=any_int, default=0, help="seed of the search/report split of the images [0]")
+    p.add_argument("--n-report", type=positive_int, metavar="N", help="report-split images for the held-out "
+                   "comparison [all]")
+    p.add_argument("--bootstrap", type=positive_int, default=1000, metavar="B",
+                   help="bootstrap resamples of the interval on report-split differences [1000]")
     p.add_argument("--batch", type=positive_int, default=16, help="evaluation batch size [16]")
     p.add_argument("--tables", type=existing_dir, default=Path("tables"), help="latency tables folder (etf-profile) [tables]")
     p.add_argument("--predictor", type=existing_file, help="a saved latency predictor instead of --tables")
@@ -92,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     set_verbose(args.verbose)
+    if not 0 < args.report_fraction < 1:
+        raise EtfError(f"--report-fraction must be between 0 and 1 (exclusive), not {args.report_fraction:g}")
     unit = "ms" if args.target_ms is not None else "GFLOPs"
     job = SearchJob(
         out=args.out, target=args.target_ms if unit == "ms" else args.target_gflops, unit=unit, algo=args.algo, order=args.order, anchors=not args.no_anchors,
@@ -99,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         predictor=args.predictor, supernet=args.supernet, data=args.data, dataset=args.dataset,
         eval_size=args.eval_size, n_calib=args.n_calib, n_val=args.n_val, batch=args.batch, size=args.size,
         export=not args.no_export, runs=args.runs, warmup=args.warmup, threads=args.threads, start=args.start,
-        evaluate_presets=not args.no_presets, refine=args.refine)
+        evaluate_presets=not args.no_presets, refine=args.refine, report_fraction=args.report_fraction,
+        split_seed=args.split_seed, n_report=args.n_report, bootstrap=args.bootstrap)
     say = (lambda s: print(s, file=sys.stderr)) if args.json else print
     summary = run_job(job, say=say, progress=not args.quiet)
     if args.json:

@@ -13,7 +13,6 @@ from etf.args import (Parser, any_int, existing_dir, existing_file, int_range, n
                       positive_int, rule, text, torch_device)
 from etf.common import EtfError, cli_entry
 from supernet.data.datasets import DATASET_NAMES, build_dataset
-from supernet.evaluation.calibration import recalibrate_bn
 from supernet.evaluation.evaluator import calibration_batches, evaluate_dataset, palette_for, resolve_arch
 from supernet.training.checkpoint import load_supernet, read_checkpoint
 
@@ -65,11 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     ds = build_dataset(dataset, args.data, args.split, size, train=False)
     if ds.num_classes != model.num_classes:
         raise EtfError(f"{args.ckpt} has {model.num_classes} classes but {dataset} at {args.data} has {ds.num_classes}")
-    model.set_active(cfg)
+    model.set_active_subnet(cfg)
     progress = not args.json and sys.stderr.isatty()
     calib = calibration_batches(args.data, dataset, size, args.calib_batches, args.calib_batch, args.seed)
     if calib:
-        recalibrate_bn(model, calib, device=device)
+        model.set_running_statistics(calib, device=device)
     summary = evaluate_dataset(model, ds, device, args.limit, args.show, args.out, palette_for(ds), progress)
     summary.update({"arch": cfg.key(), "ckpt": str(args.ckpt), "dataset": dataset, "split": args.split,
                     "size": size, "calib_batches": len(calib), "calib_batch": args.calib_batch})

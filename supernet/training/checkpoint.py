@@ -1,5 +1,9 @@
 """Supernet checkpoints: atomic writes, one-line errors for unreadable files, and ``load_supernet``.
 
+Checkpoints are read with ``torch.load(weights_only=True)``: tensors, numbers, strings, lists, tuples and
+dicts only (etf-train stores nothing else); a file that holds anything else (a pickled class or function)
+is refused with one line, nothing of it runs.
+
 Format (the export and search tools rely on it)::
 
     {"model": supernet.state_dict(), "num_classes": C, "iteration": i,
@@ -7,14 +11,42 @@ Format (the export and search tools rely on it)::
 """
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+try:
+    from numpy._core import multiarray as np_multiarray
+except ImportError:  # numpy < 2
+    from numpy.core import multiarray as np_multiarray
+
 from etf.common import EtfError, atomic_open
 from supernet.model import TopFormerSupernet
+
+
+#: What checkpoints of etf before weights_only stored beyond torch's own allow-list: the NumPy RNG state
+#: (a uint32 array). Allowed only while reading a checkpoint, so those runs still resume; nothing else is.
+_OLD_ETF_GLOBALS: list = [np.ndarray, np.dtype, np.dtypes.UInt32DType, np_multiarray._reconstruct,
+                          (np_multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),  # saved by numpy 1
+                          (np_multiarray._reconstruct, "numpy._core.multiarray._reconstruct")]  # by numpy 2
+
+
+def _refused_globals(path: Path, msg: str) -> list[str]:
+    """The globals (classes, functions) a refused ``path`` would import beyond what is allowed, found by
+    scanning the file (nothing of it runs) or, failing that, in torch's refusal message ``msg``."""
+    allowed = {g[1] if isinstance(g, tuple) else f"{g.__module__}.{g.__qualname__}" for g in _OLD_ETF_GLOBALS}
+    try:
+        found = [g for g in torch.serialization.get_unsafe_globals_in_checkpoint(path) if g not in allowed]
+    except Exception:
+        found = []
+    if not found:  # e.g. a NumPy array of another dtype: only torch's message names the refused class
+        found = [a or b for a, b in re.findall(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>", msg)]
+    return found
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
@@ -33,9 +65,21 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise EtfError(f"checkpoint {path} is not a file")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
+        with torch.serialization.safe_globals(_OLD_ETF_GLOBALS):
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt/truncated/non-torch files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        msg = str(exc).strip()
+        if isinstance(exc, pickle.UnpicklingError) and msg.startswith("Weights only load failed"):
+            unsafe = _refused_globals(path, msg)
+            if unsafe:
+                raise EtfError(f"refusing to load checkpoint {path}: it holds {', '.join(unsafe[:3])}"
+                               f"{' and more' if len(unsafe) > 3 else ''}, which etf never stores (loading it "
+                               f"could run code)") from None
+            # not a pickle of allowed things, and no class named: garbage, or something else refused
+            inner = msg.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()
+            raise EtfError(f"cannot read checkpoint {path}: not a torch checkpoint of tensors and plain data "
+                           f"({inner[0].strip() if inner and 'WeightsUnpickler' in msg else 'refused'})") from None
+        first = msg.splitlines()[0] if msg else type(exc).__name__
         raise EtfError(f"cannot read checkpoint {path}: {first}") from None
     if not isinstance(state, dict):
         raise EtfError(f"checkpoint {path} is not a dict (got {type(state).__name__})")

@@ -155,17 +155,34 @@ class StreamSampler(Sampler):
 # RNG state
 # ---------------------------------------------------------------------------------------------------
 def rng_state(arch_rng: random.Random) -> dict[str, Any]:
-    """This process's RNG states: Python, NumPy, torch (CPU and CUDA) and the subnet sampler."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+    """This process's RNG states: Python, NumPy, torch (CPU and CUDA) and the subnet sampler.
+
+    Only types ``torch.load(weights_only=True)`` reads: Python's states are tuples of ints, torch's are
+    ByteTensors, NumPy's key array becomes a list of ints (:func:`_numpy_state`).
+    """
+    state = {"python": random.getstate(), "numpy": _numpy_state(), "torch": torch.get_rng_state(),
              "arch": arch_rng.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
+def _numpy_state() -> dict[str, Any]:
+    name, key, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    return {"bit_generator": str(name), "key": [int(k) for k in key], "pos": int(pos), "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached)}
+
+
+def _set_numpy_state(state: Any) -> None:
+    if isinstance(state, dict):  # this version's plain form
+        state = (state["bit_generator"], np.asarray(state["key"], dtype=np.uint32), state["pos"],
+                 state["has_gauss"], state["cached_gaussian"])
+    np.random.set_state(state)  # or the tuple of etf before weights_only checkpoints
+
+
 def set_rng_state(state: dict[str, Any], arch_rng: random.Random) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    _set_numpy_state(state["numpy"])
     torch.set_rng_state(state["torch"])
     arch_rng.setstate(state["arch"])
     if "cuda" in state and torch.cuda.is_available():
@@ -422,7 +439,7 @@ def sandwich_step(model: TopFormerSupernet, images: torch.Tensor, labels: torch.
             loss.backward()
         return loss
 
-    model.set_max()
+    model.set_max_net()
     logits: list[torch.Tensor] = []
 
     def max_loss(out: torch.Tensor) -> torch.Tensor:
@@ -431,12 +448,12 @@ def sandwich_step(model: TopFormerSupernet, images: torch.Tensor, labels: torch.
 
     loss_max = run(0, max_loss)
     teacher = logits[0]
-    model.set_min()
+    model.set_min_net()
     loss_min = run(1, lambda out: distillation_loss(out, teacher, labels))
     rand = []
     for i in range(num_random):
-        model.sample_active(arch_rng)
+        model.sample_active_subnet(arch_rng)
         rand.append(float(run(2 + i, lambda out: distillation_loss(out, teacher, labels)).detach()))
-    model.set_max()
+    model.set_max_net()
     return {"loss_max": float(loss_max.detach()), "loss_min": float(loss_min.detach()),
             "loss_rand": float(np.mean(rand)) if rand else float("nan")}

@@ -7,14 +7,16 @@ equally weighted average over the K batches), then restore momentum and the prev
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import torch
 from torch import nn
 
 from supernet.elastic import ElasticConvBN
-from supernet.model import TopFormerSupernet
 from supernet.space import ArchConfig
+
+if TYPE_CHECKING:  # the supernet calls this module, not the other way round
+    from supernet.model import TopFormerSupernet
 
 
 def elastic_bn_layers(model: nn.Module) -> list[ElasticConvBN]:
@@ -23,7 +25,7 @@ def elastic_bn_layers(model: nn.Module) -> list[ElasticConvBN]:
 
 
 @torch.no_grad()
-def recalibrate_bn(model: TopFormerSupernet, batches: Iterable[torch.Tensor], cfg: ArchConfig | None = None,
+def recalibrate_bn(model: "TopFormerSupernet", batches: Iterable[torch.Tensor], cfg: ArchConfig | None = None,
                    device: torch.device | str | None = None) -> int:
     """Re-estimate the running BN statistics of subnet ``cfg`` (default: the active one) from ``batches``
     (image tensors N x 3 x H x W, already normalised); return the number of batches used.
@@ -32,7 +34,7 @@ def recalibrate_bn(model: TopFormerSupernet, batches: Iterable[torch.Tensor], cf
     keep their values (they are reset to 0/1 and then rewritten only where the subnet is active, so a
     sliced layer keeps the other subnets' channels as they were)."""
     if cfg is not None:
-        model.set_active(cfg)
+        model.set_active_subnet(cfg)
     layers = elastic_bn_layers(model)
     saved = [(m.momentum, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
              for m in layers]
