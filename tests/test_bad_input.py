@@ -273,9 +273,22 @@ def _write_tables(folder: Path, mutate: str | None = None) -> Path:
     return folder
 
 
+def _untrained_checkpoint(path: Path) -> Path:
+    """A loadable etf-train checkpoint of an untrained 5-class supernet (seconds to write; training the shared
+    tiny_ckpt costs far more and no case here needs trained weights: every one must fail before using them)."""
+    from supernet.model import TopFormerSupernet
+    from supernet.training.checkpoint import save_checkpoint
+
+    net = TopFormerSupernet(num_classes=5)
+    save_checkpoint({"model": net.state_dict(), "num_classes": 5, "iteration": 0,
+                     "args": {"dataset": "synthetic", "size": 32}}, path)
+    return path
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, tiny_ckpt, tiny_data) -> dict[str, str]:
+def world(tmp_path_factory, tiny_data) -> dict[str, str]:
     tmp = tmp_path_factory.mktemp("bad_input")
+    tiny_ckpt = _untrained_checkpoint(tmp / "untrained.pt")
     cfg = json.loads(TABLE1.min_config().to_json())
     cfg["stem_width"] = 17  # not one of the stem widths
     files = {
@@ -327,9 +340,9 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _driver(module: str, cases: list[list[str]], timeout: float) -> list[dict]:
+def _driver(module: str, cases: list[list[str]], timeout: float, case_timeout: int = 0) -> list[dict]:
     """Run ``cases`` through ``tests.equipment.cli_driver`` in one process."""
-    job = json.dumps({"module": module, "cases": cases})
+    job = json.dumps({"module": module, "cases": cases, "timeout": case_timeout})
     try:
         proc = subprocess.run([sys.executable, "-m", "tests.equipment.cli_driver"], input=job, capture_output=True,
                               text=True, cwd=ROOT, env=_env(), timeout=timeout)
@@ -348,10 +361,9 @@ def _run_command(command: str, world: dict[str, str]) -> list[dict]:
         args = [_fill(a, world, out) for a in argv]
         check = _fill(out_path, world, out) if out_path else None
         cases.append({"label": label, "argv": args, "path": check, "before": _snapshot(check)})
-    if os.environ.get("ETF_SWEEP_ISOLATED"):  # diagnosis: one process per case, killed after 90 s
-        results = [_driver(module, [c["argv"]], 90)[0] for c in cases]
-    else:
-        results = _driver(module, [c["argv"] for c in cases], 300)
+    # ETF_SWEEP_CASE_TIMEOUT=S (diagnosis of code that does real work on bad input): stop each case after S s
+    results = _driver(module, [c["argv"] for c in cases], 1500,
+                      case_timeout=int(os.environ.get("ETF_SWEEP_CASE_TIMEOUT", "0")))
     real = subprocess.run([sys.executable, "-m", module, *cases[0]["argv"]], capture_output=True, text=True,
                           cwd=ROOT, env=_env(), timeout=300)
     for case, result in zip(cases, results):
