@@ -141,7 +141,7 @@ def existing_file(text: str) -> Path:
         _bad("expected a file path, got an empty string")
     path = Path(text).expanduser()
     if not path.exists():
-        _bad(f"no such file: {text}")
+        _bad(f"file {text} does not exist")
     if path.is_dir():
         _bad(f"{text} is a folder, expected a file")
     if not os.access(path, os.R_OK):
@@ -155,7 +155,7 @@ def existing_dir(text: str) -> Path:
         _bad("expected a folder path, got an empty string")
     path = Path(text).expanduser()
     if not path.exists():
-        _bad(f"no such folder: {text}")
+        _bad(f"folder {text} does not exist")
     if not path.is_dir():
         _bad(f"{text} is not a folder")
     if not os.access(path, os.R_OK | os.X_OK):

@@ -41,7 +41,7 @@ def test_missing_checkpoint(tmp_path, capsys):
     rc = main(["--target-gflops", "1.0", "--no-export", "--supernet", str(tmp_path / "nope.pt"), "--data",
                str(tmp_path), "-o", str(out)])
     assert rc == 2
-    assert "--supernet: no such file" in _err_line(capsys)
+    assert "--supernet: file" in _err_line(capsys)
     assert not out.exists()
 
 
@@ -51,7 +51,7 @@ def test_missing_data_folder(tmp_path, capsys):
     rc = main(["--target-gflops", "1.0", "--no-export", "--supernet", str(ckpt), "--data", str(tmp_path / "none"),
                "-o", str(tmp_path / "out")])
     assert rc == 2
-    assert "--data: no such folder" in _err_line(capsys)
+    assert "--data: folder" in _err_line(capsys)
 
 
 def test_unknown_device(tmp_path, capsys):
