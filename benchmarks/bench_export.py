@@ -8,6 +8,11 @@ on this CPU through ``android_bench.LocalDevice``: LiteRT+XNNPACK with 1 and 2 t
 forward (1 thread) is timed in the same loop as a fixed reference for machine load.
 
 ``--random N`` instead exports N random configs of the space (seeds 0..N-1) and prints their fidelity.
+``--heads logits8 labels logits`` instead exports each preset once per output head (``supernet.heads``) and prints
+one row per (preset, head): output, TFLite op count, LiteRT+XNNPACK latency with 1 and 2 threads, and for
+``labels`` how often its label map agrees with the argmax of the ``logits`` head's full-resolution logits on the
+fixed check input (random weights: a smoke number; the agreement that matters is on real images with trained
+weights). ``--head`` picks the head of the presets table (default logits8, TopFormer's deployment).
 Random weights (non-degenerate BatchNorm, see android_bench.export.deploy); weights do not change latency.
 """
 from __future__ import annotations
@@ -26,6 +31,8 @@ from tqdm import tqdm
 from android_bench.local_device import LocalDevice
 from android_bench.export.deploy import build_deployed_model
 from android_bench.export.convert import export_subnet
+from android_bench.export.fidelity import fixed_input, run_tflite
+from supernet.heads import HEADS
 from supernet.presets import PRESETS
 from supernet.size import model_size
 from supernet.space import TABLE1
@@ -59,7 +66,7 @@ def bench_presets(args, out_root: Path) -> list[dict]:
     rows = []
     for name in tqdm(args.presets, desc="presets", file=sys.stderr):
         cfg = PRESETS[name]
-        res = export_subnet(cfg, out_root / name, size=args.size, num_classes=args.classes)
+        res = export_subnet(cfg, out_root / name, size=args.size, num_classes=args.classes, head=args.head)
         lat = {}
         for kind in ("tflite", "onnx"):
             for threads in (1, 2):
@@ -82,7 +89,8 @@ def bench_presets(args, out_root: Path) -> list[dict]:
 
 
 def print_presets(rows: list[dict], args) -> None:
-    print(f"input 1x{args.size}x{args.size}x3 NHWC, {args.classes} classes, latency median of {args.runs} runs after "
+    print(f"head {args.head}; input 1x{args.size}x{args.size}x3 NHWC, {args.classes} classes, latency median of "
+          f"{args.runs} runs after "
           f"{args.warmup} warm-up (cv in brackets), LocalDevice on this CPU (shared machine: timings are noisy)")
     head = (f"{'preset':16s} {'GFLOPs':>6s} {'conv s':>6s} {'onnx s':>6s} {'tfl MB':>6s} {'onnx MB':>7s} "
             f"{'tfl err (rel)':>17s} {'onnx err (rel)':>17s} {'ops':>4s} {'TRANSP':>6s} "
@@ -96,6 +104,46 @@ def print_presets(rows: list[dict], args) -> None:
               f"{_fmt_lat(lat['tflite_1t'])} {_fmt_lat(lat['tflite_2t'])} {_fmt_lat(lat['onnx_1t'])} "
               f"{_fmt_lat(lat['onnx_2t'])} {r['torch_eager_1t_ms']:8.1f}")
     print("TRANSP = TRANSPOSE ops in the .tflite / of which stray (not an attention head split or merge)")
+
+
+def bench_heads(args, out_root: Path) -> list[dict]:
+    """Each preset exported with each head in ``args.heads``, timed with 1 and 2 threads in one device session."""
+    device = LocalDevice(cooldown_s=0.5)
+    rows, exports = [], {}
+    for name in tqdm(args.presets, desc="presets x heads", file=sys.stderr):
+        for head in args.heads:
+            res = export_subnet(PRESETS[name], out_root / name / head, size=args.size, num_classes=args.classes,
+                                onnx=False, head=head)
+            exports[name, head] = res
+    for (name, head), res in exports.items():
+        lat = {t: device.benchmark(res.files["tflite"], runs=args.runs, warmup=args.warmup, threads=t) for t in (1, 2)}
+        out = res.to_dict()["output"]
+        row = {"preset": name, "head": head, "output": f"{out['dtype']} {'x'.join(map(str, out['shape']))}",
+               "convert_s": res.seconds["tflite"], "ops": sum(res.op_counts.values()),
+               "fidelity_ok": all(f.ok for f in res.fidelity), "agreement": None,
+               **{f"tflite_{t}t_ms": s.median_ms for t, s in lat.items()},
+               **{f"tflite_{t}t_cv": s.cv for t, s in lat.items()}, "_lat": lat}
+        if head == "labels" and (name, "logits") in exports:
+            x = fixed_input((1, 3, args.size, args.size)).permute(0, 2, 3, 1).contiguous().numpy()
+            labels = run_tflite(res.files["tflite"], x)[..., 0]
+            full = run_tflite(exports[name, "logits"].files["tflite"], x).argmax(-1)
+            row["agreement"] = float((labels == full).mean())
+        rows.append(row)
+    return rows
+
+
+def print_heads(rows: list[dict], args) -> None:
+    print(f"input 1x{args.size}x{args.size}x3 NHWC, {args.classes} classes, LiteRT+XNNPACK on this CPU, median of "
+          f"{args.runs} runs after {args.warmup} warm-up (cv in brackets); shared machine: timings are noisy")
+    print(f"{'preset':16s} {'head':8s} {'output':22s} {'conv s':>6s} {'ops':>4s} {'fid':>4s} {'TFLite 1T ms':>14s} "
+          f"{'TFLite 2T ms':>14s} {'labels=argmax(logits)':>21s}")
+    for r in rows:
+        agree = f"{r['agreement']:.4f}" if r["agreement"] is not None else "-"
+        print(f"{r['preset']:16s} {r['head']:8s} {r['output']:22s} {r['convert_s']:6.1f} {r['ops']:4d} "
+              f"{'ok' if r['fidelity_ok'] else 'FAIL':>4s} {_fmt_lat(r['_lat'][1])} {_fmt_lat(r['_lat'][2])} "
+              f"{agree:>21s}")
+    print("labels=argmax(logits): fraction of pixels where the labels head equals the argmax of the logits head "
+          "(fixed seeded input, random weights)")
 
 
 def bench_random(args, out_root: Path) -> list[dict]:
@@ -134,14 +182,21 @@ def main() -> None:
     ap.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS), help="presets to run")
     ap.add_argument("--random", type=int, default=0, metavar="N",
                     help="instead: export N random configs (seeds 0..N-1) and print their fidelity")
+    ap.add_argument("--head", choices=("logits8", "logits"), default="logits8",
+                    help="output head of the presets table [logits8]")
+    ap.add_argument("--heads", nargs="+", choices=HEADS, metavar="HEAD",
+                    help="instead: one row per preset and head (" + ", ".join(HEADS) + ")")
     ap.add_argument("--out", type=Path, help="keep the exported files here [a temporary folder]")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="etf-bench-export-") as tmp:
         out_root = args.out or Path(tmp)
-        rows = bench_random(args, out_root) if args.random else bench_presets(args, out_root)
+        rows = (bench_random(args, out_root) if args.random else bench_heads(args, out_root) if args.heads
+                else bench_presets(args, out_root))
     if args.json:
         print(json.dumps([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows], indent=2))
+    elif args.heads:
+        print_heads(rows, args)
     elif args.random:
         print_random(rows, args)
     else:

@@ -27,6 +27,7 @@ COMMANDS: dict[str, Command] = {
     "profile": Command("latency.cli.profile", "build per-operator latency tables for devices (resumable)"),
     "predict": Command("latency.cli.predict", "predicted latency of one architecture on one device"),
     "predictor-report": Command("latency.cli.report", "how well the latency predictor does on unseen subnets"),
+    "record": Command("latency.cli.record", "time etf exports beside the reference and record them (refits)"),
     "search": Command("search.cli.search", "find the most accurate subnet under a latency or FLOPs target"),
     "demo": Command("search.cli.demo", "the whole flow on this CPU, from nothing"),
     "export": Command("android_bench.cli.export", "a subnet config plus weights -> checked .tflite and .onnx"),

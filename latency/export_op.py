@@ -31,7 +31,7 @@ OPERATOR_EXPORT_REV = 2
 CONVERTER_PACKAGES = ("litert-torch", "ai-edge-litert", "torch", "ai-edge-quantizer")
 #: The code that shapes an operator's converted file: the network's layers, the operator builders and keys,
 #: the conversion path (layout rewrites, NHWC boundary, BN randomisation) and this module.
-CONVERSION_SOURCES = ("supernet.space", "supernet.topformer", "android_bench.export.convert",
+CONVERSION_SOURCES = ("supernet.space", "supernet.topformer", "supernet.heads", "android_bench.export.convert",
                       "android_bench.export.layout", "android_bench.export.deploy", "latency.operators",
                       "latency.export_op")
 

@@ -3,8 +3,10 @@
 An operator is a frozen dataclass with a stable string key (the latency-table key), its input shapes (NCHW),
 its FLOPs (``supernet.size`` convention, so a network's operators add up to ``model_size``), a numeric feature
 vector for the regressors, and ``build()``: a tiny ``nn.Module`` made from the classes of
-``supernet/topformer.py``, i.e. exactly what the whole network runs. ``decompose(cfg, size)`` lists them: one
-per part of the shape trace (``supernet.trace``), mapped by ``from_part``.
+``supernet/topformer.py`` and ``supernet/heads.py``, i.e. exactly what the whole network runs.
+``decompose(cfg, size, head=...)`` lists them: one per part of the shape trace (``supernet.trace``), mapped by
+``from_part``; the last one depends on the output head (none for ``logits8``, ``Labels`` for ``labels``,
+``Resize`` for ``logits``).
 
 Not separate operators: the channel split of the tokens (a view, a slice on the device); its cost lands in the
 whole-network correction of the predictor.
@@ -18,8 +20,9 @@ from typing import Union
 import torch
 from torch import nn
 
+from supernet.heads import DEFAULT_HEAD, HeadOnly
 from supernet.space import TABLE1, ArchConfig, SearchSpace
-from supernet.trace import (HeadPart, InjectionPart, MBConvPart, Part, PoolPart, ResizePart, StemPart,
+from supernet.trace import (HeadPart, InjectionPart, LabelsPart, MBConvPart, Part, PoolPart, ResizePart, StemPart,
                             TransformerPart, conv_out, side, token_side, trace)
 
 NUM_CLASSES = 150
@@ -42,8 +45,18 @@ def _cbn_flops(cin: int, cout: int, k: int, groups: int, n: int) -> int:
     return (cin // groups) * k * k * cout * n + 2 * cout * n
 
 
+class _Keyed:
+    """Gives every operator its table key: the kind, then each field as name=value (``parse_key`` inverts it)."""
+
+    kind = ""
+
+    @property
+    def key(self) -> str:
+        return _fmt_key(self.kind, self)
+
+
 @dataclass(frozen=True)
-class Stem:
+class Stem(_Keyed):
     """The stem: 3x3 stride-2 conv + BN + ReLU on the RGB input (``hw`` = input side)."""
 
     cout: int
@@ -51,10 +64,6 @@ class Stem:
     s: int
     hw: int
     kind = "stem"
-
-    @property
-    def key(self) -> str:
-        return _fmt_key(self.kind, self)
 
     def out_hw(self) -> int:
         return conv_out(self.hw, self.k, self.s)
@@ -76,7 +85,7 @@ class Stem:
 
 
 @dataclass(frozen=True)
-class MBConv:
+class MBConv(_Keyed):
     """One inverted-residual block: in/out width, kernel, expansion, stride, input side, residual or not."""
 
     cin: int
@@ -87,10 +96,6 @@ class MBConv:
     hw: int
     res: bool
     kind = "mbconv"
-
-    @property
-    def key(self) -> str:
-        return _fmt_key(self.kind, self)
 
     @property
     def hidden(self) -> int:
@@ -129,16 +134,12 @@ class MBConv:
 
 
 @dataclass(frozen=True)
-class PyramidPool:
+class PyramidPool(_Keyed):
     """Average-pool the four pyramid maps to the token grid and concatenate them (``pool_tokens``)."""
 
     widths: tuple[int, ...]
     hws: tuple[int, ...]
     kind = "pool"
-
-    @property
-    def key(self) -> str:
-        return _fmt_key(self.kind, self)
 
     def token_hw(self) -> int:
         return token_side(self.hws[-1])
@@ -165,7 +166,7 @@ class _PoolModule(nn.Module):
 
 
 @dataclass(frozen=True)
-class Transformer:
+class Transformer(_Keyed):
     """One transformer block on a ``t`` x ``t`` token grid of ``dim`` channels."""
 
     dim: int
@@ -175,10 +176,6 @@ class Transformer:
     mlp_hidden: int
     t: int
     kind = "transformer"
-
-    @property
-    def key(self) -> str:
-        return _fmt_key(self.kind, self)
 
     def input_shapes(self) -> list[tuple[int, ...]]:
         return [(1, self.dim, self.t, self.t)]
@@ -203,7 +200,7 @@ class Transformer:
 
 
 @dataclass(frozen=True)
-class InjectionOp:
+class InjectionOp(_Keyed):
     """One Semantics Injection Module: local map ``cin`` x ``hw``^2, global tokens ``cin`` x ``t``^2 -> ``cout``."""
 
     cin: int
@@ -211,10 +208,6 @@ class InjectionOp:
     hw: int
     t: int
     kind = "injection"
-
-    @property
-    def key(self) -> str:
-        return _fmt_key(self.kind, self)
 
     def input_shapes(self) -> list[tuple[int, ...]]:
         return [(1, self.cin, self.hw, self.hw), (1, self.cin, self.t, self.t)]
@@ -235,7 +228,7 @@ class InjectionOp:
 
 
 @dataclass(frozen=True)
-class HeadOp:
+class HeadOp(_Keyed):
     """The head: resize + sum the injected maps (sides ``hws``), fuse conv + BN + ReLU, 1x1 classifier."""
 
     ch: int
@@ -243,10 +236,6 @@ class HeadOp:
     depthwise: bool
     hws: tuple[int, ...]
     kind = "head"
-
-    @property
-    def key(self) -> str:
-        return _fmt_key(self.kind, self)
 
     def input_shapes(self) -> list[tuple[int, ...]]:
         return [(1, self.ch, h, h) for h in self.hws]
@@ -278,45 +267,52 @@ class _HeadModule(nn.Module):
 
 
 @dataclass(frozen=True)
-class Resize:
-    """The deployed model's final bilinear resize of the logits from ``hw`` to ``out``."""
+class _OutputHead(_Keyed):
+    """An output head after the classifier (``supernet.heads``): ``ch`` logits at ``hw`` -> an ``out`` x ``out`` output."""
 
     ch: int
     hw: int
     out: int
-    kind = "resize"
-
-    @property
-    def key(self) -> str:
-        return _fmt_key(self.kind, self)
+    head = ""
 
     def input_shapes(self) -> list[tuple[int, ...]]:
         return [(1, self.ch, self.hw, self.hw)]
 
     def build(self) -> nn.Module:
-        return _ResizeModule(self.out)
+        return HeadOnly(self.head, (self.out, self.out))
 
     def flops(self) -> int:
-        return 0
+        return 0  # supernet.size counts no resize, argmax or copy
+
+
+@dataclass(frozen=True)
+class Resize(_OutputHead):
+    """The ``logits`` output head: bilinear resize of the logits from ``hw`` to ``out``."""
+
+    kind = "resize"
+    head = "logits"
 
     def features(self) -> list[float]:
         return [self.ch, self.hw, self.out, self.ch * self.out ** 2]
 
 
-class _ResizeModule(nn.Module):
-    def __init__(self, out: int):
-        super().__init__()
-        self.out = out
+@dataclass(frozen=True)
+class Labels(_OutputHead):
+    """The ``labels`` output head: argmax over ``ch`` logits at ``hw``, nearest upsample of the labels to ``out``."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        import torch.nn.functional as F
+    kind = "labels"
+    head = "labels"
 
-        return F.interpolate(x, size=(self.out, self.out), mode="bilinear", align_corners=False)
+    def features(self) -> list[float]:
+        return [self.ch, self.hw, self.out, self.ch * self.hw ** 2 + self.out ** 2]
 
 
-Operator = Union[Stem, MBConv, PyramidPool, Transformer, InjectionOp, HeadOp, Resize]
+Operator = Union[Stem, MBConv, PyramidPool, Transformer, InjectionOp, HeadOp, Resize, Labels]
 #: Operator classes by kind (the first field of every key).
-KINDS: dict[str, type] = {c.kind: c for c in (Stem, MBConv, PyramidPool, Transformer, InjectionOp, HeadOp, Resize)}
+KINDS: dict[str, type] = {c.kind: c for c in (Stem, MBConv, PyramidPool, Transformer, InjectionOp, HeadOp, Resize,
+                                              Labels)}
+#: The operator kinds that end the deployed network, per output head (``supernet.heads``).
+HEAD_KINDS: dict[str, tuple[str, ...]] = {"logits8": (), "labels": ("labels",), "logits": ("resize",)}
 
 
 def parse_key(key: str) -> Operator:
@@ -360,14 +356,16 @@ def from_part(part: Part) -> Operator:
         return HeadOp(part.cin, part.cout, part.depthwise, tuple(side(s[1:]) for s in part.inputs))
     if isinstance(part, ResizePart):
         return Resize(part.cout, side(part.in_hw), side(part.out_hw))
+    if isinstance(part, LabelsPart):
+        return Labels(part.cin, side(part.in_hw), side(part.out_hw))
     raise TypeError(f"no operator for part {part.name!r} of kind {part.kind!r}")
 
 
 def decompose(cfg: ArchConfig, size: int = 512, num_classes: int = NUM_CLASSES,
-              space: SearchSpace = TABLE1) -> list[Operator]:
-    """The operators the deployed network (``WithResize(TopFormer(cfg))``) runs at ``size`` x ``size``, in order:
-    one per part of :func:`supernet.trace.trace`."""
-    return [from_part(part) for part in trace(cfg, size, num_classes, space)]
+              space: SearchSpace = TABLE1, head: str = DEFAULT_HEAD) -> list[Operator]:
+    """The operators the deployed network (``Deployed(TopFormer(cfg), head)``) runs at ``size`` x ``size``, in
+    order: one per part of :func:`supernet.trace.trace`."""
+    return [from_part(part) for part in trace(cfg, size, num_classes, space, head)]
 
 
 def log_features(op: Operator) -> list[float]:

@@ -1,7 +1,7 @@
 """Which operators to measure: every operator config the search space can produce, and the designed sample.
 
 ``candidates(size)`` lists, per operator kind, the configs a subnet of TABLE1 can contain at that input size
-(exhaustive for stem, MBConv, injection, head and resize; a seeded random pool for the transformer block and
+(exhaustive for stem, MBConv, injection, head and the output head's resize or labels op; a seeded random pool for the transformer block and
 the pyramid pool, whose exact sets are too large). ``designed_sample`` picks what to measure first: all of
 the small kinds, a grid over the MBConv dimensions that matter (every kernel x expansion x stride position,
 extreme and middle widths), and a space-filling sample of transformer blocks. ``most_uncertain`` then adds
@@ -15,12 +15,13 @@ from typing import Sequence
 
 import numpy as np
 
-from latency.operators import (NUM_CLASSES, HeadOp, InjectionOp, MBConv, Operator, PyramidPool, Resize, Stem,
-                               Transformer, log_features)
+from latency.operators import (HEAD_KINDS, NUM_CLASSES, HeadOp, InjectionOp, Labels, MBConv, Operator, PyramidPool,
+                               Resize, Stem, Transformer, log_features)
+from supernet.heads import DEFAULT_HEAD, check_head
 from supernet.space import INJECTION_LEVELS, PYRAMID_STAGES, TABLE1, SearchSpace, scaled_floor
 from supernet.trace import grid, side
 
-KIND_ORDER = ("stem", "mbconv", "pool", "transformer", "injection", "head", "resize")
+KIND_ORDER = ("stem", "mbconv", "pool", "transformer", "injection", "head", "resize", "labels")
 
 
 def stage_sides(size: int, space: SearchSpace = TABLE1) -> tuple[int, list[int], list[int]]:
@@ -96,8 +97,11 @@ def pool_candidates(size: int, n: int = 500, seed: int = 0, space: SearchSpace =
     return [PyramidPool(c, hws) for c in sorted(combos)]
 
 
-def candidates(size: int, space: SearchSpace = TABLE1) -> dict[str, list[Operator]]:
-    """Per kind, the operator configs a subnet can contain at ``size`` (see module docstring)."""
+def candidates(size: int, space: SearchSpace = TABLE1, head: str = DEFAULT_HEAD) -> dict[str, list[Operator]]:
+    """Per kind, the operator configs a subnet with output ``head`` can contain at ``size`` (see module
+    docstring): the output head's own operator only for the head that has it (``resize`` for ``logits``,
+    ``labels`` for ``labels``, none for ``logits8``)."""
+    check_head(head)
     g = grid(size, space)
     t = side(g.tokens)
     pyr = [side(hw) for hw in g.pyramid]
@@ -105,6 +109,7 @@ def candidates(size: int, space: SearchSpace = TABLE1) -> dict[str, list[Operato
            for w in space.stages[PYRAMID_STAGES[lv]].widths for d in space.decoder_widths]
     heads = [HeadOp(d, NUM_CLASSES, fuse == "depthwise", tuple(pyr[lv] for lv in INJECTION_LEVELS))
              for d in space.decoder_widths for fuse in space.fuses]
+    final = {"resize": Resize, "labels": Labels}
     return {
         "stem": [Stem(w, space.stem_kernel, space.stem_stride, size) for w in space.stem_widths],
         "mbconv": mbconv_candidates(size, space),
@@ -112,14 +117,14 @@ def candidates(size: int, space: SearchSpace = TABLE1) -> dict[str, list[Operato
         "transformer": transformer_pool(size, space=space),
         "injection": inj,
         "head": heads,
-        "resize": [Resize(NUM_CLASSES, pyr[INJECTION_LEVELS[0]], size)],
+        **{kind: [final[kind](NUM_CLASSES, pyr[INJECTION_LEVELS[0]], size)] for kind in HEAD_KINDS[head]},
     }
 
 
 def designed_sample(size: int, space: SearchSpace = TABLE1, mbconv: str = "grid", n_transformer: int = 40,
-                    n_pool: int = 6, seed: int = 0) -> dict[str, list[Operator]]:
-    """The first operators to measure, per kind (deterministic for a given seed)."""
-    cands = candidates(size, space)
+                    n_pool: int = 6, seed: int = 0, head: str = DEFAULT_HEAD) -> dict[str, list[Operator]]:
+    """The first operators to measure for output ``head``, per kind (deterministic for a given seed)."""
+    cands = candidates(size, space, head)
     rng = random.Random(seed)
     if mbconv == "exhaustive":
         mb = cands["mbconv"]
@@ -144,7 +149,7 @@ def designed_sample(size: int, space: SearchSpace = TABLE1, mbconv: str = "grid"
         "transformer": list(dict.fromkeys(tf)),
         "injection": inj,
         "head": cands["head"],
-        "resize": cands["resize"],
+        **{kind: cands[kind] for kind in HEAD_KINDS[head]},
     }
 
 

@@ -6,7 +6,14 @@ linear fit on its cost otherwise). A network is the sum of its operators; a whol
 the table's end-to-end subnets (``a * sum`` or ``a * sum + b``, whichever predicts them better in leave-one-out)
 absorbs what operators alone miss (per-model overhead, the token split, cache effects).
 
-Latencies are used as measured. The reference operator timed in every batch is a drift *record*
+Reference-relative mode (when the end-to-end table has rows measured with the paired protocol of
+latency/measure.py): the correction is fitted on ratios, ``measured network / reference network`` against
+``operator sum / reference's operator sum`` (the reference is TopFormer-Tiny at the same setting), and a
+prediction in ms is that ratio times the reference's CURRENT latency (the newest paired row of the table, or one
+passed in), so a drift that scales the whole device cancels instead of landing in the correction. Without at
+least two paired rows the correction is fitted on raw latencies as below (old tables).
+
+Raw mode: latencies are used as measured. The reference operator timed in every batch is a drift *record*
 (``ref_nominal`` is its median over the table; etf-predictor-report warns when the device's speed moved):
 scaling each row by it was tried and made predictions worse on the local CPU (its own batch-to-batch noise,
 +-20%, exceeds the whole-network drift, +-4%; latency/RESULTS.md).
@@ -28,10 +35,12 @@ import numpy as np
 import pandas as pd
 
 from latency import table as tbl
+from latency.measure import REFERENCE_PRESET
 from latency.operators import NUM_CLASSES, Operator, decompose, from_part, log_features, parse_key
+from latency.setting import LEGACY_HEAD, LEGACY_PRECISION, Setting
 from etf.common import EtfError
 from supernet.space import INJECTION_LEVELS, TABLE1, ArchConfig, StageConfig, VitConfig
-from supernet.trace import (Grid, Part, grid, head_part, injection_part, pool_part, resize_part, stage_parts,
+from supernet.trace import (Grid, Part, grid, head_part, injection_part, output_parts, pool_part, stage_parts,
                             stem_part, transformer_part)
 
 #: Predictor files are JSON: format 3 (2 and before were pickles, which are never loaded; see ``_read_state``).
@@ -280,7 +289,9 @@ class Correction:
 
 @dataclass
 class LatencyPredictor:
-    """Latency (ms) of a subnet on one device at one input size, from that device's latency table."""
+    """Latency (ms) of a subnet in one setting (device, input size, threads, precision, output head), from that
+    setting's latency table. ``setting`` None: made before settings were recorded; it is taken as the legacy
+    setting (fp32, head logits, 1 thread) so that it never silently stands for the default head."""
 
     device: str
     size: int
@@ -290,40 +301,96 @@ class LatencyPredictor:
     ref_nominal: float
     num_classes: int = NUM_CLASSES
     info: dict[str, Any] = field(default_factory=dict)
+    setting: Setting | None = None
+    #: reference-relative mode: correction of (sum / ref_sum) -> measured ratio; None in raw mode
+    ratio_correction: Correction | None = None
+    #: operator sum of the reference network (TopFormer-Tiny) under this predictor
+    ref_sum: float = 0.0
+    #: the reference network's current latency (ms) that ratios are turned into ms with
+    ref_current_ms: float | None = None
+
+    @property
+    def mode(self) -> str:
+        """``ratio`` (reference-relative, drift cancels) or ``raw`` (latencies as measured)."""
+        return "ratio" if self.ratio_correction is not None and self.ref_current_ms else "raw"
 
     def __post_init__(self) -> None:
+        if self.setting is None:
+            self.setting = Setting(self.device, self.size, 1, LEGACY_PRECISION, LEGACY_HEAD)
         self._part_cache: dict[tuple, float] = {}
         self._op_cache: dict[Operator, float] = {}
         self._grid = grid(self.size)
 
     # -- fitting ----------------------------------------------------------------------------------------------
+    @property
+    def head(self) -> str:
+        """The output head of the deployed network this predictor models."""
+        return self.setting.head
+
     @classmethod
-    def fit(cls, ops: pd.DataFrame, e2e: pd.DataFrame, device: str, size: int, fingerprint: str = "",
+    def fit(cls, ops: pd.DataFrame, e2e: pd.DataFrame, setting: Setting, fingerprint: str = "",
             seed: int = 0) -> "LatencyPredictor":
-        """Fit on an operator table and end-to-end rows (both already read and validated)."""
+        """Fit on an operator table and end-to-end rows of ``setting`` (both already read and validated; a row
+        of another setting is a one-line EtfError)."""
+        device, size = setting.device, setting.size
         if ops.empty:
-            raise EtfError(f"the latency table of {device} at size {size} is empty: run etf-profile --device {device}")
-        _check_rows(ops, device, size, "operator table")
+            raise EtfError(f"the latency table of {setting.describe()} is empty: run etf-profile --device {device}")
+        _check_rows(ops, setting, "operator table")
         ref_nominal = float(ops["ref_ms"].median())
         ms = ops["median_ms"].astype(float)
         kinds = {k: KindModel(k, list(g["key"]), list(ms[g.index]), seed) for k, g in ops.groupby("kind")}
-        pred = cls(device, size, fingerprint, kinds, Correction(), ref_nominal)
-        corr = e2e[e2e["purpose"] == "correction"] if len(e2e) else e2e
+        pred = cls(device, size, fingerprint, kinds, Correction(), ref_nominal, setting=setting)
+        corr = e2e[e2e["purpose"].isin(tbl.FIT_PURPOSES)] if len(e2e) else e2e
+        paired = corr.iloc[0:0]
         if len(corr):
-            _check_rows(corr, device, size, "end-to-end table")
+            _check_rows(corr, setting, "end-to-end table")
             cfgs = [ArchConfig.from_json(j) for j in corr["arch_json"]]
             sums = pred.operator_sum_many(cfgs)
             measured = corr["median_ms"].to_numpy(float)
             pred.correction = Correction.fit(sums, measured)
+            ratio = pd.to_numeric(corr["ratio"], errors="coerce") if "ratio" in corr else pd.Series(np.nan, corr.index)
+            has = ratio.notna().to_numpy()
+            if has.sum() >= 2:
+                paired = corr[has]
+                pred.ref_sum = pred.reference_sum()
+                pred.ratio_correction = Correction.fit(sums[has] / pred.ref_sum, ratio[has].to_numpy(float))
+                pred.ref_current_ms = tbl.latest_reference_ms(paired)
         pred.info = {"rows": int(len(ops)), "rows_by_kind": {k: m.n for k, m in kinds.items()},
                      "modes": {k: m.mode for k, m in kinds.items()}, "correction_subnets": int(len(corr)),
-                     "correction": {"form": pred.correction.form, "a": pred.correction.a, "b": pred.correction.b}}
+                     "correction_purposes": {str(k): int(v) for k, v in corr["purpose"].value_counts().items()}
+                     if len(corr) else {},
+                     "correction": {"form": pred.correction.form, "a": pred.correction.a, "b": pred.correction.b},
+                     "mode": pred.mode, "paired_subnets": int(len(paired))}
+        if pred.ratio_correction is not None:
+            rc = pred.ratio_correction
+            pred.info["ratio_correction"] = {"form": rc.form, "a": rc.a, "b": rc.b, "ref_sum_ms": pred.ref_sum,
+                                             "ref_current_ms": pred.ref_current_ms}
         return pred
+
+    def reference_sum(self) -> float:
+        """Operator sum of the whole-network reference (TopFormer-Tiny), the denominator of predicted ratios."""
+        from supernet.presets import PRESETS
+
+        return self.operator_sum(PRESETS[REFERENCE_PRESET])
+
+    def with_reference(self, ref_ms: float) -> "LatencyPredictor":
+        """Set the reference network's current latency (ms), e.g. just measured: predictions follow the device."""
+        if not (ref_ms > 0 and math.isfinite(ref_ms)):
+            raise EtfError(f"the reference latency must be a positive number of ms, not {ref_ms!r}")
+        self.ref_current_ms = float(ref_ms)
+        return self
+
+    def predict_ratio_many(self, cfgs: Iterable[ArchConfig]) -> np.ndarray:
+        """Predicted latency of every config relative to the reference network (ratio mode only)."""
+        if self.ratio_correction is None:
+            raise EtfError("this predictor has no paired end-to-end rows: rerun etf-profile --e2e-only to record "
+                           "reference-relative measurements")
+        return np.asarray(self.ratio_correction(self.operator_sum_many(cfgs) / self.ref_sum), dtype=float)
 
     # -- prediction ---------------------------------------------------------------------------------------------
     def operator_latencies(self, cfg: ArchConfig) -> list[tuple[Operator, float]]:
         """Each operator of ``cfg`` with its predicted latency in ms."""
-        ops = decompose(cfg, self.size, self.num_classes)
+        ops = decompose(cfg, self.size, self.num_classes, head=self.head)
         return [(op, float(self._predict_ops([op])[0])) for op in ops]
 
     def _predict_ops(self, ops: Sequence[Operator]) -> np.ndarray:
@@ -334,8 +401,8 @@ class LatencyPredictor:
         for kind, idx in by_kind.items():
             model = self.kinds.get(kind)
             if model is None:
-                raise EtfError(f"the latency table of {self.device} has no {kind} operators; rerun etf-profile "
-                               f"--device {self.device} --size {self.size}")
+                raise EtfError(f"the latency table of {self.setting.describe()} has no {kind} operators; rerun "
+                               f"etf-profile --device {self.device} --size {self.size} --head {self.head}")
             out[idx] = model.predict_ops([ops[i] for i in idx])
         return out
 
@@ -357,7 +424,7 @@ class LatencyPredictor:
 
     def _part_ops(self, key: tuple) -> list[Operator]:
         """The operators of one part key, from the trace's step builders on the trace's map sides (``grid``)."""
-        return [from_part(p) for p in _key_parts(key, self._grid, self.size, self.num_classes)]
+        return [from_part(p) for p in _key_parts(key, self._grid, self.size, self.num_classes, self.head)]
 
     def _fill(self, parts_per_cfg: Sequence[list[tuple[tuple, int]]]) -> None:
         """Predict every operator of the not-yet-cached parts in one regressor call per kind."""
@@ -394,12 +461,18 @@ class LatencyPredictor:
                 values[i] = sum(mult * cache[key] for key, mult in parts)
         return np.asarray(values, dtype=float)
 
-    def predict(self, cfg: ArchConfig) -> float:
-        """Predicted end-to-end latency of ``cfg`` in ms."""
-        return float(self.correction(self.operator_sum(cfg)))
+    def predict(self, cfg: ArchConfig, ref_ms: float | None = None) -> float:
+        """Predicted end-to-end latency of ``cfg`` in ms (``ref_ms``: the reference network's latency now)."""
+        return float(self.predict_many([cfg], ref_ms)[0])
 
-    def predict_many(self, cfgs: Iterable[ArchConfig]) -> np.ndarray:
-        """Predicted latency (ms) of every config, vectorised over the correction and cached by part."""
+    def predict_many(self, cfgs: Iterable[ArchConfig], ref_ms: float | None = None) -> np.ndarray:
+        """Predicted latency (ms) of every config, vectorised over the correction and cached by part.
+
+        Ratio mode: predicted ratio x the reference's latency (``ref_ms`` or the newest recorded); raw mode: the
+        raw correction of the operator sum."""
+        ref = ref_ms if ref_ms is not None else self.ref_current_ms
+        if self.ratio_correction is not None and ref:
+            return self.predict_ratio_many(cfgs) * float(ref)
         return np.asarray(self.correction(self.operator_sum_many(cfgs)), dtype=float)
 
     # -- persistence ------------------------------------------------------------------------------------------
@@ -409,15 +482,29 @@ class LatencyPredictor:
         return {"etf": FILE_TAG, "format": FORMAT_VERSION, "device": self.device, "size": self.size,
                 "fingerprint": self.fingerprint, "ref_nominal": self.ref_nominal, "num_classes": self.num_classes,
                 "correction": {"a": c.a, "b": c.b, "n": c.n, "form": c.form}, "info": self.info,
-                "kinds": {k: m.state() for k, m in self.kinds.items()}}
+                "ratio_correction": None if self.ratio_correction is None else {
+                    "a": self.ratio_correction.a, "b": self.ratio_correction.b, "n": self.ratio_correction.n,
+                    "form": self.ratio_correction.form},
+                "ref_sum": self.ref_sum, "ref_current_ms": self.ref_current_ms,
+                "kinds": {k: m.state() for k, m in self.kinds.items()}, "setting": self.setting.to_dict()}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> "LatencyPredictor":
+        """The predictor saved as :meth:`state`; one without a recorded setting (made before settings) is an
+        EtfError: refit it from its table."""
+        if "setting" not in state:
+            raise EtfError("the predictor file records no setting (threads, precision, head): made before settings "
+                           "were recorded; etf-predict with --tables refits it from its table")
         c = state["correction"]
+        rc = state.get("ratio_correction")  # absent in files written before the paired protocol: raw mode
+        ref_now = state.get("ref_current_ms")
         return cls(str(state["device"]), int(state["size"]), str(state["fingerprint"]),
                    {str(k): KindModel.from_state(m) for k, m in state["kinds"].items()},
                    Correction(float(c["a"]), float(c["b"]), int(c["n"]), str(c["form"])),
-                   float(state["ref_nominal"]), int(state["num_classes"]), dict(state["info"]))
+                   float(state["ref_nominal"]), int(state["num_classes"]), dict(state["info"]),
+                   Setting.from_dict(state["setting"]),
+                   None if rc is None else Correction(float(rc["a"]), float(rc["b"]), int(rc["n"]), str(rc["form"])),
+                   float(state.get("ref_sum", 0.0)), None if ref_now is None else float(ref_now))
 
     def save(self, path: str | Path) -> Path:
         """Write the predictor as JSON (format :data:`FORMAT_VERSION`, with device/size/fingerprint) atomically."""
@@ -426,8 +513,10 @@ class LatencyPredictor:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None, size: int | None = None) -> "LatencyPredictor":
-        """Read a saved predictor; with ``device``/``size`` given, a predictor for another one is an EtfError.
+    def load(cls, path: str | Path, setting: Setting | None = None) -> "LatencyPredictor":
+        """Read a saved predictor; with ``setting`` given, a predictor fitted in another is a one-line EtfError
+        (``... was fitted for head logits, not logits8``). A file without a recorded setting (made before
+        settings) is an EtfError too: refit it from its table.
 
         Only JSON of :data:`FORMAT_VERSION` is read; a pickle (format 2, etf before JSON) is never unpickled:
         it raises :class:`OldPredictorFile`, anything else unreadable an :class:`EtfError` (one line each).
@@ -441,18 +530,17 @@ class LatencyPredictor:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise EtfError(f"{path} is a damaged latency predictor file ({type(exc).__name__}: {exc})"
                            .splitlines()[0]) from None
-        pred.check_for(device, size, source=str(path))
+        if setting is not None:
+            pred.check_for(setting, source=str(path))
         return pred
 
-    def check_for(self, device: str | None, size: int | None, source: str = "predictor") -> None:
-        """Raise a one-line EtfError when this predictor is not for ``device`` / ``size``."""
-        if device is not None and device != self.device:
-            raise EtfError(f"{source} was fitted for device {self.device}, not {device}")
-        if size is not None and int(size) != self.size:
-            raise EtfError(f"{source} was fitted at input size {self.size}, not {size}")
+    def check_for(self, setting: Setting, source: str = "predictor") -> None:
+        """Raise a one-line EtfError when this predictor was fitted in another setting than ``setting``
+        (``predictor was fitted for head logits, not logits8 (...)``)."""
+        self.setting.check(setting, source)
 
 
-def _key_parts(key: tuple, g: Grid, size: int, num_classes: int) -> list[Part]:
+def _key_parts(key: tuple, g: Grid, size: int, num_classes: int, head: str) -> list[Part]:
     """The traced parts behind one part key of :meth:`LatencyPredictor._parts` (what ``trace`` would give for
     that piece of any config holding it: the sides come from ``g``, the same for every config)."""
     kind = key[0]
@@ -467,28 +555,30 @@ def _key_parts(key: tuple, g: Grid, size: int, num_classes: int) -> list[Part]:
         return [transformer_part("vit", key[1], VitConfig(key[2], key[3], key[4], key[5], 1), g.tokens)]
     if kind == "inj":
         return [injection_part(key[1], key[2], key[3], g.pyramid[key[1]], g.tokens)]
-    head = head_part(key[1], key[2], num_classes, [g.pyramid[lv] for lv in INJECTION_LEVELS])
-    return [head, resize_part(num_classes, head.out_hw, size)]
+    net_head = head_part(key[1], key[2], num_classes, [g.pyramid[lv] for lv in INJECTION_LEVELS])
+    return [net_head, *output_parts(head, num_classes, net_head.out_hw, size)]
 
 
-def _check_rows(df: pd.DataFrame, device: str, size: int, what: str) -> None:
-    other_dev = df[df["device"].astype(str) != device]
-    if len(other_dev):
-        raise EtfError(f"{what} of {device} has a row measured on {other_dev['device'].iloc[0]} "
-                       f"(line {int(other_dev.index[0]) + 2}): tables are per device; rerun etf-profile")
-    other_size = df[pd.to_numeric(df["size"], errors="coerce") != size]
-    if len(other_size):
-        raise EtfError(f"{what} of {device} has a row at input size {other_size['size'].iloc[0]}, not {size} "
-                       f"(line {int(other_size.index[0]) + 2})")
+def _check_rows(df: pd.DataFrame, setting: Setting, what: str) -> None:
+    """Every row of ``df`` must be of ``setting``: else one line naming the row and what differs."""
+    for col, want, label in (("device", setting.device, "measured on"), ("size", setting.size, "at input size"),
+                             ("threads", setting.threads, "with threads"),
+                             ("precision", setting.precision, "in precision"), ("head", setting.head, "with head")):
+        values = df[col] if col in ("device", "precision", "head") else pd.to_numeric(df[col], errors="coerce")
+        other = df[values.astype(str) != str(want)] if col in ("device", "precision", "head") else df[values != want]
+        if len(other):
+            raise EtfError(f"{what} of {setting.describe()} has a row {label} {other[col].iloc[0]}, not {want} "
+                           f"(line {int(other.index[0]) + 2}): a table holds one setting; rerun etf-profile")
 
 
-def predictor_path(tables_dir: str | Path, device: str, size: int) -> Path:
-    return tbl.table_stem(tables_dir, device, size).with_suffix(".predictor.json")
+def predictor_path(tables_dir: str | Path, setting: Setting) -> Path:
+    """Where the predictor of ``setting`` is cached: next to its table."""
+    return tbl.table_stem(tables_dir, setting).with_suffix(".predictor.json")
 
 
-def _legacy_predictor_path(tables_dir: str | Path, device: str, size: int) -> Path:
+def _legacy_predictor_path(tables_dir: str | Path, setting: Setting) -> Path:
     """Where etf before format 3 cached the (pickled) predictor: never read, only noticed."""
-    return tbl.table_stem(tables_dir, device, size).with_suffix(".predictor.pkl")
+    return tbl.table_stem(tables_dir, setting).with_suffix(".predictor.pkl")
 
 
 class OldPredictorFile(EtfError):
@@ -531,34 +621,34 @@ def _write_text_atomic(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def load_for_device(device_name: str, size: int = 512, tables_dir: str | Path = "tables") -> LatencyPredictor:
-    """The predictor of ``device_name`` at ``size``: loaded if fitted on the current table, else fitted and saved.
+def load_for_device(setting: Setting, tables_dir: str | Path = "tables") -> LatencyPredictor:
+    """The predictor of ``setting`` (device, size, threads, precision, head): loaded if fitted on the current
+    table, else fitted and saved next to it.
 
     A file saved by an older etf (a pickle, at this path or at the old ``.predictor.pkl`` one) is not read:
     the predictor is refitted from the table, with one line on stderr saying so.
     """
-    ops_file = tbl.ops_path(tables_dir, device_name, size)
+    ops_file = tbl.ops_path(tables_dir, setting)
     if not ops_file.exists():
-        raise EtfError(f"no latency table for device {device_name} at size {size}: run etf-profile --device "
-                       f"{device_name} --size {size} first (looked for {ops_file})")
-    fp = tbl.fingerprint(tables_dir, device_name, size)
-    ppath = predictor_path(tables_dir, device_name, size)
+        raise EtfError(tbl.missing_table_hint(tables_dir, setting))
+    fp = tbl.fingerprint(tables_dir, setting)
+    ppath = predictor_path(tables_dir, setting)
     old: Path | None = None
     if ppath.exists():
         try:
-            pred = LatencyPredictor.load(ppath, device_name, size)
+            pred = LatencyPredictor.load(ppath, setting)
             if pred.fingerprint == fp:
                 return pred
         except OldPredictorFile:
             old = ppath
         except EtfError:
             pass  # stale or foreign file: refit below
-    elif _legacy_predictor_path(tables_dir, device_name, size).exists():
-        old = _legacy_predictor_path(tables_dir, device_name, size)
-    ops = tbl.read_ops(tables_dir, device_name, size)
-    e2e = tbl.read_e2e(tables_dir, device_name, size)
-    pred = LatencyPredictor.fit(ops, e2e, device_name, size, fp)
-    meta = tbl.meta_path(tables_dir, device_name, size)
+    elif _legacy_predictor_path(tables_dir, setting).exists():
+        old = _legacy_predictor_path(tables_dir, setting)
+    ops = tbl.read_ops(tables_dir, setting)
+    e2e = tbl.read_e2e(tables_dir, setting)
+    pred = LatencyPredictor.fit(ops, e2e, setting, fp)
+    meta = tbl.meta_path(tables_dir, setting)
     if meta.exists():
         m = tbl.read_json(meta)
         pred.info["table_reduced"] = bool(m.get("reduced", True))
@@ -568,6 +658,17 @@ def load_for_device(device_name: str, size: int = 512, tables_dir: str | Path = 
         print(f"etf: {old} was saved by an older etf (pickle); refitted from the table"
               + (f" into {ppath}" if old != ppath else ""), file=sys.stderr)
     return pred
+
+
+def record_and_refit(tables_dir: str | Path, setting: Setting, measurements: Sequence[tuple],
+                     purpose: str) -> LatencyPredictor | None:
+    """The closed loop: append end-to-end measurements of known architectures (``tbl.add_e2e_rows``, with their
+    purpose) to the setting's table and return the predictor refitted on it; None when the setting has no latency
+    table (nothing to record into: the caller keeps its predictor and says so)."""
+    if not tbl.ops_path(tables_dir, setting).exists():
+        return None
+    tbl.add_e2e_rows(tables_dir, setting, measurements, purpose=purpose)
+    return load_for_device(setting, tables_dir)
 
 
 def rel_errors(pred: np.ndarray, measured: np.ndarray) -> np.ndarray:

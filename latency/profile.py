@@ -22,15 +22,20 @@ import pandas as pd
 
 from latency import table as tbl
 from latency.export_op import cache_path, convert_cached, converter_version, ignore_sigint, sigint_ignored
+from latency.measure import PairedResult, measure_paired, reference_network_path
 from latency.operators import MBConv, Operator, parse_key
 from latency.plan import candidates, designed_sample, interleave, most_uncertain, stage_sides
+from latency.setting import DEFAULT_PRECISION, Setting
 from etf.common import EtfError
+from supernet.heads import DEFAULT_HEAD
 from supernet.space import TABLE1, ArchConfig
 
 #: Extra operators picked by adaptive sampling, per kind, after the designed sample.
 ADAPTIVE = {"mbconv": 40, "transformer": 20, "injection": 9, "pool": 4}
 #: Seeds of the subnets measured end to end for the whole-network correction (the report uses other seeds).
 E2E_SEED_BASE = 1000
+#: Rounds of the paired protocol for whole networks (``--runs`` is split over them).
+E2E_ROUNDS = 3
 
 
 def correction_subnets(n: int) -> list[tuple[int | None, "ArchConfig"]]:
@@ -82,9 +87,16 @@ class ProfileSettings:
     limit: int | None = None
     seed: int = 0
     e2e_only: bool = False
+    precision: str = DEFAULT_PRECISION
+    head: str = DEFAULT_HEAD
 
     def cache(self) -> str:
         return self.cache_dir or str(Path(self.tables_dir) / "cache")
+
+    def setting(self, dev) -> Setting:
+        """The setting measured on ``dev``: its default threads unless ``threads`` is given."""
+        threads = self.threads if self.threads is not None else int(getattr(dev, "default_threads", 1))
+        return Setting(dev.name, self.size, threads, self.precision, self.head)
 
 
 def _now() -> str:
@@ -101,8 +113,11 @@ class Profiler:
             status = dev.check()
             if not status.ok:
                 raise EtfError(f"device {dev.name} is not reachable: {status.detail}")
-        self.tables = {d.name: tbl.read_ops(self.s.tables_dir, d.name, self.s.size) for d in self.devices}
-        self.e2e = {d.name: tbl.read_e2e(self.s.tables_dir, d.name, self.s.size) for d in self.devices}
+        self.settings = {d.name: self.s.setting(d) for d in self.devices}
+        self.tables = {d.name: tbl.read_csv_checked(self._path(d.name, ".csv"), tbl.OP_COLUMNS, "key")
+                       for d in self.devices}
+        self.e2e = {d.name: tbl.read_csv_checked(self._path(d.name, ".e2e.csv"), tbl.E2E_COLUMNS, "arch_key")
+                    for d in self.devices}
         self.meta = {d.name: self._load_meta(d) for d in self.devices}
         self.ref = reference_op(self.s.size)
         self.progress = progress
@@ -113,11 +128,21 @@ class Profiler:
         self._bar = None
 
     # -- bookkeeping --------------------------------------------------------------------------------------
+    def _path(self, dev_name: str, suffix: str) -> Path:
+        """A file of ``dev_name``'s table in this run's setting (always the setting's own stem: a legacy table is
+        read by the predictor, never extended by a new run)."""
+        return tbl.table_stem(self.s.tables_dir, self.settings[dev_name], write=True).with_suffix(suffix)
+
     def _load_meta(self, dev) -> dict[str, Any]:
-        path = tbl.meta_path(self.s.tables_dir, dev.name, self.s.size)
+        path = self._path(dev.name, ".meta.json")
         meta = tbl.read_json(path) if path.exists() else {}
         if meta and meta.get("size") != self.s.size:
             raise EtfError(f"{path} is for input size {meta.get('size')}, not {self.s.size}")
+        setting = self.settings[dev.name]
+        if meta.get("setting") not in (None, setting.to_dict()):
+            raise EtfError(f"{path} records the setting {Setting.from_dict(meta['setting']).describe()}, "
+                           f"not {setting.describe()}; delete it or use another --out")
+        meta["setting"] = setting.to_dict()
         meta.setdefault("device", dev.name)
         meta.setdefault("device_kind", dev.kind)
         meta.setdefault("size", self.s.size)
@@ -131,16 +156,15 @@ class Profiler:
         return meta
 
     def _save(self, dev_name: str) -> None:
-        s = self.s
-        tbl.write_csv_atomic(self.tables[dev_name][tbl.OP_COLUMNS], tbl.ops_path(s.tables_dir, dev_name, s.size))
+        tbl.write_csv_atomic(self.tables[dev_name][tbl.OP_COLUMNS], self._path(dev_name, ".csv"))
         if len(self.e2e[dev_name]):
-            tbl.write_csv_atomic(self.e2e[dev_name][tbl.E2E_COLUMNS], tbl.e2e_path(s.tables_dir, dev_name, s.size))
+            tbl.write_csv_atomic(self.e2e[dev_name][tbl.E2E_COLUMNS], self._path(dev_name, ".e2e.csv"))
         meta = self.meta[dev_name]
         meta["updated"] = _now()
         meta["rows"] = int(len(self.tables[dev_name]))
         meta["rows_by_kind"] = {k: int(v) for k, v in self.tables[dev_name]["kind"].value_counts().items()}
         meta["e2e_rows"] = int(len(self.e2e[dev_name]))
-        tbl.write_json_atomic(meta, tbl.meta_path(s.tables_dir, dev_name, s.size))
+        tbl.write_json_atomic(meta, self._path(dev_name, ".meta.json"))
 
     def _pending(self, ops: Sequence[Operator]) -> list[Operator]:
         done = [set(t["key"]) for t in self.tables.values()]
@@ -183,7 +207,8 @@ class Profiler:
     # -- measurement ------------------------------------------------------------------------------------------
     def _measure_on(self, dev, paths: list[Path], interleave: bool = False) -> tuple[list[Any], list[float]]:
         return measure_with_reference(dev, cache_path(self.s.cache(), self.ref.key), paths, runs=self.s.runs,
-                                      warmup=self.s.warmup, threads=self.s.threads, interleave=interleave)
+                                      warmup=self.s.warmup, threads=self.settings[dev.name].threads,
+                                      interleave=interleave)
 
     def _measure_all(self, paths: list[Path], interleave: bool = False) -> dict[str, tuple[list[Any], list[float]]]:
         if len(self.devices) == 1:
@@ -235,7 +260,8 @@ class Profiler:
                 "runtime": st.runtime, "threads": st.threads, "size": self.s.size, "median_ms": st.median_ms,
                 "mean_ms": st.mean_ms, "std_ms": st.std_ms, "min_ms": st.min_ms, "max_ms": st.max_ms,
                 "cv": st.cv, "runs": st.runs, "warmup": st.warmup, "ref_ms": ref_ms, "batch": batch,
-                "timestamp": _now(), "converter": converter_version()}
+                "timestamp": _now(), "converter": converter_version(), "precision": self.s.precision,
+                "head": self.s.head}
 
     # -- phases ------------------------------------------------------------------------------------------------
     def run_ops(self, ops: Sequence[Operator], phase: str) -> None:
@@ -266,7 +292,7 @@ class Profiler:
         from etf.progress import progress_bar
 
         s = self.s
-        design = designed_sample(s.size, mbconv=s.mbconv, seed=s.seed)
+        design = designed_sample(s.size, mbconv=s.mbconv, seed=s.seed, head=s.head)
         plan = interleave(design)
         if s.limit is not None:
             plan = plan[:s.limit]
@@ -277,7 +303,7 @@ class Profiler:
             if not s.e2e_only:
                 self.run_ops(plan, "design")
             if s.limit is None and not self.stopped_for_budget and not s.e2e_only:
-                cands = candidates(s.size)
+                cands = candidates(s.size, head=s.head)
                 for kind, k in s.adaptive.items():
                     picks = self.adaptive_picks(kind, k, cands[kind])
                     self.run_ops(picks, "adaptive")
@@ -302,7 +328,7 @@ class Profiler:
 
     def finish(self, design: dict[str, list[Operator]], plan: list[Operator]) -> dict[str, Any]:
         s = self.s
-        cands = {k: len(v) for k, v in candidates(s.size).items()}
+        cands = {k: len(v) for k, v in candidates(s.size, head=s.head).items()}
         design_keys = {op.key for ops in design.values() for op in ops}
         summary = {}
         for dev in self.devices:
@@ -337,13 +363,32 @@ class Profiler:
             meta["timing"]["runs"] += 1
             meta["timing"]["last_run_wall_s"] = time.monotonic() - self.start
             self._save(dev.name)
-            summary[dev.name] = {"table": str(tbl.ops_path(s.tables_dir, dev.name, s.size)), "rows": len(t),
+            summary[dev.name] = {"table": str(self._path(dev.name, ".csv")), "rows": len(t),
+                                 "setting": self.settings[dev.name].to_dict(),
                                  "rows_by_kind": meta["rows_by_kind"], "e2e_rows": len(self.e2e[dev.name]),
                                  "reduced": meta["reduced"], "reduced_reasons": reasons, "timing": meta["timing"],
                                  "measured_this_run": self.measured_now}
         return summary
 
     # -- end-to-end subnets ---------------------------------------------------------------------------------
+    def _ref_nominal(self, dev_name: str) -> float:
+        refs = self.tables[dev_name]["ref_ms"]
+        return float(refs.median()) if len(refs) else float("nan")
+
+    def _measure_paired_all(self, paths: list[Path], ref_net: Path) -> dict[str, list[PairedResult]]:
+        """Whole networks on every device with the paired protocol (latency/measure.py), runs split over rounds."""
+        rounds = E2E_ROUNDS
+        runs = max(1, self.s.runs // rounds)
+
+        def one(dev) -> list[PairedResult]:
+            return measure_paired(dev, paths, ref_net, rounds=rounds, runs=runs, warmup=self.s.warmup,
+                                  threads=self.settings[dev.name].threads)
+        if len(self.devices) == 1:
+            return {self.devices[0].name: one(self.devices[0])}
+        with ThreadPoolExecutor(len(self.devices)) as ex:
+            futs = {dev.name: ex.submit(one, dev) for dev in self.devices}
+            return {name: f.result() for name, f in futs.items()}
+
     def run_e2e(self, subnets: Sequence[tuple[int | None, ArchConfig]], purpose: str) -> None:
         """Measure ``subnets`` ((seed or None, config) pairs) end to end, skipping those already in the table."""
         from etf.progress import progress_bar
@@ -356,16 +401,17 @@ class Profiler:
                 self.stopped_for_budget = True
                 break
             chunk = todo[i:i + max(1, self.s.workers)]
-            paths, wall = convert_networks([c for _, c in chunk], self.s.size, self.s.cache(), self._workers())
+            paths, wall = convert_networks([c for _, c in chunk], self.s.size, self.s.cache(), self._workers(),
+                                           head=self.s.head)
+            ref_net = reference_network_path(self.s.cache(), self.s.size, self._workers(), head=self.s.head)
             t0 = time.monotonic()
-            results = self._measure_all(paths, interleave=True)
+            results = self._measure_paired_all(paths, ref_net)
             meas = time.monotonic() - t0
             for dev in self.devices:
-                stats, refs = results[dev.name]
                 self.meta[dev.name]["timing"]["e2e_convert_wall_s"] += wall
                 self.meta[dev.name]["timing"]["e2e_measure_wall_s"] += meas
-                rows = [e2e_row(dev.name, self.s.size, seed, c, st, ref, purpose)
-                        for (seed, c), st, ref in zip(chunk, stats, refs)
+                rows = [e2e_row(self.settings[dev.name], seed, c, res, self._ref_nominal(dev.name), purpose)
+                        for (seed, c), res in zip(chunk, results[dev.name])
                         if c.key() not in set(self.e2e[dev.name]["arch_key"])]
                 self.e2e[dev.name] = pd.concat([self.e2e[dev.name], pd.DataFrame(rows)], ignore_index=True) \
                     if len(self.e2e[dev.name]) else pd.DataFrame(rows, columns=tbl.E2E_COLUMNS)
@@ -399,41 +445,49 @@ def measure_with_reference(dev, ref_path: Path, paths: Sequence[Path], runs: int
     return models, refs
 
 
-def e2e_row(device: str, size: int, seed: int | None, cfg, st, ref_ms: float, purpose: str) -> dict[str, Any]:
+def e2e_row(setting: Setting, seed: int | None, cfg, res: PairedResult, ref_ms: float,
+            purpose: str) -> dict[str, Any]:
+    """One end-to-end table row: ``cfg`` measured in ``setting`` with the paired protocol (``ref_ms``: the
+    operator table's nominal reference operator, kept for old readers)."""
     from supernet.size import model_size
 
     return {"arch_key": cfg.key(), "arch_json": cfg.to_json(indent=None), "seed": seed, "purpose": purpose,
-            "device": device, "size": size, "flops": model_size(cfg, size).flops, "median_ms": st.median_ms,
-            "std_ms": st.std_ms, "runs": st.runs, "ref_ms": ref_ms, "timestamp": _now()}
+            "device": setting.device, "size": setting.size, "flops": model_size(cfg, setting.size).flops,
+            "median_ms": res.raw_ms, "std_ms": res.std_ms, "runs": res.runs * res.rounds, "ref_ms": ref_ms,
+            "timestamp": _now(), "threads": setting.threads, "precision": setting.precision, "head": setting.head,
+            "ref_net_ms": res.ref_ms, "ratio": res.ratio}
 
 
-def network_path(cache_dir: str, cfg, size: int) -> Path:
-    """Cache location of the deployed network of ``cfg`` at ``size``."""
-    return Path(cache_dir) / "nets" / f"{cfg.key()}_{size}_{converter_version()}.tflite"
+def network_path(cache_dir: str, cfg, size: int, head: str = DEFAULT_HEAD) -> Path:
+    """Cache location of the deployed network of ``cfg`` at ``size`` with output ``head``."""
+    return Path(cache_dir) / "nets" / f"{cfg.key()}_{size}_{head}_{converter_version()}.tflite"
 
 
-def convert_network_worker(arch_json: str, size: int, path: str) -> float:
-    """Worker entry point: export ``WithResize(TopFormer(cfg))`` at ``size`` to ``path``; returns seconds."""
+def convert_network_worker(arch_json: str, size: int, path: str, head: str = DEFAULT_HEAD) -> float:
+    """Worker entry point: export ``Deployed(TopFormer(cfg), head)`` at ``size`` to ``path``; returns seconds."""
     import torch
 
     from android_bench.export.deploy import randomize_batchnorm_
     from android_bench.export.convert import export_tflite
+    from supernet.heads import Deployed
     from supernet.space import ArchConfig
-    from supernet.topformer import TopFormer, WithResize
+    from supernet.topformer import TopFormer
 
     start = time.perf_counter()
     torch.manual_seed(0)
     net = randomize_batchnorm_(TopFormer(ArchConfig.from_json(arch_json)))  # as an untrained etf-export does
-    export_tflite(WithResize(net), (1, 3, size, size), path)
+    export_tflite(Deployed(net, head), (1, 3, size, size), path)
     return time.perf_counter() - start
 
 
-def convert_networks(cfgs: Sequence, size: int, cache_dir: str, pool: ProcessPoolExecutor) -> tuple[list[Path], float]:
-    """Convert whole networks in the worker pool (cached); returns their paths and the wall seconds."""
+def convert_networks(cfgs: Sequence, size: int, cache_dir: str, pool: ProcessPoolExecutor,
+                     head: str = DEFAULT_HEAD) -> tuple[list[Path], float]:
+    """Convert whole networks with output ``head`` in the worker pool (cached); returns their paths and the wall
+    seconds."""
     start = time.monotonic()
-    paths = [network_path(cache_dir, c, size) for c in cfgs]
+    paths = [network_path(cache_dir, c, size, head) for c in cfgs]
     with sigint_ignored():
-        futs = [pool.submit(convert_network_worker, c.to_json(indent=None), size, str(p))
+        futs = [pool.submit(convert_network_worker, c.to_json(indent=None), size, str(p), head)
                 for c, p in zip(cfgs, paths) if not p.exists()]
     for f in futs:
         f.result()

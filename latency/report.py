@@ -1,14 +1,16 @@
 """How well the latency predictor does on subnets it never saw, against two baselines.
 
-Measures N random subnets end to end on the device (seeds disjoint from the correction subnets; any config
-used in fitting is skipped), with the reference operator timed between every two subnets (drift), and compares the
-predictor with (a) a linear fit on FLOPs and (b) the plain operator sum without correction, both fitted on
-the same data as the predictor's correction. Measurements are kept in ``<device>_<size>.heldout.csv``
-(resumable, never used for fitting); the scatter plot goes to ``<device>_<size>.report.png``.
+Held-out subnets are always fresh: drawn from seeds never used before for the operator table's fingerprint (a
+ledger per fingerprint), measured with the paired protocol (beside TopFormer-Tiny, latency/measure.py) in the
+report's window, never used for fitting, and expired with the table and after ``HELDOUT_WINDOW_H`` hours. The
+predictor (in ratio mode: predicted ratio x the reference timed beside each subnet) is compared with (a) a linear
+fit on FLOPs and (b) the plain operator sum, both fitted on the same data as the correction.
 """
 from __future__ import annotations
 
+import math
 import multiprocessing
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -18,9 +20,11 @@ import pandas as pd
 
 from etf.common import EtfError, atomic_open
 from latency import table as tbl
-from latency.export_op import cache_path, convert_cached, ignore_sigint, sigint_ignored
+from latency.export_op import ignore_sigint
+from latency.measure import measure_paired, reference_network_path
 from latency.predictor import accuracy
-from latency.profile import convert_networks, e2e_row, get_device, measure_with_reference, reference_op
+from latency.profile import convert_networks, e2e_row, get_device
+from latency.setting import Setting
 from supernet.size import model_size
 from supernet.space import TABLE1, ArchConfig
 
@@ -28,54 +32,101 @@ from supernet.space import TABLE1, ArchConfig
 REPORT_SEED_BASE = 50_000
 #: etf-predictor-report warns when the reference operator moved more than this since profiling.
 DRIFT_WARN_PCT = 10.0
+#: Held-out rows expire this many hours after they were measured (the device's state they describe is gone).
+HELDOUT_WINDOW_H = 6.0
+#: Columns of the held-out file: an end-to-end row tied to the operator table it was drawn for.
+HELDOUT_COLUMNS = tbl.E2E_COLUMNS + ["table_fingerprint"]
 
 
-def heldout_path(tables_dir: str, device: str, size: int) -> Path:
-    return tbl.table_stem(tables_dir, device, size).with_suffix(".heldout.csv")
+def heldout_path(tables_dir: str, setting: Setting) -> Path:
+    """Where the held-out measurements of ``setting`` are kept (next to its table)."""
+    return tbl.table_stem(tables_dir, setting).with_suffix(".heldout.csv")
 
 
-def heldout_configs(n: int, exclude: set[str]) -> list[tuple[int, ArchConfig]]:
-    """The first ``n`` report subnets (seeded) whose keys are not in ``exclude`` (the fitting data)."""
+def seeds_path(tables_dir: str, setting: Setting) -> Path:
+    """The ledger of held-out seeds already drawn, per table fingerprint (``{fingerprint: [seed, ...]}``)."""
+    return tbl.table_stem(tables_dir, setting).with_suffix(".heldout_seeds.json")
+
+
+def read_seed_ledger(path: Path) -> dict[str, list[int]]:
+    if not path.exists():
+        return {}
+    data = tbl.read_json(path)
+    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+        raise EtfError(f"{path} is not a held-out seed ledger ({{fingerprint: [seeds]}}); delete it")
+    return {str(k): [int(x) for x in v] for k, v in data.items()}
+
+
+def fresh_heldout_configs(n: int, exclude: set[str], used: set[int]) -> list[tuple[int, ArchConfig]]:
+    """``n`` held-out subnets from seeds never drawn before (``used``) whose configs are not in ``exclude``
+    (the fitting data): a held-out subnet is never seen twice for the same table, so nobody can select on it."""
     out, seed = [], REPORT_SEED_BASE
     while len(out) < n:
-        cfg = TABLE1.sample(seed)
-        if cfg.key() not in exclude and cfg.key() not in {c.key() for _, c in out}:
-            out.append((seed, cfg))
+        if seed not in used:
+            cfg = TABLE1.sample(seed)
+            if cfg.key() not in exclude and cfg.key() not in {c.key() for _, c in out}:
+                out.append((seed, cfg))
         seed += 1
     return out
 
 
-def measure_heldout(device_name: str, size: int, tables_dir: str, n: int, workers: int, batch: int, runs: int,
-                    warmup: int, progress: bool) -> pd.DataFrame:
-    """Measure the held-out subnets not measured yet; returns all held-out rows (atomic write per batch)."""
+def heldout_configs(n: int, exclude: set[str]) -> list[tuple[int, ArchConfig]]:
+    """The first ``n`` report subnets (seeded) whose keys are not in ``exclude`` (no freshness ledger)."""
+    return fresh_heldout_configs(n, exclude, set())
+
+
+def valid_heldout(rows: pd.DataFrame, fingerprint: str, now: float | None = None,
+                  window_h: float = HELDOUT_WINDOW_H) -> pd.DataFrame:
+    """The held-out rows still valid: drawn for this operator-table ``fingerprint`` and measured less than
+    ``window_h`` hours ago (a row of another table or an older window has expired)."""
+    if not len(rows):
+        return rows
+    now = time.time() if now is None else now
+    stamps = pd.to_datetime(rows["timestamp"], utc=True, errors="coerce")
+    age_h = (now - stamps.map(lambda t: t.timestamp() if t == t else -math.inf)) / 3600.0
+    keep = (rows["table_fingerprint"].astype(str) == fingerprint) & (age_h <= window_h)
+    return rows[keep].reset_index(drop=True)
+
+
+def measure_heldout(setting: Setting, tables_dir: str, n: int, workers: int, batch: int, runs: int,
+                    warmup: int, progress: bool, rounds: int = 3,
+                    window_h: float = HELDOUT_WINDOW_H) -> pd.DataFrame:
+    """Make sure ``n`` valid held-out rows exist and return them: expired rows (other table, older window) are
+    dropped, fresh subnets are drawn from seeds never used for this table (recorded in the ledger before they
+    are measured) and timed with the paired protocol beside TopFormer-Tiny. Atomic write per batch."""
     from tqdm import tqdm
 
-    dev = get_device(device_name)
-    e2e = tbl.read_e2e(tables_dir, device_name, size)
-    path = heldout_path(tables_dir, device_name, size)
-    rows = tbl.read_csv_checked(path, tbl.E2E_COLUMNS, "arch_key")
-    cfgs = heldout_configs(n, set(e2e["arch_key"]))
-    todo = [(s, c) for s, c in cfgs if c.key() not in set(rows["arch_key"])]
-    if not todo:
-        return rows
+    size = setting.size
+    dev = get_device(setting.device)
+    e2e = tbl.read_e2e(tables_dir, setting)
+    fp = tbl.ops_fingerprint(tables_dir, setting)
+    path = heldout_path(tables_dir, setting)
+    rows = tbl.read_csv_checked(path, tbl.E2E_REQUIRED, "arch_key", tbl.E2E_PAIRED + ["table_fingerprint"])
+    rows["table_fingerprint"] = rows["table_fingerprint"].astype(object).where(rows["table_fingerprint"].notna(), "")
+    rows = valid_heldout(rows, fp, window_h=window_h)
+    if len(rows) >= n:
+        return rows.head(n)
+    ledger_path = seeds_path(tables_dir, setting)
+    ledger = read_seed_ledger(ledger_path)
+    used = set(ledger.get(fp, []))
+    todo = fresh_heldout_configs(n - len(rows), set(e2e["arch_key"]) | set(rows["arch_key"]), used)
+    ledger[fp] = sorted(used | {s for s, _ in todo})
+    tbl.write_json_atomic(ledger, ledger_path)  # drawn = used, even if the run stops before measuring them
     cache = str(Path(tables_dir) / "cache")
-    ref = reference_op(size)
+    ref_nominal = float(tbl.read_ops(tables_dir, setting)["ref_ms"].median())
     ctx = multiprocessing.get_context("spawn")
     bar = tqdm(total=len(todo), desc="held-out subnets", unit="net", disable=not progress, dynamic_ncols=True)
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=ignore_sigint) as pool:
-        ref_path = cache_path(cache, ref.key)
-        if not ref_path.exists():
-            with sigint_ignored():
-                fut = pool.submit(convert_cached, ref.key, str(ref_path))
-            fut.result()
+        ref_net = reference_network_path(cache, size, pool, head=setting.head)
         for i in range(0, len(todo), batch):
             chunk = todo[i:i + batch]
-            paths, _ = convert_networks([c for _, c in chunk], size, cache, pool)
-            stats, refs = measure_with_reference(dev, ref_path, paths, runs=runs, warmup=warmup, interleave=True)
-            new = pd.DataFrame([e2e_row(dev.name, size, s, c, st, ref, "heldout")
-                                for (s, c), st, ref in zip(chunk, stats, refs)], columns=tbl.E2E_COLUMNS)
+            paths, _ = convert_networks([c for _, c in chunk], size, cache, pool, head=setting.head)
+            results = measure_paired(dev, paths, ref_net, rounds=rounds, runs=max(1, runs // rounds), warmup=warmup,
+                                     threads=setting.threads)
+            new = pd.DataFrame([{**e2e_row(setting, s, c, res, ref_nominal, "heldout"), "table_fingerprint": fp}
+                                for (s, c), res in zip(chunk, results)], columns=HELDOUT_COLUMNS)
             rows = pd.concat([rows, new], ignore_index=True) if len(rows) else new
-            tbl.write_csv_atomic(rows, path)
+            tbl.write_csv_atomic(rows[HELDOUT_COLUMNS], path)
             bar.update(len(chunk))
     bar.close()
     return rows
@@ -88,7 +139,7 @@ def evaluate(pred, e2e: pd.DataFrame, held: pd.DataFrame) -> dict[str, Any]:
     ``reference_normalised`` scales each measurement by ``ref_nominal / ref_ms`` of the reference operator
     timed next to it, kept to show what normalising by the drift record would do.
     """
-    fit = e2e[e2e["purpose"] == "correction"]
+    fit = e2e[e2e["purpose"].isin(tbl.FIT_PURPOSES)]
     if len(fit) < 2:
         raise EtfError("the table has fewer than 2 end-to-end subnets to fit the correction and the FLOPs baseline; "
                        "run etf-profile with --e2e 8")
@@ -97,6 +148,11 @@ def evaluate(pred, e2e: pd.DataFrame, held: pd.DataFrame) -> dict[str, Any]:
     flops = np.array([model_size(c, pred.size).flops for c in cfgs], float)
     series = {"predictor": pred.predict_many(cfgs), "flops_linear": a * flops + b,
               "operator_sum": pred.operator_sum_many(cfgs)}
+    ref_net = pd.to_numeric(held["ref_net_ms"], errors="coerce").to_numpy(float) if "ref_net_ms" in held else None
+    if pred.mode == "ratio" and ref_net is not None and np.isfinite(ref_net).all():
+        # reference-relative: each held-out subnet's predicted ratio x the reference timed beside it (its window)
+        series["predictor"] = pred.predict_ratio_many(cfgs) * ref_net
+        series["predictor_raw"] = np.asarray(pred.correction(pred.operator_sum_many(cfgs)), float)
     raw = held["median_ms"].to_numpy(float)
     measured = {"raw": raw, "reference_normalised": raw * pred.ref_nominal / held["ref_ms"].to_numpy(float)}
     drift = {"table_ref_ms": pred.ref_nominal, "report_ref_ms": float(held["ref_ms"].median()),

@@ -1,15 +1,17 @@
 """The latency table on disk: one CSV row per (operator, device), a JSON sidecar, atomic writes, strict reads.
 
-Files for device D at input size S under ``tables/``: ``D_S.csv`` (operators), ``D_S.e2e.csv`` (end-to-end
-subnets for the predictor's whole-network correction), ``D_S.meta.json`` (device/runtime, plan, timings,
-drift, whether the table is reduced). A bad row is reported with its line number, never silently dropped.
+Files of one setting (``latency.setting.Setting``: device D, size S, threads T, precision P, head H) under
+``tables/``: ``D_S_tT_P_H.csv`` (operators), ``.e2e.csv`` (end-to-end subnets for the predictor's whole-network
+correction), ``.meta.json`` (the setting, device/runtime, plan, timings, drift, whether the table is reduced).
+Every row records its setting (threads, precision, head columns). A bad row is reported with its line number,
+never silently dropped. Tables from before settings (``D_S.csv``) are read as the setting they measured.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import math
-import re
+import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,33 +19,101 @@ from typing import Any, Sequence
 import pandas as pd
 
 from etf.common import EtfError, atomic_open, atomic_write_json
+from latency.setting import LEGACY_HEAD, LEGACY_PRECISION, Setting, file_safe
 from supernet.size import model_size
-from supernet.space import ArchConfig
 
+#: Columns that record the setting of each row (device and size were recorded from the start).
+SETTING_COLUMNS = ["threads", "precision", "head"]
 OP_COLUMNS = ["key", "kind", "phase", "device", "device_kind", "runtime", "threads", "size", "median_ms",
               "mean_ms", "std_ms", "min_ms", "max_ms", "cv", "runs", "warmup", "ref_ms", "batch", "timestamp",
-              "converter"]
-E2E_COLUMNS = ["arch_key", "arch_json", "seed", "purpose", "device", "size", "flops", "median_ms", "std_ms",
-               "runs", "ref_ms", "timestamp"]
+              "converter", "precision", "head"]
+#: Columns every end-to-end table has (tables written before the paired protocol have only these).
+E2E_REQUIRED = ["arch_key", "arch_json", "seed", "purpose", "device", "size", "flops", "median_ms", "std_ms",
+                "runs", "ref_ms", "timestamp", "threads", "precision", "head"]
+#: Paired-protocol columns (latency/measure.py): the whole-network reference's median beside the row and the
+#: median of (network / adjacent reference); NaN for rows measured without a reference network.
+E2E_PAIRED = ["ref_net_ms", "ratio"]
+E2E_COLUMNS = E2E_REQUIRED + E2E_PAIRED
+#: Why a whole network was measured: ``correction`` (profiling), ``heldout`` (report, never fitted), and the
+#: closed loop's ``winner`` (etf-search), ``bench`` (etf-record), ``preset`` (the demo).
+E2E_PURPOSES = ("correction", "heldout", "winner", "bench", "preset")
+#: The purposes the predictor's whole-network correction is fitted on (everything measured except held-out).
+FIT_PURPOSES = ("correction", "winner", "bench", "preset")
 _NUMERIC = ("median_ms", "std_ms", "ref_ms")
 
 
-def table_stem(tables_dir: str | Path, device: str, size: int) -> Path:
-    """``tables/<device>_<size>`` (device name made file-safe); add ``.csv`` / ``.e2e.csv`` / ``.meta.json``."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", device)
-    return Path(tables_dir) / f"{safe}_{size}"
+def legacy_stem(tables_dir: str | Path, device: str, size: int) -> Path:
+    """``tables/<device>_<size>``: where tables were written before settings were recorded."""
+    return Path(tables_dir) / f"{file_safe(device)}_{size}"
 
 
-def ops_path(tables_dir: str | Path, device: str, size: int) -> Path:
-    return table_stem(tables_dir, device, size).with_suffix(".csv")
+def _legacy_threads(path: Path) -> int | None:
+    """The one thread count the rows of a legacy operator table were measured with (None: none or several)."""
+    try:
+        threads = pd.read_csv(path, usecols=["threads"])["threads"].dropna().unique()
+    except (ValueError, OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        return None
+    return int(threads[0]) if len(threads) == 1 else None
 
 
-def e2e_path(tables_dir: str | Path, device: str, size: int) -> Path:
-    return table_stem(tables_dir, device, size).with_suffix(".e2e.csv")
+def legacy_setting(tables_dir: str | Path, device: str, size: int) -> Setting | None:
+    """The setting a legacy table of ``device`` at ``size`` holds (threads from its rows, fp32, head logits), or
+    None when there is no legacy table (or its rows mix thread counts)."""
+    path = legacy_stem(tables_dir, device, size).with_suffix(".csv")
+    if not path.exists():
+        return None
+    threads = _legacy_threads(path)
+    return Setting(device, size, threads, LEGACY_PRECISION, LEGACY_HEAD) if threads else None
 
 
-def meta_path(tables_dir: str | Path, device: str, size: int) -> Path:
-    return table_stem(tables_dir, device, size).with_suffix(".meta.json")
+_told: set[Path] = set()
+
+
+def table_stem(tables_dir: str | Path, setting: Setting, write: bool = False) -> Path:
+    """``tables/<setting.stem>``; add ``.csv`` / ``.e2e.csv`` / ``.meta.json``.
+
+    Reading (``write`` False) falls back to a legacy ``tables/<device>_<size>`` table when the setting has no
+    table of its own and the legacy one holds exactly this setting (see ``latency.setting``); that is said once
+    per process on stderr. Writers always get the setting's own stem.
+    """
+    stem = Path(tables_dir) / setting.stem
+    if write or stem.with_suffix(".csv").exists():
+        return stem
+    old = legacy_setting(tables_dir, setting.device, setting.size)
+    if old is None or old != setting:
+        return stem
+    legacy = legacy_stem(tables_dir, setting.device, setting.size)
+    if legacy not in _told:
+        _told.add(legacy)
+        print(f"note: reading {legacy.with_suffix('.csv')}, written before settings were recorded, as "
+              f"{setting.describe()} (what it measured); etf-profile now writes {stem.name}.csv", file=sys.stderr)
+    return legacy
+
+
+def missing_table_hint(tables_dir: str | Path, setting: Setting) -> str:
+    """Why there is no table for ``setting`` and what to run, in one line (mentions a legacy table of another
+    setting when there is one)."""
+    cmd = (f"etf-profile --device {setting.device} --size {setting.size} --threads {setting.threads} "
+           f"--head {setting.head}" + (f" --precision {setting.precision}" if setting.precision != "fp32" else ""))
+    msg = (f"no latency table for {setting.describe()}: run {cmd} first "
+           f"(looked for {Path(tables_dir) / setting.stem}.csv)")
+    old = legacy_setting(tables_dir, setting.device, setting.size)
+    if old is not None and old != setting:
+        msg += (f"; {legacy_stem(tables_dir, setting.device, setting.size)}.csv is an older table measured with "
+                f"{old.difference(setting)} (pass --head {old.head} --threads {old.threads} to use it)")
+    return msg
+
+
+def ops_path(tables_dir: str | Path, setting: Setting, write: bool = False) -> Path:
+    return table_stem(tables_dir, setting, write).with_suffix(".csv")
+
+
+def e2e_path(tables_dir: str | Path, setting: Setting, write: bool = False) -> Path:
+    return table_stem(tables_dir, setting, write).with_suffix(".e2e.csv")
+
+
+def meta_path(tables_dir: str | Path, setting: Setting, write: bool = False) -> Path:
+    return table_stem(tables_dir, setting, write).with_suffix(".meta.json")
 
 
 def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
@@ -64,14 +134,26 @@ def read_json(path: Path) -> dict[str, Any]:
         raise EtfError(f"cannot read {path}: {exc}") from None
 
 
-def read_csv_checked(path: Path, columns: list[str], key: str) -> pd.DataFrame:
-    """Read a table CSV; missing columns, non-numeric/negative latencies or duplicate keys raise EtfError."""
+def read_csv_checked(path: Path, columns: list[str], key: str | list[str],
+                     optional: Sequence[str] = ()) -> pd.DataFrame:
+    """Read a table CSV; missing columns, non-numeric/negative latencies or duplicate keys raise EtfError.
+
+    ``key``: the column (or columns) unique per row; ``optional``: columns added as NaN when an older file lacks
+    them (validated as positive numbers where present)."""
+    keys = [key] if isinstance(key, str) else list(key)
     if not path.exists():
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=columns + [c for c in optional if c not in columns])
     try:
-        df = pd.read_csv(path, dtype={key: str})
+        df = pd.read_csv(path, dtype={k: str for k in keys})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise EtfError(f"latency table {path} is corrupted: {str(exc).splitlines()[0]}") from None
+    for col, value in (("precision", LEGACY_PRECISION), ("head", LEGACY_HEAD)):  # tables from before settings
+        if col in columns:
+            df[col] = df[col].fillna(value) if col in df.columns else value
+    if "threads" in columns and "threads" not in df.columns:  # legacy end-to-end rows: the operator rows' threads
+        ops_file = next((path.with_name(path.name[:-len(sfx)] + ".csv") for sfx in (".e2e.csv", ".heldout.csv")
+                         if path.name.endswith(sfx)), path)
+        df["threads"] = _legacy_threads(ops_file)
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise EtfError(f"latency table {path} lacks column(s) {', '.join(missing)}")
@@ -86,15 +168,28 @@ def read_csv_checked(path: Path, columns: list[str], key: str) -> pd.DataFrame:
             raise EtfError(f"latency table {path} line {row + 2}: {col}={df[col].iloc[row]!r} is not a valid "
                            "latency; delete the line and rerun etf-profile to re-measure it")
         df[col] = values
-    dup = df[key].duplicated()
+    for col in optional:
+        if col not in df.columns:
+            df[col] = float("nan")
+            continue
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = (df[col].notna() & values.isna()) | (values <= 0) | values.map(lambda v: v in (math.inf, -math.inf))
+        if bad.any():
+            row = int(bad.idxmax())
+            raise EtfError(f"latency table {path} line {row + 2}: {col}={df[col].iloc[row]!r} is not a positive "
+                           "number; delete the line and measure it again")
+        df[col] = values.astype(float)
+    dup = df.duplicated(subset=keys)
     if dup.any():
-        raise EtfError(f"latency table {path} line {int(dup.idxmax()) + 2}: duplicate row for {df[key][dup].iloc[0]}")
+        row = int(dup.idxmax())
+        raise EtfError(f"latency table {path} line {row + 2}: duplicate row for "
+                       f"{'/'.join(str(df[k].iloc[row]) for k in keys)}")
     return df
 
 
-def read_ops(tables_dir: str | Path, device: str, size: int) -> pd.DataFrame:
+def read_ops(tables_dir: str | Path, setting: Setting) -> pd.DataFrame:
     """The operator table (empty frame with the right columns when none exists yet)."""
-    path = ops_path(tables_dir, device, size)
+    path = ops_path(tables_dir, setting)
     return check_operator_rows(read_csv_checked(path, OP_COLUMNS, "key"), path)
 
 
@@ -115,39 +210,101 @@ def check_operator_rows(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     return df
 
 
-def read_e2e(tables_dir: str | Path, device: str, size: int) -> pd.DataFrame:
-    """The end-to-end subnet measurements."""
-    return read_csv_checked(e2e_path(tables_dir, device, size), E2E_COLUMNS, "arch_key")
+def read_e2e(tables_dir: str | Path, setting: Setting) -> pd.DataFrame:
+    """The end-to-end subnet measurements (one row per config and purpose; paired columns NaN in old tables)."""
+    return read_csv_checked(e2e_path(tables_dir, setting), E2E_REQUIRED, ["arch_key", "purpose"], E2E_PAIRED)
 
 
-def add_e2e_rows(tables_dir: str | Path, device: str, size: int,
-                 measurements: Sequence[tuple[ArchConfig, float, float, int]], purpose: str = "correction") -> bool:
-    """Record whole networks measured end to end (config, median ms, std ms, runs) in the device's end-to-end
-    table, replacing earlier rows of the same config and purpose; the one way code outside profiling adds rows.
+def setting_of_rows(df: pd.DataFrame, what: str) -> Setting | None:
+    """The one setting the rows of ``df`` were measured in (None for no rows); rows of several settings are an
+    EtfError naming the first row that differs."""
+    if not len(df):
+        return None
+    first = df.iloc[0]
+    for col in ("device", "size", *SETTING_COLUMNS):
+        other = df[df[col].astype(str) != str(first[col])]
+        if len(other):
+            raise EtfError(f"{what} mixes settings: line {int(other.index[0]) + 2} has {col}={other[col].iloc[0]}, "
+                           f"line 2 has {col}={first[col]}; a table holds one setting, rerun etf-profile")
+    try:
+        return Setting(str(first["device"]), int(first["size"]), int(first["threads"]), str(first["precision"]),
+                       str(first["head"]))
+    except (ValueError, TypeError) as exc:
+        raise EtfError(f"{what} line 2: not a valid setting ({exc})") from None
 
-    Their ``ref_ms`` is the operator table's nominal reference (the reference operator was not timed with them).
+
+
+def add_e2e_rows(tables_dir: str | Path, setting: Setting, measurements: Sequence[tuple],
+                 purpose: str = "correction", seeds: Sequence[int | None] | None = None) -> bool:
+    """Record whole networks measured end to end in ``setting``'s end-to-end table: the ONE way rows are added
+    (profiling, held-out, and the closed loop: search winners, etf-record, demo presets).
+
+    Each measurement is ``(config, median ms, std ms, runs)`` or, measured with the paired protocol
+    (latency/measure.py), ``(config, median ms, std ms, runs, reference network ms, ratio)``. A row replaces an
+    earlier row of the same config and purpose (the newest measurement wins). ``ref_ms`` is the operator table's
+    nominal reference operator (that operator is not timed beside whole networks). A predictor loaded with
+    :func:`latency.predictor.load_for_device` afterwards is refitted (the table's fingerprint changed).
     Returns whether the table changed (identical measurements already recorded: no write).
     """
-    e2e = read_e2e(tables_dir, device, size)
-    ref = float(read_ops(tables_dir, device, size)["ref_ms"].median())
-    new = {cfg.key(): (cfg, ms, std, runs) for cfg, ms, std, runs in measurements}
+    if purpose not in E2E_PURPOSES:
+        raise EtfError(f"unknown end-to-end purpose {purpose!r}; use one of {', '.join(E2E_PURPOSES)}")
+    e2e = read_e2e(tables_dir, setting)
+    ops = read_ops(tables_dir, setting)
+    ref = float(ops["ref_ms"].median()) if len(ops) else float("nan")
+    new: dict[str, tuple] = {}
+    for i, m in enumerate(measurements):
+        if len(m) not in (4, 6):
+            raise EtfError(f"an end-to-end measurement is (config, ms, std, runs[, ref_net_ms, ratio]), got {len(m)} "
+                           "values")
+        cfg, ms, std, runs = m[:4]
+        ref_net, ratio = (float(m[4]), float(m[5])) if len(m) == 6 else (float("nan"), float("nan"))
+        if not (ms > 0 and math.isfinite(ms)):
+            raise EtfError(f"end-to-end latency of {cfg.key()} is {ms!r}, not a positive number")
+        new[cfg.key()] = (cfg, float(ms), float(std), int(runs), ref_net, ratio,
+                          seeds[i] if seeds is not None else None)
     same = (e2e["arch_key"].isin(new) & (e2e["purpose"] == purpose)) if len(e2e) else pd.Series(dtype=bool)
     old = e2e[same] if len(e2e) else e2e
     if len(old) == len(new) and all(abs(float(r.median_ms) - new[r.arch_key][1]) < 1e-9 for r in old.itertuples()):
         return False
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
-    rows = [{"arch_key": key, "arch_json": cfg.to_json(indent=None), "seed": None, "purpose": purpose,
-             "device": device, "size": size, "flops": model_size(cfg, size).flops, "median_ms": ms, "std_ms": std,
-             "runs": runs, "ref_ms": ref, "timestamp": stamp} for key, (cfg, ms, std, runs) in new.items()]
+    rows = [{"arch_key": key, "arch_json": cfg.to_json(indent=None), "seed": seed, "purpose": purpose,
+             "device": setting.device, "size": setting.size, "flops": model_size(cfg, setting.size).flops,
+             "median_ms": ms, "std_ms": std, "runs": runs, "ref_ms": ref, "timestamp": stamp,
+             "threads": setting.threads, "precision": setting.precision, "head": setting.head,
+             "ref_net_ms": ref_net, "ratio": ratio}
+            for key, (cfg, ms, std, runs, ref_net, ratio, seed) in new.items()]
     keep = e2e[~same] if len(e2e) else e2e
-    table = pd.concat([keep, pd.DataFrame(rows, columns=E2E_COLUMNS)], ignore_index=True)
-    write_csv_atomic(table[E2E_COLUMNS], e2e_path(tables_dir, device, size))
+    added = pd.DataFrame(rows, columns=E2E_COLUMNS)
+    table = pd.concat([keep, added], ignore_index=True) if len(keep) else added
+    write_csv_atomic(table[E2E_COLUMNS], e2e_path(tables_dir, setting))
     return True
 
 
-def fingerprint(tables_dir: str | Path, device: str, size: int) -> str:
-    """Hash of the operator and end-to-end tables: a predictor is valid only for the tables it was fitted on."""
-    h = hashlib.sha1(f"{device}|{size}".encode())
-    for p in (ops_path(tables_dir, device, size), e2e_path(tables_dir, device, size)):
+def latest_reference_ms(e2e: pd.DataFrame) -> float | None:
+    """The whole-network reference's latency (ms) of the newest paired row (by timestamp), or None without any:
+    the device's speed now, which a reference-relative prediction is scaled by."""
+    if not len(e2e) or "ref_net_ms" not in e2e:
+        return None
+    paired = e2e[pd.to_numeric(e2e["ref_net_ms"], errors="coerce").notna()]
+    if not len(paired):
+        return None
+    newest = paired.sort_values("timestamp", kind="stable").iloc[-1]
+    return float(newest["ref_net_ms"])
+
+
+def ops_fingerprint(tables_dir: str | Path, setting: Setting) -> str:
+    """Hash of the setting and its operator table alone: what held-out rows are tied to (closed-loop end-to-end
+    rows do not change the operators the predictor sums, so they do not expire the held-out set)."""
+    h = hashlib.sha1(setting.stem.encode())
+    p = ops_path(tables_dir, setting)
+    h.update(p.read_bytes() if p.exists() else b"-")
+    return h.hexdigest()[:16]
+
+
+def fingerprint(tables_dir: str | Path, setting: Setting) -> str:
+    """Hash of the setting and its operator and end-to-end tables: a predictor is valid only for the tables it
+    was fitted on."""
+    h = hashlib.sha1(setting.stem.encode())
+    for p in (ops_path(tables_dir, setting), e2e_path(tables_dir, setting)):
         h.update(p.read_bytes() if p.exists() else b"-")
     return h.hexdigest()[:16]

@@ -3,7 +3,7 @@
 Stages (each skipped when its artefact exists, so a rerun resumes):
   1. synthetic data (NOT ADE20K)            -> OUT/data
   2. train a small supernet (etf-train)     -> OUT/train/last.pt
-  3. profile this CPU (etf-profile, reduced) -> OUT/tables
+  3. profile this CPU (etf-profile, reduced) -> OUT/tables (for --head, default logits8: the model's output)
   4. fit the latency predictor               (latency.predictor.load_for_device)
   5. measure TopFormer-Tiny and -Small end to end (TFLite, this CPU) -> OUT/presets/*/model.tflite
   6. search at a target between their measured latencies, export, re-benchmark -> OUT/search
@@ -105,13 +105,18 @@ def torch_threads(requested: int | None) -> int:
 
 
 def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local",
-             threads: int | None = None) -> dict[str, Any]:
-    """Run (or resume) every stage; returns the final table rows and artefact paths."""
+             threads: int | None = None, head: str = "logits8") -> dict[str, Any]:
+    """Run (or resume) every stage with output ``head`` (profiled, predicted, exported and measured with it);
+    returns the final table rows and artefact paths."""
     import torch
 
+    from latency.setting import make_setting
+
+    setting = make_setting(device_name, scale.deploy_size, None, "fp32", head)
     n_threads = torch_threads(threads)
     torch.set_num_threads(n_threads)
-    print(f"etf-demo: {'quick' if quick else 'full'} run in {out}, {n_threads} torch thread(s)", flush=True)
+    print(f"etf-demo: {'quick' if quick else 'full'} run in {out}, {n_threads} torch thread(s); latency setting: "
+          f"{setting.describe()}", flush=True)
     st = Stages(8)
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "demo_state.json"
@@ -148,23 +153,23 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
     t = st.start(f"profile this CPU's operators at {scale.deploy_size}px (REDUCED table: {scale.profile_minutes:g} "
                  f"min budget, no adaptive sampling)")
     tables = out / "tables"
-    if state.get("profiled") == [device_name, scale.deploy_size] and tables.exists():
+    if state.get("profiled") == [device_name, scale.deploy_size, head] and tables.exists():
         st.done(t, "latency table (reduced)", tables, skipped=True)
     else:
         from latency.profile import ProfileSettings, Profiler
 
         settings = ProfileSettings(size=scale.deploy_size, tables_dir=str(tables), budget_min=scale.profile_minutes,
-                                   adaptive={}, e2e=scale.profile_e2e)
+                                   adaptive={}, e2e=scale.profile_e2e, head=head)
         Profiler([device_name], settings, progress=True).run()  # minutes: a line with ETA every 30 s in a log
-        state["profiled"] = [device_name, scale.deploy_size]
+        state["profiled"] = [device_name, scale.deploy_size, head]
         atomic_write_json(state_path, state)
         st.done(t, "latency table (reduced)", tables)
 
     # 4. predictor
     t = st.start("fit the latency predictor")
-    predictor = pieces.load_predictor(device_name, scale.deploy_size, tables)
+    predictor = pieces.load_predictor(setting, tables)
     predict = pieces.predictor_latency_fn(predictor)
-    st.done(t, f"predictor for {device_name} at {scale.deploy_size}px")
+    st.done(t, f"predictor for {setting.describe()}")
 
     # 5. presets end to end
     t = st.start("measure TopFormer-Tiny and -Small end to end on this CPU (TFLite)")
@@ -175,29 +180,39 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
     # latency of the deployed network the predictor models (its class count, e.g. 150 as on ADE20K); weights
     # do not change latency, so the presets are timed with random weights
     latency_classes = pieces.predictor_num_classes(predictor, num_classes)
-    measured: dict[str, float] = state.get("preset_ms", {})
-    spread: dict[str, float] = state.get("preset_std_ms", {})
-    for name in ("topformer-tiny", "topformer-small"):
-        model = out / "presets" / name / "model.tflite"
-        if name in measured and name in spread and model.exists():
-            continue
-        if not model.exists():
-            print(f"      exporting {name} ({latency_classes}-class head) ...", flush=True)
-            pieces.export_winner(PRESETS[name], model.parent, scale.deploy_size, None, latency_classes)
-        stats = pieces.measure(device, model, scale.bench_runs, 3, None)
-        measured[name], spread[name] = float(stats.median_ms), float(stats.std_ms)
-        state["preset_ms"], state["preset_std_ms"] = measured, spread
+    same_head = state.get("preset_head", "logits") == head  # measurements of another head are not reused
+    measured: dict[str, float] = state.get("preset_ms", {}) if same_head else {}
+    spread: dict[str, float] = state.get("preset_std_ms", {}) if same_head else {}
+    paired: dict[str, list[float]] = state.get("preset_paired", {}) if same_head else {}  # [reference ms, ratio]
+    names = ("topformer-tiny", "topformer-small")
+    models = {name: out / "presets" / head / name / "model.tflite" for name in names}
+    if not all(n in measured and n in spread and n in paired and models[n].exists() for n in names):
+        for name, model in models.items():
+            if not model.exists():
+                print(f"      exporting {name} ({latency_classes} classes, head {head}) ...", flush=True)
+                pieces.export_winner(PRESETS[name], model.parent, scale.deploy_size, None, latency_classes, head=head)
+        # the paired protocol: both presets timed beside the reference (TopFormer-Tiny itself: its ratio ~1)
+        from latency.measure import REFERENCE_PRESET, measure_paired
+
+        results = measure_paired(device, [models[n] for n in names], models[REFERENCE_PRESET], rounds=3,
+                                 runs=max(1, scale.bench_runs // 3), warmup=3, threads=setting.threads)
+        for name, res in zip(names, results):
+            measured[name], spread[name], paired[name] = res.raw_ms, res.std_ms, [res.ref_ms, res.ratio]
+        state["preset_ms"], state["preset_std_ms"], state["preset_paired"] = measured, spread, paired
+        state["preset_head"] = head
         atomic_write_json(state_path, state)
     tiny_ms, small_ms = measured["topformer-tiny"], measured["topformer-small"]
-    st.done(t, f"TopFormer-Tiny {tiny_ms:.2f} ms, -Small {small_ms:.2f} ms measured", out / "presets")
+    st.done(t, f"TopFormer-Tiny {tiny_ms:.2f} ms, -Small {small_ms:.2f} ms measured (paired, 3 rounds, head {head})",
+            out / "presets" / head)
     before = {n: float(predict([PRESETS[n]])[0]) for n in measured}
-    from latency.table import add_e2e_rows
-
-    # the presets measured end to end become whole-network correction rows (a reduced table's few random
-    # subnets are mostly far larger than the presets, so the correction extrapolates badly there)
-    if add_e2e_rows(tables, device_name, scale.deploy_size,
-                    [(PRESETS[n], measured[n], spread[n], scale.bench_runs) for n in measured]):
-        predictor = pieces.load_predictor(device_name, scale.deploy_size, tables)  # refits on the changed table
+    # the closed loop: the presets measured end to end become 'preset' rows of the setting's end-to-end table
+    # (a reduced table's few random subnets are mostly far larger than the presets, so the correction
+    # extrapolates badly there) and the predictor is refitted from it
+    refitted = pieces.record_and_refit(tables, setting,
+                                       [(PRESETS[n], measured[n], spread[n], scale.bench_runs, *paired[n])
+                                        for n in names], "preset")
+    if refitted is not None:
+        predictor = refitted
         predict = pieces.predictor_latency_fn(predictor)
     after = {n: float(predict([PRESETS[n]])[0]) for n in measured}
     print("      predictor's whole-network correction refitted with the two presets measured end to end: "
@@ -209,7 +224,7 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
     t = st.start(f"coordinate-descent search at {target:.2f} ms (between Tiny and Small), export, re-benchmark")
     common = dict(unit="ms", algo="cd-block", device=device_name, tables=tables, supernet=ckpt, data=data,
                   dataset="synthetic", eval_size=scale.eval_size, n_calib=scale.n_calib, n_val=scale.n_val, batch=8,
-                  size=scale.deploy_size, runs=scale.bench_runs, warmup=3)
+                  size=scale.deploy_size, runs=scale.bench_runs, warmup=3, head=head)
     main_summary = run_job(SearchJob(out=out / "search", target=target, budget=scale.budget, **common),
                            evaluator=evaluator, predictor=predictor, device=device, reporter=reporter)
     st.done(t, "search (best.json, search_log.csv, pareto.png, model.tflite)", out / "search")
@@ -260,8 +275,7 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
     rows.append(_search_row("searched @ mid meas.", main_summary, "topformer-tiny"))
     print(f"mIoU: supernet mIoU on the held-out report split of the synthetic val set ({reporter.images} images the "
           f"searches never saw, {scale.eval_size}px, BN recalibrated); 'vs preset': searched - preset in points with "
-          f"its 95% paired bootstrap interval over those images. Latency on {device_name} at "
-          f"{scale.deploy_size}x{scale.deploy_size}, TFLite")
+          f"its 95% paired bootstrap interval over those images. Latency in {setting.describe()}, TFLite")
     print(f"{'model':22s} {'target ms':>9s} {'pred ms':>8s} {'meas ms':>8s} {'vs target':>9s} {'GFLOPs':>7s} "
           f"{'mIoU %':>7s}  {'vs preset [95% CI]':>32s}")
     for r in rows:
@@ -276,6 +290,7 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
     for what, path in st.artefacts:
         print(f"  {what:60s} {path}")
     result = {"rows": rows, "artefacts": dict((w, p) for w, p in st.artefacts), "target_ms": target,
+              "setting": setting.to_dict(),
               "total_s": time.perf_counter() - st.t0, "quick": quick}
     atomic_write_json(out / "demo_summary.json", result)
     print(f"\ntotal {result['total_s'] / 60:.1f} min; summary -> {out / 'demo_summary.json'}")

@@ -23,15 +23,16 @@ from search.objective import AccuracyFn, LatencyFn
 # -- latency ------------------------------------------------------------------------------------------------
 
 
-def load_predictor(device: str, size: int, tables_dir: str | Path = "tables", path: str | Path | None = None) -> Any:
-    """The fitted latency predictor for ``device`` at ``size`` (or the one saved at ``path``)."""
+def load_predictor(setting: Any, tables_dir: str | Path = "tables", path: str | Path | None = None) -> Any:
+    """The fitted latency predictor of ``setting`` (a ``latency.setting.Setting``), or the one saved at ``path``
+    (refused with one line when it was fitted in another setting)."""
     from latency.predictor import LatencyPredictor, load_for_device
 
     if path is not None:
         if not Path(path).exists():
             raise EtfError(f"latency predictor file not found: {path}")
-        return LatencyPredictor.load(path)
-    return load_for_device(device, size=size, tables_dir=str(tables_dir))
+        return LatencyPredictor.load(path, setting)
+    return load_for_device(setting, tables_dir=str(tables_dir))
 
 
 def predictor_latency_fn(predictor: Any) -> LatencyFn:
@@ -110,15 +111,16 @@ def subnet_weights(cfg: ArchConfig, evaluator: Any, path: str | Path) -> Path:
 
 
 def export_winner(cfg: ArchConfig, out_dir: str | Path, size: int, evaluator: Any | None, num_classes: int,
-                  progress: Callable[[str], None] | None = None) -> Path:
-    """Export ``cfg`` to ``out_dir/model.tflite`` through the project's deploy path
+                  progress: Callable[[str], None] | None = None, head: str = "logits8") -> Path:
+    """Export ``cfg`` with output ``head`` to ``out_dir/model.tflite`` through the project's deploy path
     (``android_bench.export.convert.export_subnet``: fidelity-checked, atomic), with the weights the search scored: the subnet
     extracted from the evaluator's supernet after BN recalibration (``out_dir/subnet.pt``); random weights
     without an evaluator (latency does not depend on them)."""
     from android_bench.export.convert import export_subnet
 
     weights = subnet_weights(cfg, evaluator, Path(out_dir) / "subnet.pt") if evaluator is not None else None
-    res = export_subnet(cfg, out_dir, size, weights=weights, num_classes=num_classes, onnx=False, progress=progress)
+    res = export_subnet(cfg, out_dir, size, weights=weights, num_classes=num_classes, onnx=False, progress=progress,
+                        head=head)
     return Path(res.files["tflite"])
 
 
@@ -127,6 +129,23 @@ def resolve(device: str) -> Any:
     from android_bench.device_config import resolve_device
 
     return resolve_device(device)
+
+
+def measure_paired(device: Any, model: str | Path, reference: str | Path, runs: int, warmup: int,
+                   threads: int | None, rounds: int = 3) -> Any:
+    """Time ``model`` beside the whole-network ``reference`` (latency/measure.py's paired protocol, ``runs`` split
+    over ``rounds``); returns its ``PairedResult`` (raw median, reference median, ratio)."""
+    from latency.measure import measure_paired as paired
+
+    return paired(device, [model], reference, rounds=rounds, runs=max(1, runs // rounds), warmup=warmup,
+                  threads=threads)[0]
+
+
+def record_and_refit(tables_dir: str | Path, setting: Any, measurements: list[tuple], purpose: str) -> Any:
+    """Record end-to-end measurements in the setting's table and return the refitted predictor (None: no table)."""
+    from latency.predictor import record_and_refit as record
+
+    return record(tables_dir, setting, measurements, purpose)
 
 
 def measure(device: Any, model: str | Path, runs: int, warmup: int, threads: int | None) -> Any:

@@ -27,6 +27,7 @@ from search.coordinate_descent import find_start
 from search.log import SearchLog, run_id
 from search.objective import Budget, EvalRecord, Objective
 from search.pareto import plot_pareto
+from latency.measure import REFERENCE_PRESET
 from search.report import ReportScorer, compare_on_report, report_lines
 
 #: The measured latency of the winner should be within this fraction above the target (the issue's +5%).
@@ -67,8 +68,16 @@ class SearchJob:
     threads: int | None = None
     start: str | None = None
     evaluate_presets: bool = True
-    refine: int = 2  # re-searches under a tightened predicted limit when the winner measures over the target
+    refine: int = 2  # re-searches with the predictor refitted on the measured winner until it is within +-5 %
+    head: str = "logits8"  # output head of the deployed model: predictor setting, export and re-benchmark
+    precision: str = "fp32"
     extra: dict = field(default_factory=dict)
+
+    def setting(self) -> Any:
+        """The latency setting (device, size, threads, precision, head) the constraint and the re-benchmark use."""
+        from latency.setting import make_setting
+
+        return make_setting(self.device or "local", self.size, self.threads, self.precision, self.head)
 
 
 #: Seed of the BN-recalibration crops (``SubnetEvaluator.from_checkpoint``'s default, which run_job uses).
@@ -167,15 +176,18 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
         raise EtfError(f"-o {out} exists and is not a directory")
     start_cfg = load_config(job.start) if job.start else None
 
-    # cheap pieces first: device, predictor, constraint, feasibility (before loading the supernet)
+    # cheap pieces first: device, setting, predictor, constraint, feasibility (before loading the supernet)
     if device is None and job.device and (job.unit == "ms" or job.export):
         device = pieces.resolve(job.device)
+    setting = job.setting()
     if predictor is None and job.device and (job.unit == "ms" or job.predictor):
-        predictor = pieces.load_predictor(job.device, job.size, job.tables, job.predictor)
+        predictor = pieces.load_predictor(setting, job.tables, job.predictor)
+    elif predictor is not None and hasattr(predictor, "check_for"):
+        predictor.check_for(setting, "the latency predictor")
     if job.unit == "ms" and predictor is None:
         raise EtfError("--target-ms needs a latency predictor: give --device (and its table) or --predictor")
     num_classes_guess = 150
-    predict_ms = pieces.predictor_latency_fn(predictor) if predictor is not None else None
+    predict_ms = pieces.predictor_latency_fn(predictor) if predictor is not None else None  # rebound on refits
     constraint = predict_ms if job.unit == "ms" else pieces.gflops_fn(job.size, num_classes_guess)
 
     def no_accuracy(cfg: ArchConfig) -> float:
@@ -214,27 +226,31 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
     label = job.algo
     if job.algo.startswith("cd"):
         label += ("+anchors" if job.anchors else "") + (f"@{job.order}" if job.order != "space" else "")
-    search_target = job.target  # the limit on predicted latency; tightened when the winner measures over the target
     refinements: list[dict[str, Any]] = []
     result = best = None
+    stop = "not refined (no export, or the constraint is not measured latency)"
     while True:
+        run_label = label if not refinements else f"{label}+refit{len(refinements)}"
         try:
-            result, best = _search(job, label, search_target, accuracy, constraint, start_cfg, log, ms_of,
+            result, best = _search(job, run_label, job.target, accuracy, constraint, start_cfg, log, ms_of,
                                    gflops_of, progress)
         except EtfError as exc:
             if result is None:
                 raise
-            say(f"no config meets the tightened limit ({exc}); keeping the last winner")
+            say(f"the refitted predictor finds no config under {job.target:g} ms ({exc}); keeping the last winner")
             refinements[-1]["infeasible"] = True  # best.json, pareto.png and model.tflite still hold that winner
+            stop = "infeasible under the refitted predictor"
             break
         summary: dict[str, Any] = {
             "out": str(out), "best_json": str(out / "best.json"), "search_log": str(out / "search_log.csv"),
             "pareto_png": str(out / "pareto.png"), "variant": label, **result.summary(),
-            "search_target": search_target, "best_predicted_ms": ms_of(best), "best_gflops": gflops_of(best),
+            "search_target": job.target, "best_predicted_ms": ms_of(best), "best_gflops": gflops_of(best),
             "best_params_m": model_size(best, job.size, num_classes).params / 1e6,
+            "predictor_mode": getattr(predictor, "mode", None),
             "presets": refs, "job": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(job).items()},
+            "setting": setting.to_dict(),
         }
-        say(f"best ({label}, {result.evaluations} evaluations, stop: {result.stop_reason}): "
+        say(f"best ({run_label}, {result.evaluations} evaluations, stop: {result.stop_reason}): "
             f"search-split mIoU {result.best_accuracy:.2f} % (the selection score, optimistic), predicted "
             + (f"{summary['best_predicted_ms']:.2f} ms" if summary["best_predicted_ms"] is not None else "n/a")
             + f", {summary['best_gflops']:.3f} GFLOPs @ {job.size} -> {out / 'best.json'}")
@@ -242,21 +258,41 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
             f"({result.fresh_evaluations} new to the log, {result.evaluations - result.fresh_evaluations} replayed "
             f"from it), {result.predictor_seconds * 1000:.1f} ms predictor for {result.predictor_calls} configs "
             f"({result.predictor_calls_per_s:,.0f} configs/s)")
-        if job.export:
-            summary.update(_export_and_measure(job, best, out, evaluator, predictor, device, num_classes, say,
-                                               summary["best_predicted_ms"]))
-        over = job.export and job.unit == "ms" and not summary.get("within_tolerance", True)
-        if not over or len(refinements) >= job.refine:
+        if not (job.export and job.unit == "ms"):
+            if job.export:
+                summary.update(_export_and_measure(job, best, out, evaluator, predictor, device, num_classes, say,
+                                                   summary["best_predicted_ms"], setting))
             break
-        # the device is the truth: tighten the limit on predicted latency by the predictor's error on this winner
-        factor = summary["measured_ms"] / summary["best_predicted_ms"]
-        refinements.append({"search_target": search_target, "best_key": best.key(),
-                            "best_accuracy": result.best_accuracy, "predicted_ms": summary["best_predicted_ms"],
-                            "measured_ms": summary["measured_ms"]})
-        search_target = min(search_target, job.target / factor) * (1 - 1e-6)
-        say(f"the winner measures over the target: the predictor under-estimates it by {100 * (factor - 1):.1f} %; "
-            f"searching again under {search_target:.3f} ms predicted (refinement {len(refinements)} of {job.refine}, "
-            f"evaluated configs are replayed from the log)")
+        summary.update(_export_and_measure(job, best, out, evaluator, predictor, device, num_classes, say,
+                                           summary["best_predicted_ms"], setting))
+        # the closed loop: the measured winner joins the setting's end-to-end table, the correction is refitted
+        refitted = pieces.record_and_refit(job.tables, setting,
+                                           [(best, summary["measured_ms"], summary["measured_std_ms"], job.runs,
+                                             summary["reference_ms"], summary["measured_ratio"])], "winner")
+        step = {"round": len(refinements), "best_key": best.key(), "best_accuracy": result.best_accuracy,
+                "predicted_ms": summary["best_predicted_ms"], "measured_ms": summary["measured_ms"],
+                "reference_ms": summary["reference_ms"], "ratio": summary["measured_ratio"],
+                "recorded": refitted is not None}
+        if refitted is not None:
+            predictor = refitted
+            predict_ms = pieces.predictor_latency_fn(predictor)
+            constraint = predict_ms
+            step["refitted_predicted_ms"] = float(predict_ms([best])[0])
+            step["refitted_mode"] = predictor.mode
+        repeated = bool(refinements) and refinements[-1]["best_key"] == best.key()
+        stop = refine_stop(summary["measured_ms"], job.target, len(refinements), job.refine, repeated,
+                           refitted is not None)
+        refinements.append(step)
+        if stop is not None:
+            break
+        say(f"the winner measures {summary['measured_vs_target_pct']:+.1f} % from the target (outside "
+            f"±{MEASURED_TOLERANCE:.0%}); the predictor was refitted with it ({predictor.mode} mode, now predicts "
+            f"{step['refitted_predicted_ms']:.2f} ms for it): searching again under {job.target:g} ms "
+            f"(refinement {len(refinements)} of {job.refine}, evaluated configs are replayed from the log)")
+    summary["refinements"] = refinements
+    summary["refine_stop"] = stop
+    if job.export and job.unit == "ms":
+        say(f"refinement stopped: {stop}")
     summary["refinements"] = refinements
     if reporter is None and job.data is not None:
         reporter = pieces.load_report_evaluator(evaluator, job.data, job.dataset, job.eval_size, job.n_report,
@@ -269,6 +305,22 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
             say(line)
     atomic_write_json(out / "summary.json", summary)
     return summary
+
+
+def refine_stop(measured_ms: float, target: float, rounds_done: int, round_limit: int, repeated: bool,
+                recorded: bool) -> str | None:
+    """Why the refinement stops after a measured winner, or None to search again with the refitted predictor:
+    within ±:data:`MEASURED_TOLERANCE` of the target, the same winner as the round before (the refit changed
+    nothing), no table to record into (nothing to refit), or the round limit (``--refine``)."""
+    if abs(measured_ms - target) <= target * MEASURED_TOLERANCE:
+        return f"measured winner within ±{MEASURED_TOLERANCE:.0%} of the target"
+    if not recorded:
+        return "no latency table for this setting to record the measurement in: cannot refit"
+    if repeated:
+        return "the refitted predictor picked the same winner again"
+    if rounds_done >= round_limit:
+        return f"round limit hit ({round_limit} refinements), winner still outside ±{MEASURED_TOLERANCE:.0%}"
+    return None
 
 
 def _search(job: SearchJob, label: str, target: float, accuracy, constraint, start_cfg, log: SearchLog, ms_of,
@@ -297,18 +349,20 @@ def _search(job: SearchJob, label: str, target: float, accuracy, constraint, sta
 
 
 def _export_and_measure(job: SearchJob, best: ArchConfig, out: Path, evaluator, predictor, device, num_classes: int,
-                        say: Callable[[str], None], predicted: float | None) -> dict[str, Any]:
-    """Export the winner to TFLite, time it on the device and compare with the prediction and the target."""
+                        say: Callable[[str], None], predicted: float | None, setting: Any) -> dict[str, Any]:
+    """Export the winner with the setting's head to TFLite, time it on the device with the setting's threads and
+    compare with the prediction and the target."""
     res: dict[str, Any] = {}
     model = out / "model.tflite"
     previous = _read_json(out / "summary.json")
-    fresh = previous.get("model_key") == best.key() and previous.get("model_size") == job.size
+    fresh = (previous.get("model_key") == best.key() and previous.get("model_size") == job.size
+             and previous.get("model_head", "logits") == job.head)
     if model.exists() and fresh:
         say(f"winner already exported: {model}")
     else:
-        say(f"exporting the winner at {job.size}x{job.size} with the weights it was scored with ...")
-        model = pieces.export_winner(best, out, job.size, evaluator, num_classes)
-    res.update({"model_key": best.key(), "model_size": job.size, "model_tflite": str(model)})
+        say(f"exporting the winner at {job.size}x{job.size} (head {job.head}) with the weights it was scored with ...")
+        model = pieces.export_winner(best, out, job.size, evaluator, num_classes, head=job.head)
+    res.update({"model_key": best.key(), "model_size": job.size, "model_head": job.head, "model_tflite": str(model)})
     timed = model
     latency_classes = pieces.predictor_num_classes(predictor, num_classes)
     if latency_classes != num_classes:
@@ -317,20 +371,32 @@ def _export_and_measure(job: SearchJob, best: ArchConfig, out: Path, evaluator, 
         if not (timed.exists() and fresh):
             say(f"the predictor models a {latency_classes}-class head, the supernet has {num_classes} classes: "
                 f"exporting the winner with a {latency_classes}-class head for the latency check ...")
-            timed = pieces.export_winner(best, timed.parent, job.size, None, latency_classes)
+            timed = pieces.export_winner(best, timed.parent, job.size, None, latency_classes, head=job.head)
         res["latency_model_tflite"] = str(timed)
     res["latency_model_classes"] = latency_classes
-    stats = pieces.measure(device, timed, job.runs, job.warmup, job.threads)
-    measured = float(stats.median_ms)
-    res.update({"measured_ms": measured, "measured_std_ms": float(stats.std_ms),
-                "device": getattr(stats, "device", job.device)})
+    reference = out / "reference_model" / "model.tflite"
+    if not (reference.exists() and previous.get("reference_size") == job.size
+            and previous.get("reference_classes") == latency_classes and previous.get("reference_head") == job.head):
+        say(f"exporting the whole-network reference ({REFERENCE_PRESET}, {latency_classes} classes, head {job.head}) ...")
+        reference = pieces.export_winner(PRESETS[REFERENCE_PRESET], reference.parent, job.size, None, latency_classes,
+                                         head=job.head)
+    paired = pieces.measure_paired(device, timed, reference, job.runs, job.warmup, setting.threads)
+    measured = float(paired.raw_ms)
+    stats = paired
+    res.update({"measured_ms": measured, "measured_std_ms": float(paired.std_ms), "reference_ms": paired.ref_ms,
+                "measured_ratio": paired.ratio, "reference_tflite": str(reference), "reference_size": job.size,
+                "reference_classes": latency_classes, "reference_head": job.head,
+                "device": getattr(device, "name", job.device), "measured_setting": setting.to_dict()})
     if predicted is not None:
         res["prediction_error_pct"] = 100.0 * (measured - predicted) / predicted
     if job.unit == "ms":
         res["measured_vs_target_pct"] = 100.0 * (measured - job.target) / job.target
         res["within_tolerance"] = measured <= job.target * (1 + MEASURED_TOLERANCE)
+        res["within_band"] = abs(measured - job.target) <= job.target * MEASURED_TOLERANCE
     say(f"winner on {res['device']}: predicted " + (f"{predicted:.2f} ms" if predicted is not None else "n/a")
-        + f", measured {measured:.2f} ms (median of {job.runs}, std {stats.std_ms:.2f}, {latency_classes}-class head)"
+        + f", measured {measured:.2f} ms (paired with {REFERENCE_PRESET} at {paired.ref_ms:.2f} ms, ratio "
+          f"{paired.ratio:.3f}; {paired.rounds} rounds of {paired.runs} runs, std {stats.std_ms:.2f}, "
+          f"{latency_classes} classes, {setting.describe()})"
         + (f"; target {job.target:g} ms, measured {res['measured_vs_target_pct']:+.1f} % "
            f"({'within' if res['within_tolerance'] else 'OVER'} +{MEASURED_TOLERANCE:.0%})"
            if job.unit == "ms" else "") + f" -> {timed}")
@@ -339,4 +405,4 @@ def _export_and_measure(job: SearchJob, best: ArchConfig, out: Path, evaluator, 
     return res
 
 
-__all__ = ["SearchJob", "run_job", "MEASURED_TOLERANCE"]
+__all__ = ["SearchJob", "run_job", "refine_stop", "MEASURED_TOLERANCE"]

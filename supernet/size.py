@@ -126,5 +126,5 @@ def _count_nothing(c: _Counter, p: Part) -> None:
 
 _COUNT: dict[str, Callable[[_Counter, Any], None]] = {
     "stem": _count_stem, "mbconv": _count_mbconv, "pool": _count_nothing, "transformer": _count_transformer,
-    "injection": _count_injection, "head": _count_head, "resize": _count_nothing,
+    "injection": _count_injection, "head": _count_head, "resize": _count_nothing, "labels": _count_nothing,
 }

@@ -6,7 +6,8 @@ stem conv -> MobileNetV2 inverted residuals (the Token Pyramid Module) -> averag
 to 1/64 of the input and concatenate them as tokens -> transformer blocks (1x1-conv q/k/v with BN,
 multi-head attention, ReLU6 + projection, MLP with a depthwise conv) -> split the tokens back per scale ->
 Semantics Injection Modules on stages 3-5 -> head: sum at 1/8, fuse conv + BN + ReLU, 1x1 classifier.
-``forward`` returns logits at 1/8 of the input; :class:`WithResize` adds the final bilinear resize.
+``forward`` returns logits at 1/8 of the input; what the deployed model does after that is its head
+(``supernet.heads``: ``Deployed(net, head)``); :class:`WithResize` is the ``logits`` head (bilinear resize).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from supernet.heads import Deployed
 from supernet.space import INJECTION_LEVELS, PYRAMID_STAGES, ArchConfig, SearchSpace, TABLE1
 
 
@@ -185,12 +187,8 @@ class TopFormer(nn.Module):
         return self.head(feats)
 
 
-class WithResize(nn.Module):
-    """Wrap a segmentation net so its logits are bilinearly resized to the input size (the deployed model)."""
+class WithResize(Deployed):
+    """A segmentation net whose logits are bilinearly resized to the input size: ``Deployed(net, "logits")``."""
 
     def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(self.net(x), size=x.shape[2:], mode="bilinear", align_corners=False)
+        super().__init__(net, "logits")

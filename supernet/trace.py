@@ -1,8 +1,10 @@
 """One shape trace of a TopFormer subnet: every part of the network with its shapes and hyper-parameters.
 
-``trace(cfg, size)`` walks a config through the network exactly as ``supernet.topformer.TopFormer`` (wrapped in
-``WithResize``) builds and runs it: stem -> each MBConv block -> the pyramid pool to the token grid -> each
-transformer block -> each Semantics Injection Module -> the head -> the final resize. Each step is a frozen
+``trace(cfg, size, head=...)`` walks a config through the network exactly as ``supernet.topformer.TopFormer``
+(wrapped in ``supernet.heads.Deployed`` with that output head) builds and runs it: stem -> each MBConv block ->
+the pyramid pool to the token grid -> each transformer block -> each Semantics Injection Module -> the head ->
+the output head's last step: nothing for ``logits8``, the argmax + nearest label upsample for ``labels``
+(:class:`LabelsPart`), the bilinear resize for ``logits`` (:class:`ResizePart`). Each step is a frozen
 :class:`Part` with its input shape(s) and output shape as (C, H, W), its stride and its hyper-parameters.
 
 Why: the network's shapes used to be worked out by hand in four places (``supernet.size.model_size``,
@@ -30,6 +32,7 @@ import functools
 from dataclasses import dataclass
 from typing import ClassVar, Sequence
 
+from supernet.heads import DEFAULT_HEAD, check_head
 from supernet.space import INJECTION_LEVELS, PYRAMID_STAGES, TABLE1, ArchConfig, SearchSpace, StageConfig, VitConfig
 
 #: (height, width) of a feature map.
@@ -190,6 +193,14 @@ class ResizePart(Part):
     kind: ClassVar[str] = "resize"
 
 
+@dataclass(frozen=True)
+class LabelsPart(Part):
+    """The ``labels`` head: argmax over the logits (the input) at their resolution, then a nearest upsample of
+    the label map to the input size; output (1, H, W), int32."""
+
+    kind: ClassVar[str] = "labels"
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Step builders (what trace() chains)
 # ----------------------------------------------------------------------------------------------------------
@@ -247,14 +258,29 @@ def resize_part(num_classes: int, hw: HW, size: int | Sequence[int]) -> ResizePa
     return ResizePart("resize", ((num_classes, *hw),), (num_classes, *as_hw(size)), 1)
 
 
+def labels_part(num_classes: int, hw: HW, size: int | Sequence[int]) -> LabelsPart:
+    """The ``labels`` head's argmax of the ``num_classes`` logits at ``hw`` and label upsample to ``size``."""
+    return LabelsPart("labels", ((num_classes, *hw),), (1, *as_hw(size)), 1)
+
+
+def output_parts(head: str, num_classes: int, hw: HW, size: int | Sequence[int]) -> list[Part]:
+    """The part(s) after the network's head for output ``head`` (``supernet.heads``), logits at ``hw``."""
+    check_head(head)
+    if head == "labels":
+        return [labels_part(num_classes, hw, size)]
+    if head == "logits":
+        return [resize_part(num_classes, hw, size)]
+    return []
+
+
 # ----------------------------------------------------------------------------------------------------------
 # The trace
 # ----------------------------------------------------------------------------------------------------------
 
 
 def trace(cfg: ArchConfig, size: int | Sequence[int] = 512, num_classes: int = 150,
-          space: SearchSpace = TABLE1) -> list[Part]:
-    """Every part of ``WithResize(TopFormer(cfg))`` at input ``size`` (an int or (H, W)), in execution order."""
+          space: SearchSpace = TABLE1, head: str = DEFAULT_HEAD) -> list[Part]:
+    """Every part of ``Deployed(TopFormer(cfg), head)`` at input ``size`` (an int or (H, W)), in execution order."""
     stem = stem_part(cfg.stem_width, size, space)
     parts: list[Part] = [stem]
     hw, cin = stem.out_hw, cfg.stem_width
@@ -272,9 +298,9 @@ def trace(cfg: ArchConfig, size: int | Sequence[int] = 512, num_classes: int = 1
     for j, v in enumerate(cfg.vits):
         parts += [transformer_part(f"vit{j + 1}.block{b + 1}", dim, v, tokens) for b in range(v.depth)]
     parts += [injection_part(lv, widths[lv], cfg.decoder_width, pyramid_hw[lv], tokens) for lv in INJECTION_LEVELS]
-    head = head_part(cfg.decoder_width, cfg.fuse, num_classes, [pyramid_hw[lv] for lv in INJECTION_LEVELS])
-    parts.append(head)
-    parts.append(resize_part(num_classes, head.out_hw, size))
+    net_head = head_part(cfg.decoder_width, cfg.fuse, num_classes, [pyramid_hw[lv] for lv in INJECTION_LEVELS])
+    parts.append(net_head)
+    parts += output_parts(head, num_classes, net_head.out_hw, size)
     return parts
 
 
@@ -354,7 +380,7 @@ def check_deploy_size(size: int, space: SearchSpace = TABLE1) -> int:
 
 __all__ = [
     "HW", "Shape", "Part", "StemPart", "MBConvPart", "PoolPart", "TransformerPart", "InjectionPart", "HeadPart",
-    "ResizePart", "Grid", "conv_out", "conv_hw", "token_side", "as_hw", "trace", "grid", "side", "stem_part",
+    "ResizePart", "LabelsPart", "labels_part", "output_parts", "Grid", "conv_out", "conv_hw", "token_side", "as_hw", "trace", "grid", "side", "stem_part",
     "stage_parts", "pool_part", "transformer_part", "injection_part", "head_part", "resize_part", "TOKEN_STRIDE",
     "MAX_DEPLOY_SIZE", "deploy_multiple", "check_deploy_size",
 ]

@@ -258,18 +258,21 @@ CASES: dict[str, list[tuple[str, list[str], str | None]]] = {
 def _write_tables(folder: Path, mutate: str | None = None) -> Path:
     """A small valid latency table for ``local`` at 64 px (the predictor tests' known-formula rows), optionally
     with one malformed operator ``key`` or ``kind``."""
+    from latency.setting import make_setting
     from tests.test_latency_predictor import _e2e_rows, _op_rows
 
-    folder.mkdir(parents=True, exist_ok=True)
+    setting = make_setting("local", TABLE_SIZE)
     ops, e2e = _op_rows(), _e2e_rows(range(6))
-    ops["device"] = "local"
-    e2e["device"] = "local"
+    for frame in (ops, e2e):
+        frame["device"] = "local"
+        if "threads" in frame.columns:
+            frame["threads"] = setting.threads
     if mutate == "key":
         ops.loc[3, "key"] = "mbconv|not-a-key"
     elif mutate == "kind":
         ops.loc[3, "kind"] = "warp-drive"
-    ops.to_csv(tbl.ops_path(folder, "local", TABLE_SIZE), index=False)
-    e2e.to_csv(tbl.e2e_path(folder, "local", TABLE_SIZE), index=False)
+    tbl.write_csv_atomic(ops, tbl.ops_path(folder, setting, write=True))
+    tbl.write_csv_atomic(e2e, tbl.e2e_path(folder, setting, write=True))
     return folder
 
 

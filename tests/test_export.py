@@ -23,6 +23,10 @@ from android_bench.export.oplist import ROLE_BOUNDARY, ROLE_HEADS, ROLE_LAYOUT, 
 from supernet.presets import PRESETS
 from supernet.space import TABLE1, save_config
 from supernet.topformer import Attention, TopFormer
+from supernet.heads import HEADS, output_spec
+from latency.operators import decompose
+from android_bench.export.fidelity import LabelFidelity, compare_labels
+from collections import Counter
 
 CLASSES = 4
 
@@ -75,7 +79,7 @@ def test_channel_last_rewrite_replaces_every_attention_and_keeps_outputs():
 
 
 def test_nhwc_boundary_takes_and_returns_channel_last():
-    model, _, _ = build_deployed_model(TABLE1.min_config(), num_classes=CLASSES)
+    model, _, _ = build_deployed_model(TABLE1.min_config(), num_classes=CLASSES, head="logits")
     x = fixed_input((1, 3, 64, 64))
     with torch.no_grad():
         y = NHWCBoundary(model)(x.permute(0, 2, 3, 1))
@@ -96,13 +100,14 @@ def test_random_weights_are_not_degenerate():
 def test_supernet_checkpoint_gives_the_extracted_subnet(supernet_ckpt):
     net, path = supernet_ckpt
     cfg = TABLE1.sample(4)
-    model, classes, kind = build_deployed_model(cfg, path)
+    model, classes, kind = build_deployed_model(cfg, path, head="logits")
     assert (classes, kind) == (3, "supernet")
     x = fixed_input((1, 3, 64, 64))
     with torch.no_grad():
         net.set_active_subnet(cfg)
         expected = torch.nn.functional.interpolate(net(x), size=(64, 64), mode="bilinear", align_corners=False)
         torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(build_deployed_model(cfg, path)[0](x), net(x), rtol=1e-4, atol=1e-5)  # logits8
 
 
 def test_static_state_dict_loads_with_or_without_resize_prefix(tmp_path):
@@ -327,7 +332,8 @@ def _check_export(res, cfg, size, out):
         assert f.max_abs_logit > 0
     assert {f.runtime for f in res.fidelity} == {"tflite", "onnx"}
     tfl, onx = _io_shapes(res)
-    assert tfl == onx == ((1, s, s, 3), (1, s, s, CLASSES))  # NHWC at the boundary, both files alike
+    # NHWC at the boundary, both files alike; the default head logits8 returns the logits at 1/8
+    assert tfl == onx == ((1, s, s, 3), (1, s // 8, s // 8, CLASSES))
     assert sorted(p.name for p in out.iterdir()) == ["arch.json", "export.json", "model.onnx", "model.tflite"]
     report = json.loads((out / "export.json").read_text())
     assert report["arch_key"] == cfg.key() and report["stray_transposes"] == 0
@@ -372,7 +378,8 @@ def test_cli_json_on_a_random_config(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report == json.loads((out / "export.json").read_text())
     assert report["arch_key"] == cfg.key() and report["weights_kind"] == "random"
-    assert report["input"]["shape"] == [1, 64, 64, 3] and report["output"]["shape"] == [1, 64, 64, CLASSES]
+    assert report["input"]["shape"] == [1, 64, 64, 3] and report["output"]["shape"] == [1, 8, 8, CLASSES]
+    assert report["head"] == "logits8" and report["output"]["dtype"] == "float32"
     assert {f["runtime"] for f in report["fidelity"]} == {"tflite", "onnx"}
     for f in report["fidelity"]:
         assert f["ok"] and f["max_abs_error"] <= DEFAULT_REL_TOL * f["max_abs_logit"]
@@ -400,3 +407,69 @@ def test_cli_exports_a_supernet_subnet_and_the_check_catches_another_model(tmp_p
     other, _, _ = build_deployed_model(cfg, num_classes=3, seed=1)  # same arch, other weights
     with pytest.raises(EtfError, match="fidelity check failed: tflite max abs error"):
         check_fidelity(other, {"tflite": out / "model.tflite"}, (1, 3, 64, 64))
+
+
+# -- output heads (slow: one real conversion per head at 64 px) ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def head_exports(tmp_path_factory):
+    """TopFormer-Tiny exported at 64 px with each head (real litert-torch + torch.onnx, fidelity-checked)."""
+    root = tmp_path_factory.mktemp("heads")
+    return {head: export_subnet("topformer-tiny", root / head, size=64, num_classes=CLASSES, head=head)
+            for head in HEADS}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("head", HEADS)
+def test_each_head_exports_with_the_recorded_output_and_passes_its_fidelity_check(head_exports, head):
+    from ai_edge_litert.interpreter import Interpreter
+    import onnxruntime as ort
+
+    res = head_exports[head]
+    report = json.loads((res.out_dir / "export.json").read_text())
+    want = output_spec(head, 64, CLASSES)
+    assert report["head"] == head and report["output"] == want.to_dict()
+    assert want.shape == {"logits8": (1, 8, 8, CLASSES), "labels": (1, 64, 64, 1),
+                          "logits": (1, 64, 64, CLASSES)}[head]
+    out = Interpreter(model_path=str(res.files["tflite"])).get_output_details()[0]
+    assert tuple(out["shape"]) == want.shape and out["dtype"].__name__ == want.dtype
+    sess = ort.InferenceSession(str(res.files["onnx"]), providers=["CPUExecutionProvider"])
+    onnx_out = sess.get_outputs()[0]
+    assert onnx_out.name == want.name and tuple(onnx_out.shape) == want.shape
+    assert onnx_out.type == {"float32": "tensor(float)", "int32": "tensor(int32)"}[want.dtype]
+    assert {f.runtime for f in res.fidelity} == {"tflite", "onnx"} and all(f.ok for f in res.fidelity)
+    if head == "labels":  # label maps compared pixel by pixel: equal everywhere on the check input
+        assert all(isinstance(f, LabelFidelity) and f.equal_fraction == 1.0 and f.pixels == 64 * 64
+                   for f in res.fidelity)
+        assert report["fidelity"][0]["kind"] == "labels"
+    assert res.stray_transposes == []
+
+
+@pytest.mark.slow
+def test_each_heads_graph_adds_exactly_what_decompose_adds(head_exports):
+    """logits8 ends at the classifier; the labels graph adds the argmax and the label upsample (no float resize,
+    no transpose); the logits graph adds one bilinear resize, as decompose/trace add one operator per head."""
+    cfg = PRESETS["topformer-tiny"]
+    base = decompose(cfg, 64, CLASSES)
+    counts = {h: Counter(op.name for op in tflite_ops(r.files["tflite"])) for h, r in head_exports.items()}
+    assert [op.kind for op in decompose(cfg, 64, CLASSES, head="labels")] == [op.kind for op in base] + ["labels"]
+    assert [op.kind for op in decompose(cfg, 64, CLASSES, head="logits")] == [op.kind for op in base] + ["resize"]
+    assert counts["logits"] - counts["logits8"] == Counter({"RESIZE_BILINEAR": 1})
+    assert counts["logits8"] - counts["logits"] == Counter()
+    added = counts["labels"] - counts["logits8"]
+    assert added["ARG_MAX"] == 1 and added["BROADCAST_TO"] == 1, added
+    assert set(added) <= {"ARG_MAX", "BROADCAST_TO", "RESHAPE", "CAST"}, added
+    assert counts["logits8"] - counts["labels"] == Counter()
+    last = [op for op in tflite_ops(head_exports["logits8"].files["tflite"]) if op.writes_model_output]
+    assert [op.name for op in last] == ["CONV_2D"]  # the classifier's output is the model's output
+
+
+def test_fidelity_for_labels_allows_only_near_ties():
+    ref = np.array([[0, 1], [2, 3]])
+    margin = np.array([[5.0, 1e-9], [5.0, 5.0]])
+    assert compare_labels("x", ref.copy(), ref, margin, 1.0).ok
+    flipped = np.array([[0, 2], [2, 3]])  # differs where the two best logits tie: float rounding may flip it
+    res = compare_labels("x", flipped, ref, margin, 1.0)
+    assert res.ok and res.near_ties == 1 and res.equal_fraction == 0.75
+    wrong = np.array([[1, 1], [2, 3]])  # differs where the margin is clear: a real error
+    assert not compare_labels("x", wrong, ref, margin, 1.0).ok

@@ -9,6 +9,7 @@ from latency.plan import candidates, designed_sample
 from supernet.presets import PRESETS
 from supernet.size import model_size
 from supernet.space import TABLE1
+from supernet.heads import HEADS, Deployed
 from supernet.topformer import TopFormer
 
 CONFIGS = [PRESETS[n] for n in PRESETS] + [TABLE1.sample(s) for s in range(8)] + [TABLE1.min_config(),
@@ -64,16 +65,33 @@ def test_operators_cover_every_module_of_the_network():
                 assert type(mod).__name__ in inner, op.key
         covered = sum(p.numel() for mods in modules.values() for m in mods for p in m.parameters())
         assert covered == sum(p.numel() for p in net.parameters())
-        assert [op.kind for op in ops][-3:] == ["injection", "head", "resize"]
+        assert [op.kind for op in ops][-2:] == ["injection", "head"]  # default head logits8: nothing after it
+        assert [op.kind for op in decompose(cfg, 64, head="labels")][-2:] == ["head", "labels"]
+        assert [op.kind for op in decompose(cfg, 64, head="logits")][-2:] == ["head", "resize"]
         assert sum(1 for op in ops if op.kind == "pool") == 1
 
 
-def test_operator_modules_run_on_their_input_shapes():
+@pytest.mark.parametrize("head", HEADS)
+def test_operator_modules_run_on_their_input_shapes(head):
     cfg = PRESETS["topformer-tiny"]
-    for op in decompose(cfg, 64):
+    for op in decompose(cfg, 64, head=head):
         with torch.no_grad():
             out = op.build().eval()(*[torch.randn(*s) for s in op.input_shapes()])
         assert out.shape[0] == 1 and out.ndim == 4
+        if op.kind == "labels":  # argmax at 8x8, then every label copied to its 8x8 block at 64x64
+            assert out.dtype == torch.int32 and out.shape == (1, 1, 64, 64)
+
+
+def test_head_operators_compute_what_the_deployed_model_computes():
+    """The head's operator built alone gives the deployed model's output from the network's logits."""
+    torch.manual_seed(0)
+    net = TopFormer(PRESETS["topformer-tiny"], 150).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        logits = net(x)
+        for head in ("labels", "logits"):
+            op = decompose(PRESETS["topformer-tiny"], 64, head=head)[-1]
+            torch.testing.assert_close(op.build()(logits), Deployed(net, head)(x), rtol=0, atol=0)
 
 
 def test_residual_flag_follows_the_network_rule():
@@ -98,8 +116,13 @@ def test_candidates_contain_every_operator_a_subnet_can_have():
     assert 2000 < len(cands["mbconv"]) < 2400
     for seed in range(200):
         for op in decompose(TABLE1.sample(seed), 512):
-            if op.kind in ("stem", "mbconv", "injection", "head", "resize"):
+            if op.kind in ("stem", "mbconv", "injection", "head"):
                 assert op.key in keys[op.kind], op.key
+    assert "resize" not in cands and "labels" not in cands  # the default head logits8 ends at the head
+    for head, kind in (("labels", "labels"), ("logits", "resize")):
+        final = decompose(TABLE1.sample(0), 512, head=head)[-1]
+        assert final.kind == kind and [op.key for op in candidates(512, head=head)[kind]] == [final.key]
+        assert designed_sample(512, head=head)[kind] == [final]
     design = designed_sample(512)
     for kind, ops in design.items():
         assert ops and len({o.key for o in ops}) == len(ops)

@@ -17,6 +17,9 @@ def test_adaptive_sampling_picks_unmeasured_candidates_where_the_forest_disagree
 
 
 def test_interleave_covers_every_kind_first():
-    order = interleave(designed_sample(64))
-    assert [op.kind for op in order[:len(KIND_ORDER)]] == list(KIND_ORDER)
-    assert len(order) == sum(len(v) for v in designed_sample(64).values())
+    for head in ("logits8", "labels", "logits"):
+        design = designed_sample(64, head=head)
+        order = interleave(design)
+        kinds = [k for k in KIND_ORDER if k in design]
+        assert [op.kind for op in order[:len(kinds)]] == kinds
+        assert len(order) == sum(len(v) for v in design.values())

@@ -16,58 +16,65 @@ from latency import table as tbl
 from latency.operators import decompose, parse_key
 from latency.plan import designed_sample, interleave
 from latency.predictor import Correction, LatencyPredictor, accuracy, load_for_device
+from latency.setting import Setting
 from etf.common import EtfError
 from supernet.presets import PRESETS
 from supernet.size import model_size
 from supernet.space import TABLE1
 
 SIZE = 64
+ST = Setting("dev", SIZE, 1)  # 1 thread, fp32, head logits8
+
+
+def at(device: str = "dev", size: int = SIZE, **kw) -> Setting:
+    return Setting(device, size, kw.pop("threads", 1), **kw)
 KIND_COST = {"stem": 0.01, "mbconv": 0.02, "pool": 0.005, "transformer": 0.05, "injection": 0.03, "head": 0.04,
-             "resize": 0.02}
+             "resize": 0.02, "labels": 0.01}
 
 
 def true_ms(op) -> float:
-    elems = op.features()[-1] if op.kind in ("pool", "resize") else 0
+    elems = op.features()[-1] if op.kind in ("pool", "resize", "labels") else 0
     return KIND_COST[op.kind] + op.flops() * 2e-8 + elems * 1e-9
 
 
-def true_net(cfg) -> float:
-    return 1.2 * sum(true_ms(op) for op in decompose(cfg, SIZE)) + 0.3
+def true_net(cfg, head: str = "logits8") -> float:
+    return 1.2 * sum(true_ms(op) for op in decompose(cfg, SIZE, head=head)) + 0.3
 
 
-def _op_rows(drift: float = 1.0) -> pd.DataFrame:
+def _op_rows(drift: float = 1.0, head: str = "logits8") -> pd.DataFrame:
     rows = []
-    for i, op in enumerate(interleave(designed_sample(SIZE))):
+    for i, op in enumerate(interleave(designed_sample(SIZE, head=head))):
         ref = 0.5 * (drift if i % 3 == 0 else 1.0)  # a third of the rows ran at another speed (drift)
         ms = true_ms(op) * ref / 0.5
         rows.append({"key": op.key, "kind": op.kind, "phase": "design", "device": "dev", "device_kind": "local",
                      "runtime": "r", "threads": 1, "size": SIZE, "median_ms": ms, "mean_ms": ms, "std_ms": 0.0,
                      "min_ms": ms, "max_ms": ms, "cv": 0.0, "runs": 5, "warmup": 1, "ref_ms": ref, "batch": int(i % 3 == 0),
-                     "timestamp": "t", "converter": "c"})
+                     "timestamp": "t", "converter": "c", "precision": "fp32", "head": head})
     return pd.DataFrame(rows, columns=tbl.OP_COLUMNS)
 
 
-def _e2e_rows(seeds) -> pd.DataFrame:
+def _e2e_rows(seeds, head: str = "logits8") -> pd.DataFrame:
     rows = []
     for s in seeds:
         cfg = TABLE1.sample(s)
         rows.append({"arch_key": cfg.key(), "arch_json": cfg.to_json(indent=None), "seed": s,
                      "purpose": "correction", "device": "dev", "size": SIZE, "flops": model_size(cfg, SIZE).flops,
-                     "median_ms": true_net(cfg), "std_ms": 0.0, "runs": 5, "ref_ms": 0.5, "timestamp": "t"})
+                     "median_ms": true_net(cfg, head), "std_ms": 0.0, "runs": 5, "ref_ms": 0.5, "timestamp": "t",
+                     "threads": 1, "precision": "fp32", "head": head})
     return pd.DataFrame(rows, columns=tbl.E2E_COLUMNS)
 
 
 @pytest.fixture(scope="module")
 def tables(tmp_path_factory):
     d = tmp_path_factory.mktemp("tables")
-    tbl.write_csv_atomic(_op_rows(drift=1.02), tbl.ops_path(d, "dev", SIZE))
-    tbl.write_csv_atomic(_e2e_rows(range(1000, 1008)), tbl.e2e_path(d, "dev", SIZE))
+    tbl.write_csv_atomic(_op_rows(drift=1.02), tbl.ops_path(d, ST, write=True))
+    tbl.write_csv_atomic(_e2e_rows(range(1000, 1008)), tbl.e2e_path(d, ST, write=True))
     return d
 
 
 @pytest.fixture(scope="module")
 def predictor(tables):
-    return load_for_device("dev", SIZE, tables)
+    return load_for_device(ST, tables)
 
 
 def test_measured_operators_are_looked_up_as_measured(predictor):
@@ -116,13 +123,20 @@ def test_correction_keeps_no_intercept_that_only_fits_noise():
 
 def test_save_load_round_trip_and_wrong_device_or_size(predictor, tmp_path):
     path = predictor.save(tmp_path / "p.pkl")
-    loaded = LatencyPredictor.load(path, "dev", SIZE)
+    loaded = LatencyPredictor.load(path, ST)
     cfgs = [TABLE1.sample(s) for s in range(5)]
     assert np.allclose(loaded.predict_many(cfgs), predictor.predict_many(cfgs))
+    assert loaded.setting == ST
     with pytest.raises(EtfError, match="fitted for device dev, not pixel"):
-        LatencyPredictor.load(path, "pixel", SIZE)
-    with pytest.raises(EtfError, match="fitted at input size 64, not 512"):
-        LatencyPredictor.load(path, "dev", 512)
+        LatencyPredictor.load(path, at("pixel"))
+    with pytest.raises(EtfError, match="fitted for input size 64, not 512"):
+        LatencyPredictor.load(path, at(size=512))
+    with pytest.raises(EtfError, match="fitted for head logits8, not labels"):
+        LatencyPredictor.load(path, at(head="labels"))
+    with pytest.raises(EtfError, match="fitted for threads 1, not 2"):
+        LatencyPredictor.load(path, at(threads=2))
+    with pytest.raises(EtfError, match="fitted for precision fp32, not int8"):
+        LatencyPredictor.load(path, at(precision="int8"))
     (tmp_path / "junk.pkl").write_bytes(b"not a pickle")
     with pytest.raises(EtfError, match="not a latency predictor"):
         LatencyPredictor.load(tmp_path / "junk.pkl")
@@ -131,55 +145,58 @@ def test_save_load_round_trip_and_wrong_device_or_size(predictor, tmp_path):
 def test_predictor_is_refitted_when_the_table_changes(tables, tmp_path):
     d = tmp_path / "t"
     shutil.copytree(tables, d)
-    first = load_for_device("dev", SIZE, d)
-    assert load_for_device("dev", SIZE, d).fingerprint == first.fingerprint
-    rows = tbl.read_ops(d, "dev", SIZE)
-    tbl.write_csv_atomic(rows.iloc[:-1], tbl.ops_path(d, "dev", SIZE))
-    assert load_for_device("dev", SIZE, d).fingerprint != first.fingerprint
+    first = load_for_device(ST, d)
+    assert load_for_device(ST, d).fingerprint == first.fingerprint
+    rows = tbl.read_ops(d, ST)
+    tbl.write_csv_atomic(rows.iloc[:-1], tbl.ops_path(d, ST, write=True))
+    assert load_for_device(ST, d).fingerprint != first.fingerprint
 
 
 def test_missing_table_says_run_etf_profile(tmp_path):
-    with pytest.raises(EtfError, match="no latency table for device pixel at size 512: run etf-profile --device "
-                                       "pixel"):
-        load_for_device("pixel", 512, tmp_path)
+    with pytest.raises(EtfError, match="no latency table for pixel, 512 px, 1 thread, fp32, head logits8: run "
+                                       "etf-profile --device pixel --size 512 --threads 1 --head logits8"):
+        load_for_device(at("pixel", 512), tmp_path)
 
 
 @pytest.mark.parametrize("value", ["abc", "-1", "", "inf"])
 def test_corrupted_row_is_named_by_line(tables, tmp_path, value):
     d = tmp_path / "t"
     shutil.copytree(tables, d)
-    path = tbl.ops_path(d, "dev", SIZE)
+    path = tbl.ops_path(d, ST, write=True)
     rows = pd.read_csv(path, dtype=str, keep_default_na=False)
     rows.loc[3, "median_ms"] = value
     rows.to_csv(path, index=False)
     with pytest.raises(EtfError, match=r"line 5: median_ms="):
-        load_for_device("dev", SIZE, d)
+        load_for_device(ST, d)
 
 
 def test_truncated_or_garbled_table_is_an_error(tables, tmp_path):
     d = tmp_path / "t"
     shutil.copytree(tables, d)
-    path = tbl.ops_path(d, "dev", SIZE)
+    path = tbl.ops_path(d, ST, write=True)
     path.write_text("key,kind\n\"unterminated,x\n")
     with pytest.raises(EtfError, match="corrupted|lacks column"):
-        load_for_device("dev", SIZE, d)
+        load_for_device(ST, d)
 
 
 def test_table_from_another_device_or_size_is_refused(tables, tmp_path):
     d = tmp_path / "t"
     d.mkdir()
-    shutil.copy(tbl.ops_path(tables, "dev", SIZE), tbl.ops_path(d, "dev", 96))
-    with pytest.raises(EtfError, match="input size 64, not 96"):
-        load_for_device("dev", 96, d)
-    shutil.copy(tbl.ops_path(tables, "dev", SIZE), tbl.ops_path(d, "pixel", SIZE))
+    shutil.copy(tbl.ops_path(tables, ST), tbl.ops_path(d, at(size=96), write=True))
+    with pytest.raises(EtfError, match="at input size 64, not 96"):
+        load_for_device(at(size=96), d)
+    shutil.copy(tbl.ops_path(tables, ST), tbl.ops_path(d, at("pixel"), write=True))
     with pytest.raises(EtfError, match="measured on dev"):
-        load_for_device("pixel", SIZE, d)
+        load_for_device(at("pixel"), d)
+    shutil.copy(tbl.ops_path(tables, ST), tbl.ops_path(d, at(head="labels"), write=True))
+    with pytest.raises(EtfError, match="with head logits8, not labels"):
+        load_for_device(at(head="labels"), d)
 
 
 def test_report_evaluation_against_baselines_and_drift_record(tables, predictor):
     from latency.cli.report import evaluate
 
-    e2e = tbl.read_e2e(tables, "dev", SIZE)
+    e2e = tbl.read_e2e(tables, ST)
     held = _e2e_rows(range(2000, 2030))
     held["ref_ms"] = 0.55  # the device runs 10% slower in the report window than when profiled
     held["median_ms"] *= 1.1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,10 +18,13 @@ import pytest
 
 from latency import table as tbl
 from latency.plan import designed_sample, interleave
+from latency.setting import Setting
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = 64
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+ST = Setting("local", SIZE, 1)  # what etf-profile --device local --size 64 measures: 1 thread, fp32, logits8
+LABELS = Setting("local", SIZE, 1, head="labels")
 
 
 def run_cli(module: str, *args: str, timeout: int = 400) -> subprocess.CompletedProcess:
@@ -55,14 +59,16 @@ def profiled(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_profile_writes_one_row_per_operator_with_metadata(profiled):
-    rows = tbl.read_ops(profiled, "local", SIZE)
+    rows = tbl.read_ops(profiled, ST)
     planned = [op.key for op in interleave(designed_sample(SIZE))[:7]]
     assert list(rows["key"]) == planned
-    assert set(rows["kind"]) == {"stem", "mbconv", "pool", "transformer", "injection", "head", "resize"}
+    assert set(rows["kind"]) == {"stem", "mbconv", "pool", "transformer", "injection", "head"}  # logits8: no resize
+    assert set(rows["head"]) == {"logits8"} and set(rows["precision"]) == {"fp32"} and set(rows["threads"]) == {1}
     assert (rows["median_ms"] > 0).all() and (rows["ref_ms"] > 0).all() and (rows["runs"] == 3).all()
     assert (rows["device"] == "local").all() and (rows["size"] == SIZE).all()
     assert set(rows["runtime"]) == {"litert-xnnpack"}
-    meta = tbl.read_json(tbl.meta_path(profiled, "local", SIZE))
+    meta = tbl.read_json(tbl.meta_path(profiled, ST))
+    assert meta["setting"] == ST.to_dict()
     assert meta["reduced"] and any("this run: --limit 7" in r for r in meta["reduced_reasons"])
     assert meta["timing"]["conversions"] >= 8 and len(meta["drift"]) == 2
     assert meta["plan"]["candidates"]["mbconv"] > 2000
@@ -75,7 +81,7 @@ def test_predict_cli_from_the_measured_table(profiled, capsys):
     assert code == 0, err
     res = json.loads(out)
     assert res["predicted_ms"] > 0 and res["table_reduced"] is True
-    rows = tbl.read_ops(profiled, "local", SIZE)
+    rows = tbl.read_ops(profiled, ST)
     # the measured operators are looked up: the stem of topformer-tiny (width 16) is the first planned row
     code, out, _ = predict(capsys, "--device", "local", "--arch", "topformer-tiny", "--size", str(SIZE),
                            "--tables", str(profiled), "--json", "--breakdown")
@@ -89,13 +95,13 @@ def test_predict_cli_from_the_measured_table(profiled, capsys):
 def test_predict_cli_bad_inputs_are_one_line_errors(profiled, tmp_path, capsys):
     code, _, err = predict(capsys, "--device", "local", "--arch", "topformer-tiny", "--size", "128",
                            "--tables", str(profiled))
-    assert code == 2 and "run etf-profile --device local --size 128 first" in err
+    assert code == 2 and "run etf-profile --device local --size 128 --threads 1 --head logits8 first" in err
     assert len(err.strip().splitlines()) == 1
     bad = tmp_path / "bad"
     bad.mkdir()
-    rows = pd.read_csv(tbl.ops_path(profiled, "local", SIZE), dtype=str, keep_default_na=False)
+    rows = pd.read_csv(tbl.ops_path(profiled, ST), dtype=str, keep_default_na=False)
     rows.loc[2, "median_ms"] = "garbage"
-    rows.to_csv(tbl.ops_path(bad, "local", SIZE), index=False)
+    rows.to_csv(tbl.ops_path(bad, ST, write=True), index=False)
     code, _, err = predict(capsys, "--device", "local", "--arch", "topformer-tiny", "--size", str(SIZE),
                            "--tables", str(bad))
     assert code == 2 and "line 4: median_ms='garbage'" in err
@@ -104,12 +110,12 @@ def test_predict_cli_bad_inputs_are_one_line_errors(profiled, tmp_path, capsys):
                            "--tables", str(profiled))
     assert code == 2 and "unknown preset" in err
     code, _, err = predict(capsys, "--device", "pixel", "--arch", "topformer-tiny", "--size", str(SIZE),
-                           "--predictor", str(profiled / f"local_{SIZE}.predictor.json"))
+                           "--predictor", str(profiled / f"{ST.stem}.predictor.json"))
     assert code == 2 and "fitted for device local, not pixel" in err
 
 
 def _rows_now(out: Path) -> int:
-    path = tbl.ops_path(out, "local", SIZE)
+    path = tbl.ops_path(out, ST, write=True)
     return len(pd.read_csv(path)) if path.exists() else 0
 
 
@@ -129,11 +135,11 @@ def test_killed_profile_resumes_without_losing_or_duplicating_rows(tmp_path):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    before = tbl.read_ops(out, "local", SIZE)
+    before = tbl.read_ops(out, ST)
     assert 2 <= len(before) < 8
     res = run_cli("latency.cli.profile", *args)
     assert res.returncode == 0, res.stderr[-2000:]
-    after = tbl.read_ops(out, "local", SIZE)
+    after = tbl.read_ops(out, ST)
     planned = [op.key for op in interleave(designed_sample(SIZE))[:8]]
     assert sorted(after["key"]) == sorted(planned)  # nothing lost, nothing duplicated (read_ops rejects dups)
     kept = after.set_index("key").loc[list(before["key"])]
@@ -155,10 +161,37 @@ def test_two_devices_profile_in_parallel_into_one_table_each(profiled, tmp_path,
     code = main(profile_args(out, 3, 3) + ["--device", "local,cpu2", "--cache", str(profiled / "cache"), "--json"])
     summary = json.loads(capsys.readouterr().out)
     assert code == 0 and set(summary) == {"local", "cpu2"}
-    a, b = tbl.read_ops(out, "local", SIZE), tbl.read_ops(out, "cpu2", SIZE)
+    a, b = tbl.read_ops(out, ST), tbl.read_ops(out, Setting("cpu2", SIZE, 1))
     assert list(a["key"]) == list(b["key"]) and len(a) == 3
     assert set(a["device"]) == {"local"} and set(b["device"]) == {"cpu2"}
     assert summary["local"]["timing"]["conversions"] == 0
+
+
+@pytest.mark.slow
+def test_profiling_another_head_writes_another_table_whose_predictor_refuses_the_first(profiled, tmp_path, capsys):
+    """--head labels at 64 px: its own table (the labels operator measured as the 7th planned operator, the
+    rest from the shared conversion cache), its own predictor; each predictor refuses the other head."""
+    from latency.cli.profile import main
+
+    out = tmp_path / "labels"
+    shutil.copytree(profiled, out, ignore=shutil.ignore_patterns("*.predictor.json"))
+    code = main(profile_args(out, 7, 4) + ["--head", "labels", "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0 and summary["local"]["setting"] == LABELS.to_dict()
+    assert summary["local"]["timing"]["conversions"] == 1  # only the labels operator was new
+    rows = tbl.read_ops(out, LABELS)
+    assert list(rows["key"]) == [op.key for op in interleave(designed_sample(SIZE, head="labels"))[:7]]
+    assert rows["kind"].iloc[-1] == "labels" and set(rows["head"]) == {"labels"}
+    assert tbl.ops_path(out, LABELS) != tbl.ops_path(out, ST) and len(tbl.read_ops(out, ST)) == 7
+    for asked, other in ((ST, LABELS), (LABELS, ST)):
+        code, res, err = predict(capsys, "--device", "local", "--arch", "topformer-tiny", "--size", str(SIZE),
+                                 "--tables", str(out), "--head", asked.head, "--json")
+        assert code == 0, err
+        assert json.loads(res)["setting"] == asked.to_dict()
+        code, _, err = predict(capsys, "--device", "local", "--arch", "topformer-tiny", "--size", str(SIZE),
+                               "--head", other.head, "--predictor", str(out / f"{asked.stem}.predictor.json"))
+        assert code == 2 and f"fitted for head {asked.head}, not {other.head}" in err
+        assert len(err.strip().splitlines()) == 1
 
 
 def test_correction_subnets_start_with_the_smallest_config_and_the_presets():

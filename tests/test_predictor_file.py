@@ -16,7 +16,11 @@ from latency.operators import decompose, log_features
 from latency.predictor import (FORMAT_VERSION, LatencyPredictor, OldPredictorFile, load_for_device,
                                predictor_path)
 from supernet.space import TABLE1
+from latency.setting import Setting
 from tests.test_latency_predictor import SIZE, _e2e_rows, _op_rows
+
+#: The full-resolution head: its one resize row gives the 'constant' kind model, so every mode is exercised.
+ST = Setting("dev", SIZE, 1, head="logits")
 
 
 class _Payload:
@@ -40,14 +44,14 @@ def _old_pickle(path: Path, marker: Path) -> Path:
 @pytest.fixture(scope="module")
 def tables(tmp_path_factory):
     d = tmp_path_factory.mktemp("tables")
-    tbl.write_csv_atomic(_op_rows(drift=1.02), tbl.ops_path(d, "dev", SIZE))
-    tbl.write_csv_atomic(_e2e_rows(range(1000, 1008)), tbl.e2e_path(d, "dev", SIZE))
+    tbl.write_csv_atomic(_op_rows(drift=1.02, head="logits"), tbl.ops_path(d, ST, write=True))
+    tbl.write_csv_atomic(_e2e_rows(range(1000, 1008), "logits"), tbl.e2e_path(d, ST, write=True))
     return d
 
 
 @pytest.fixture(scope="module")
 def fitted():
-    return LatencyPredictor.fit(_op_rows(drift=1.02), _e2e_rows(range(1000, 1008)), "dev", SIZE, "fp")
+    return LatencyPredictor.fit(_op_rows(drift=1.02, head="logits"), _e2e_rows(range(1000, 1008), "logits"), ST, "fp")
 
 
 @pytest.fixture(scope="module")
@@ -78,13 +82,13 @@ def test_numpy_models_equal_sklearn_on_table_and_random_operators(fitted, config
 def _table_ops(kind: str):
     from latency.operators import parse_key
 
-    rows = _op_rows(drift=1.02)
+    rows = _op_rows(drift=1.02, head="logits")
     return [parse_key(k) for k in rows.loc[rows["kind"] == kind, "key"]]
 
 
 def test_json_round_trip_predicts_exactly_like_the_fitted_predictor(fitted, configs, tmp_path):
     path = fitted.save(tmp_path / "p.predictor.json")
-    loaded = LatencyPredictor.load(path, "dev", SIZE)
+    loaded = LatencyPredictor.load(path, ST)
     assert all(m.estimator is None for m in loaded.kinds.values())  # no scikit-learn object after loading
     want, got = fitted.predict_many(configs), loaded.predict_many(configs)
     assert np.array_equal(want, got) or np.abs(want - got).max() <= 1e-12 * np.abs(want).max()
@@ -131,18 +135,18 @@ def test_load_for_device_refits_an_old_pickle_with_one_line_and_never_unpickles_
     for src in tables.iterdir():
         (d / src.name).write_bytes(src.read_bytes())
     marker = tmp_path / "unpickled"
-    json_path = predictor_path(d, "dev", SIZE)
-    old = json_path if where == "same path" else json_path.with_name(f"dev_{SIZE}.predictor.pkl")
+    json_path = predictor_path(d, ST)
+    old = json_path if where == "same path" else json_path.with_name(f"{ST.stem}.predictor.pkl")
     _old_pickle(old, marker)
     capsys.readouterr()
-    pred = load_for_device("dev", SIZE, d)
+    pred = load_for_device(ST, d)
     err = capsys.readouterr().err
     assert not marker.exists()
     assert err.count("\n") == 1 and err.startswith(f"etf: {old} was saved by an older etf (pickle); refitted "
                                                    f"from the table"), err
     assert json.loads(json_path.read_text())["format"] == 3
     assert np.array_equal(pred.predict_many(configs[:20]), fitted.predict_many(configs[:20]))
-    again = load_for_device("dev", SIZE, d)  # now the JSON file is current: loaded, silently
+    again = load_for_device(ST, d)  # now the JSON file is current: loaded, silently
     assert capsys.readouterr().err == "" and again.fingerprint == pred.fingerprint
 
 

@@ -112,6 +112,7 @@ def _formula_tables(d: Path, device: str, size: int) -> None:
 
     from latency import table as tbl
     from latency.operators import decompose
+    from latency.setting import Setting
     from latency.plan import designed_sample, interleave
     from supernet.size import model_size
     from supernet.space import TABLE1
@@ -122,16 +123,18 @@ def _formula_tables(d: Path, device: str, size: int) -> None:
     ops = [{"key": op.key, "kind": op.kind, "phase": "design", "device": device, "device_kind": "local",
             "runtime": "r", "threads": 1, "size": size, "median_ms": op_ms(op), "mean_ms": op_ms(op), "std_ms": 0.0,
             "min_ms": op_ms(op), "max_ms": op_ms(op), "cv": 0.0, "runs": 5, "warmup": 1, "ref_ms": 0.5, "batch": 0,
-            "timestamp": "t", "converter": "c"} for op in interleave(designed_sample(size))]
+            "timestamp": "t", "converter": "c", "precision": "fp32", "head": "logits8"}
+           for op in interleave(designed_sample(size))]
     e2e = []
     for s in range(1000, 1008):
         cfg = TABLE1.sample(s)
         e2e.append({"arch_key": cfg.key(), "arch_json": cfg.to_json(indent=None), "seed": s, "purpose": "correction",
                     "device": device, "size": size, "flops": model_size(cfg, size).flops,
                     "median_ms": 1.2 * sum(op_ms(op) for op in decompose(cfg, size)) + 0.3, "std_ms": 0.0,
-                    "runs": 5, "ref_ms": 0.5, "timestamp": "t"})
-    tbl.write_csv_atomic(pd.DataFrame(ops, columns=tbl.OP_COLUMNS), tbl.ops_path(d, device, size))
-    tbl.write_csv_atomic(pd.DataFrame(e2e, columns=tbl.E2E_COLUMNS), tbl.e2e_path(d, device, size))
+                    "runs": 5, "ref_ms": 0.5, "timestamp": "t", "threads": 1, "precision": "fp32", "head": "logits8"})
+    st = Setting(device, size, 1)
+    tbl.write_csv_atomic(pd.DataFrame(ops, columns=tbl.OP_COLUMNS), tbl.ops_path(d, st, write=True))
+    tbl.write_csv_atomic(pd.DataFrame(e2e, columns=tbl.E2E_COLUMNS), tbl.e2e_path(d, st, write=True))
 
 
 def test_infeasible_latency_target_names_the_fastest_predicted_latency(tmp_path, capsys):
@@ -142,7 +145,9 @@ def test_infeasible_latency_target_names_the_fastest_predicted_latency(tmp_path,
 
     tables = tmp_path / "tables"
     _formula_tables(tables, "local", 64)
-    _, floor = minimum_latency(predictor_latency_fn(load_for_device("local", 64, tables)))
+    from latency.setting import Setting
+
+    _, floor = minimum_latency(predictor_latency_fn(load_for_device(Setting("local", 64, 1), tables)))
     out = tmp_path / "o"
     rc = main(["--target-ms", f"{floor * 0.8:.4f}", "--device", "local", "--tables", str(tables), "--size", "64",
                "--no-export", "-o", str(out)])

@@ -14,12 +14,14 @@ import torch
 from latency.operators import decompose, from_part
 from latency.plan import candidates, stage_sides
 from latency.predictor import Correction, LatencyPredictor
+from latency.setting import Setting
 from supernet import size as size_mod
 from supernet import trace as trace_mod
 from supernet.presets import PRESETS
 from supernet.size import model_size
 from supernet.space import INJECTION_LEVELS, PYRAMID_STAGES, TABLE1
-from supernet.topformer import TopFormer, WithResize
+from supernet.heads import HEADS, Deployed
+from supernet.topformer import TopFormer
 from supernet.trace import grid, side, trace
 
 CONFIGS = ([TABLE1.sample(s) for s in range(100)] + [TABLE1.min_config(), TABLE1.max_config()]
@@ -42,26 +44,42 @@ def test_operator_flops_equal_model_size_per_part(size):
         assert {g: f for g, f in per_group.items() if f} == {g: v[1] for g, v in rep.parts.items()}
 
 
+@pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("size", SIZES)
-def test_predictor_part_expansion_equals_decompose(size):
-    """The operators the predictor would sum per config (part keys -> ``_part_ops`` x multiplicity) are exactly
-    decompose's operators, as multisets of keys."""
-    pred = LatencyPredictor("dev", size, "", {}, Correction(), 0.0)
+def test_predictor_part_expansion_equals_decompose(size, head):
+    """The operators the predictor of a head's setting would sum per config (part keys -> ``_part_ops`` x
+    multiplicity) are exactly decompose's operators for that head, as multisets of keys."""
+    pred = LatencyPredictor("dev", size, "", {}, Correction(), 0.0, setting=Setting("dev", size, 1, head=head))
     for cfg in CONFIGS:
         via_parts = Counter({})
         for key, mult in pred._parts(cfg):
             for op in pred._part_ops(key):
                 via_parts[op.key] += mult
-        assert via_parts == Counter(op.key for op in decompose(cfg, size))
+        assert via_parts == Counter(op.key for op in decompose(cfg, size, head=head))
 
 
+@pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("size", SIZES)
-def test_every_operator_is_a_plan_candidate(size):
-    cands = {kind: {op.key for op in ops} for kind, ops in candidates(size).items()}
+def test_every_operator_is_a_plan_candidate(size, head):
+    cands = {kind: {op.key for op in ops} for kind, ops in candidates(size, head=head).items()}
     for cfg in CONFIGS:
-        for op in decompose(cfg, size):
-            if op.kind in ("stem", "mbconv", "injection", "head", "resize"):
+        for op in decompose(cfg, size, head=head):
+            if op.kind in ("stem", "mbconv", "injection", "head", "resize", "labels"):
                 assert op.key in cands[op.kind], op.key
+
+
+@pytest.mark.parametrize("size", [512, 64, (96, 160)])
+def test_the_last_part_depends_on_the_head(size):
+    """logits8 ends at the network's head (logits at 1/8), labels in the argmax + label upsample, logits in the
+    resize; the network before them is the same for every head."""
+    h, w = (size, size) if isinstance(size, int) else size
+    cfg = PRESETS["topformer-tiny"]
+    by_head = {head: trace(cfg, size, head=head) for head in HEADS}
+    assert [p.kind for p in by_head["logits8"]][-1] == "head"
+    assert by_head["logits8"][-1].output == (150, -(-h // 8), -(-w // 8))
+    assert by_head["labels"][:-1] == by_head["logits8"] == by_head["logits"][:-1]
+    assert by_head["labels"][-1].kind == "labels" and by_head["labels"][-1].output == (1, h, w)
+    assert by_head["logits"][-1].kind == "resize" and by_head["logits"][-1].output == (150, h, w)
 
 
 @pytest.mark.parametrize("size", [512, 256, 64, (96, 160), (70, 45)])
@@ -86,7 +104,7 @@ def test_sides_do_not_depend_on_the_config_and_match_the_grid(size):
 
 def test_parts_are_named_chained_and_carry_their_hyper_parameters():
     cfg = PRESETS["topformer-small"]
-    parts = trace(cfg, 512)
+    parts = trace(cfg, 512, head="logits")
     names = [p.name for p in parts]
     assert len(set(names)) == len(names)
     assert names[:2] == ["stem", "stage1.block1"] and names[-2:] == ["head", "resize"]
@@ -142,10 +160,10 @@ def test_non_square_model_size_matches_the_network():
     assert macs == rep.conv_macs
 
 
-def _forward_shapes(cfg, hw: tuple[int, int]) -> list[tuple[str, list[tuple[int, ...]], tuple[int, ...]]]:
+def _forward_shapes(cfg, hw: tuple[int, int], head: str) -> list[tuple[str, list[tuple[int, ...]], tuple[int, ...]]]:
     """(kind, input shapes, output shape) of every traced module in a real forward pass, in execution order."""
     net = TopFormer(cfg, 150).eval()
-    model = WithResize(net).eval()
+    model = Deployed(net, head).eval()
     seen: list[tuple[str, list[tuple[int, ...]], tuple[int, ...]]] = []
 
     def shapes(xs) -> list[tuple[int, ...]]:
@@ -168,17 +186,20 @@ def _forward_shapes(cfg, hw: tuple[int, int]) -> list[tuple[str, list[tuple[int,
     for inj in net.injections:
         inj.register_forward_hook(watch("injection"))
     net.head.register_forward_hook(watch("head"))
-    model.register_forward_hook(lambda mod, args, out: seen.append(("resize", [], tuple(out.shape[1:]))))
+    final = {"labels": "labels", "logits": "resize"}.get(head)
+    if final:
+        model.register_forward_hook(lambda mod, args, out: seen.append((final, [], tuple(out.shape[1:]))))
     with torch.no_grad():
         model(torch.randn(1, 3, *hw))
     return seen
 
 
+@pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("hw", [(64, 64), (64, 96), (70, 45)])
-def test_trace_shapes_equal_a_real_forward_pass(hw):
+def test_trace_shapes_equal_a_real_forward_pass(hw, head):
     for cfg in (TABLE1.min_config(), TABLE1.max_config(), TABLE1.sample(3), PRESETS["topformer-tiny"]):
-        parts = trace(cfg, hw)
-        seen = _forward_shapes(cfg, hw)
+        parts = trace(cfg, hw, head=head)
+        seen = _forward_shapes(cfg, hw, head)
         assert [k for k, _, _ in seen] == [p.kind for p in parts]
         last = {p.group: p.output for p in parts if p.kind == "mbconv"}  # each stage's output
         pyramid = [last[f"stage{i + 1}"] for i in PYRAMID_STAGES]
@@ -186,5 +207,5 @@ def test_trace_shapes_equal_a_real_forward_pass(hw):
             assert out == part.output, part.name
             if kind == "pool":
                 assert list(part.inputs) == pyramid
-            elif kind != "resize":
+            elif kind not in ("resize", "labels"):
                 assert ins == list(part.inputs), part.name

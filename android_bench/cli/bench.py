@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from android_bench.device_config import default_config_path, resolve_device
-from android_bench.model_files import model_kind
+from android_bench.model_files import export_setting, model_kind
 from android_bench.stats import CV_WARN, BenchStats
 from etf.args import Parser, device_name, existing_file, nonneg_float, nonneg_int, positive_int
 from etf.common import cli_entry, out_console
@@ -19,6 +19,9 @@ examples:
   etf-bench out/model.tflite                       # this CPU, LiteRT + XNNPACK, 1 thread
   etf-bench out/model.tflite out/model.onnx -t 2   # LiteRT vs ONNX Runtime side by side
   etf-bench out/model.tflite --device pixel --json # a phone from ~/.config/etf/devices.toml
+
+The output head (logits8 / labels / logits) and precision are read from the export.json etf-export wrote next
+to each file and printed with its timing ("-" / null when there is none).
 
 protocol: --warmup untimed runs, then --runs timed runs; median, mean, std, min, max; a --cooldown pause
 between models; a warning when std/mean is above {cv:.0%}. Devices: see `etf-devices` and android_bench/README.md.
@@ -33,12 +36,14 @@ def _fmt(value: object, digits: int = 3) -> str:
     return str(value)
 
 
-def stats_table(results: list[BenchStats]) -> Table:
-    """One column per model: the statistics side by side."""
+def stats_table(results: list[BenchStats], settings: list[dict] | None = None) -> Table:
+    """One column per model: the statistics side by side, under the head and precision ``etf-export`` recorded."""
     table = Table(title="etf-bench", show_lines=False)
     table.add_column("", style="bold")
     for r in results:
         table.add_column(f"{r.model}\n{r.device} / {r.runtime}", justify="right")
+    for key in ("head", "precision"):
+        table.add_row(key, *[_fmt((s or {}).get(key)) for s in (settings or [{}] * len(results))])
     rows = [
         ("median ms", "median_ms"), ("mean ms", "mean_ms"), ("std ms", "std_ms"), ("min ms", "min_ms"),
         ("max ms", "max_ms"), ("cv", "cv"), ("runs", "runs"), ("warm-up runs", "warmup"), ("threads", "threads"),
@@ -97,11 +102,12 @@ def main(argv: list[str] | None = None) -> int:
             results = device.benchmark_many(paths, runs=args.runs, warmup=args.warmup, threads=args.threads,
                                              cooldown_s=args.cooldown,
                                              progress=lambda done, total, name: bar.update(task, completed=done))
+    settings = [export_setting(p) for p in paths]  # head/precision from the export.json next to each file
     if args.json:
-        payload = [r.to_dict() for r in results]
+        payload = [r.to_dict() | s for r, s in zip(results, settings)]
         print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
     else:
-        out_console().print(stats_table(results))
+        out_console().print(stats_table(results, settings))
     for r in results:
         for w in r.warnings:
             console.print(f"[yellow]warning[/yellow] ({r.model}): {w}")

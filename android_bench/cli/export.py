@@ -1,7 +1,8 @@
 """``etf-export``: a subnet config (or preset) plus optional weights -> checked model.tflite and model.onnx.
 
 Examples:
-    etf-export --arch topformer-tiny -o out/tiny                 # random weights, 512x512, 150 classes
+    etf-export --arch topformer-tiny -o out/tiny                 # random weights, 512x512, 150 classes, logits8
+    etf-export --arch topformer-tiny --head labels -o out/tiny-labels   # what an app draws: 1x512x512x1 int32
     etf-export --arch runs/search/best.json --weights runs/search/subnet.pt -o out/best
                                            # the searched winner with the BN statistics it was scored with
     etf-export --arch best.json --weights runs/syn/last.pt --data data/syn --dataset synthetic \\
@@ -14,10 +15,16 @@ statistics are wrong for any single subnet (about 15 mIoU points on the syntheti
 the model the search scored. export.json records "bn" (recalibrated / uncalibrated / stored / random) and the
 calibration settings.
 
-Both files take one float32 NHWC image 1xSxSx3 (input "image") and return NHWC logits 1xSxSxC (output
-"logits") at the input size. After every export both are run on a fixed seeded input (TFLite in LiteRT with
-XNNPACK, ONNX in ONNX Runtime) and compared with PyTorch: an error past 1e-4 x max |logit| fails the export.
-Nothing is left in the output folder when the input is bad or a check fails.
+Both files take one float32 NHWC image 1xSxSx3 (input "image"). What they return is the --head:
+    logits8  float32 logits at 1/8 resolution, 1x(S/8)x(S/8)xC (output "logits"): TopFormer's deployment; default
+    labels   int32 class per pixel at the input size, 1xSxSx1 (output "labels"): argmax at 1/8, then a nearest
+             upsample of the label map (an 8x8 block per low-resolution pixel)
+    logits   float32 logits at the input size, 1xSxSxC (output "logits"): bilinear resize of 150 channels to
+             512x512 is ~60% of TopFormer-Tiny's time, so use it only if the app needs full-resolution scores
+export.json records the head and the output's name, shape and dtype. After every export both files are run on a
+fixed seeded input (TFLite in LiteRT with XNNPACK, ONNX in ONNX Runtime) and compared with PyTorch: logits past
+1e-4 x max |logit| fail the export; labels must be equal on every pixel except near-ties (PyTorch's two best
+logits within that same tolerance). Nothing is left in the output folder when the input is bad or a check fails.
 """
 from __future__ import annotations
 
@@ -29,6 +36,7 @@ from etf.args import Parser, any_int, existing_dir, existing_file, output_dir, p
 from etf.common import EtfError, cli_entry
 from etf.quiet import set_verbose
 from android_bench.export.convert import export_subnet
+from supernet.heads import DEFAULT_HEAD, HEADS
 from supernet.data.datasets import DATASET_NAMES
 from supernet.evaluation.evaluator import CalibrationSpec
 from supernet.presets import PRESETS
@@ -54,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
                         "TopFormer state_dict [random weights]")
     p.add_argument("--classes", type=positive_int, default=None,
                    help="number of classes [from the checkpoint; 150 (ADE20K) without weights]")
+    p.add_argument("--head", choices=HEADS, default=DEFAULT_HEAD,
+                   help="what the model returns: logits8 (1/8-resolution float logits), labels (int32 label map at "
+                        "the input size), logits (full-resolution float logits) [logits8]")
     p.add_argument("--no-onnx", action="store_true", help="write only model.tflite")
     cal = p.add_argument_group("BN recalibration (a subnet of a supernet checkpoint; use etf-search's values)")
     cal.add_argument("--data", metavar="DIR", type=existing_dir, help="dataset folder whose training crops recalibrate BN")
@@ -91,19 +102,20 @@ def main(argv: list[str] | None = None) -> int:
         raise EtfError("--dataset without --data: give the folder to recalibrate on")
     res = export_subnet(args.arch, args.out, size=args.size, weights=args.weights, num_classes=args.classes,
                         onnx=not args.no_onnx, seed=args.seed, progress=say, calibration=calibration,
-                        allow_uncalibrated=args.no_recalibrate)
+                        allow_uncalibrated=args.no_recalibrate, head=args.head)
     if args.json:
         print(json.dumps(res.to_dict()))
         return 0
+    o = res.to_dict()["output"]
     print(f"arch {res.arch.key()}  {res.size}x{res.size}  {res.num_classes} classes  weights: "
           f"{res.weights or 'random'} ({res.weights_kind}, BN {res.bn})  layout NHWC")
+    print(f"  head {res.head}: output {o['name']!r} {o['dtype']} {'x'.join(str(d) for d in o['shape'])}")
     for kind, path in res.files.items():
         size = res.file_bytes.get(kind, path.stat().st_size)
         took = f"  converted in {res.seconds[kind]:.1f} s" if kind in res.seconds else ""
         print(f"  {str(path):40s} {_human(size):>10s}{took}")
     for f in res.fidelity:
-        print(f"  fidelity {f.runtime:6s} max abs error {f.max_abs_error:.3g}  (max |logit| {f.max_abs_logit:.3g}, "
-              f"tolerance {f.tolerance:.3g})  {'ok' if f.ok else 'FAILED'}")
+        print(f"  {f.describe()}")
     n_ops = sum(res.op_counts.values())
     n_tr = len(res.transposes)
     print(f"  tflite ops {n_ops}, TRANSPOSE {n_tr} ({n_tr - len(res.stray_transposes)} attention head split/merge, "

@@ -26,6 +26,7 @@ from etf.quiet import captured
 from android_bench.export.fidelity import DEFAULT_REL_TOL, Fidelity, check_fidelity
 from android_bench.export.layout import NHWCBoundary, channel_last_attention_
 from android_bench.export.oplist import ROLE_HEADS, op_counts, tflite_ops, transposes
+from supernet.heads import DEFAULT_HEAD, HEADS, output_spec
 from supernet.space import ArchConfig, load_config, save_config
 from supernet.trace import check_deploy_size
 
@@ -85,9 +86,10 @@ def export_tflite(module: nn.Module, input_shape: tuple[int, ...], path: str | P
 
 
 def export_onnx(module: nn.Module, input_shape: tuple[int, ...], path: str | Path, nhwc: bool = True,
-                quiet: bool = True) -> Path:
+                quiet: bool = True, output_name: str = "logits") -> Path:
     """Export ``module`` (fed one float32 tensor of NCHW ``input_shape``) to a single-file ``.onnx`` at ``path``
-    with the torch.onnx dynamo exporter (opset 18), input ``image`` and output ``logits``.
+    with the torch.onnx dynamo exporter (opset 18), input ``image`` and output ``output_name`` (``logits``, or
+    ``labels`` for the labels head).
 
     With ``nhwc`` the boundary is channel-last like the TFLite file (the two permutes are the graph's first and
     last Transpose), so both files compute the same function. Written atomically.
@@ -99,7 +101,7 @@ def export_onnx(module: nn.Module, input_shape: tuple[int, ...], path: str | Pat
     try:
         with quiet_converter("ONNX export") if quiet else contextlib.nullcontext(), atomic_path(path) as tmp:
             torch.onnx.export(wrapped, (sample,), str(tmp), dynamo=True, opset_version=ONNX_OPSET,
-                              input_names=["image"], output_names=["logits"], external_data=False,
+                              input_names=["image"], output_names=[output_name], external_data=False,
                               verbose=False)
     except Exception as exc:
         raise EtfError(f"ONNX export failed: {_first_line(exc)}") from exc
@@ -131,6 +133,8 @@ class ExportResult:
     transposes: list[dict]
     layout: str = "NHWC"
     notes: list[str] = field(default_factory=list)
+    head: str = DEFAULT_HEAD
+    output: dict[str, Any] = field(default_factory=dict)  # name, shape, layout, dtype, head: read off the .tflite
     bn: str = "random"  # recalibrated | uncalibrated (explicitly allowed) | stored (static checkpoint) | random
     calibration: dict[str, Any] | None = None
 
@@ -143,10 +147,10 @@ class ExportResult:
         return {
             "out_dir": str(self.out_dir), "arch_key": self.arch.key(), "size": self.size,
             "num_classes": self.num_classes, "weights": self.weights, "weights_kind": self.weights_kind,
+            "head": self.head, "precision": "fp32",
             "input": {"name": "image", "shape": [1, self.size, self.size, 3], "layout": self.layout,
                       "dtype": "float32"},
-            "output": {"name": "logits", "shape": [1, self.size, self.size, self.num_classes],
-                       "layout": self.layout, "dtype": "float32"},
+            "output": self.output or output_spec(self.head, self.size, self.num_classes).to_dict(),
             "files": {k: str(v) for k, v in self.files.items()}, "file_bytes": self.file_bytes,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
             "fidelity": [f.to_dict() for f in self.fidelity],
@@ -156,13 +160,23 @@ class ExportResult:
         }
 
 
+def _tflite_output(path: Path) -> tuple[tuple[int, ...], str]:
+    """Shape and dtype name of output 0 of the .tflite at ``path``, as the runtime reports them."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    detail = Interpreter(model_path=str(path)).get_output_details()[0]
+    return tuple(int(d) for d in detail["shape"]), detail["dtype"].__name__
+
+
 def export_subnet(cfg_or_preset: ArchConfig | str | Path, out_dir: str | Path, size: int = 512,
                   weights: str | Path | None = None, num_classes: int | None = None, onnx: bool = True,
                   seed: int = 0, rel_tol: float | None = None,
                   progress: Callable[[str], None] | None = None, calibration: Any = None,
-                  allow_uncalibrated: bool = False) -> ExportResult:
-    """Export the deployed model of a config (``ArchConfig``, preset name or JSON path) to ``out_dir``:
-    ``model.tflite``, ``model.onnx`` (unless ``onnx`` is False), ``arch.json`` and ``export.json``.
+                  allow_uncalibrated: bool = False, head: str = DEFAULT_HEAD) -> ExportResult:
+    """Export the deployed model of a config (``ArchConfig``, preset name or JSON path) with output ``head``
+    (``supernet.heads``: logits8, labels, logits) to ``out_dir``: ``model.tflite``, ``model.onnx`` (unless
+    ``onnx`` is False), ``arch.json`` and ``export.json`` (which records the head and the output's name, NHWC
+    shape and dtype as read back from the .tflite, and checks them against the head's definition).
 
     Weights: see :func:`android_bench.export.deploy.build_deployed_model` (``num_classes`` None = from the checkpoint, or
     150). After conversion, every file is run on a fixed input and compared with PyTorch; an error past
@@ -178,6 +192,8 @@ def export_subnet(cfg_or_preset: ArchConfig | str | Path, out_dir: str | Path, s
     compares the files with the model as shipped, recalibrated.
     """
     say = progress or (lambda _msg: None)
+    if head not in HEADS:
+        raise EtfError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
     cfg = cfg_or_preset if isinstance(cfg_or_preset, ArchConfig) else load_config(cfg_or_preset)
     check_deploy_size(size)
     if weights is not None and calibration is None and not allow_uncalibrated:
@@ -191,7 +207,9 @@ def export_subnet(cfg_or_preset: ArchConfig | str | Path, out_dir: str | Path, s
     if calibration is not None:
         batches, data_classes = calibration.batches()
         say(f"recalibrating BN statistics on {calibration.n_batches}x{calibration.batch} crops of {calibration.data}")
-    model, classes, kind = build_deployed_model(cfg, weights, num_classes, seed, calib_batches=batches)
+    model, classes, kind = build_deployed_model(cfg, weights, num_classes, seed, calib_batches=batches,
+                                                head=head)
+    spec = output_spec(head, size, classes)
     if batches is not None and data_classes != classes:
         raise EtfError(f"{weights} has {classes} classes but the calibration data {calibration.data} has {data_classes}")
     bn = ("recalibrated" if batches is not None else "uncalibrated" if kind == SUPERNET else
@@ -209,7 +227,7 @@ def export_subnet(cfg_or_preset: ArchConfig | str | Path, out_dir: str | Path, s
     try:
         seconds: dict[str, float] = {}
         files = {"tflite": stage / TFLITE_NAME}
-        say(f"converting to TFLite ({size}x{size})")
+        say(f"converting to TFLite ({size}x{size}, head {head})")
         t0 = time.perf_counter()
         export_tflite(model, shape, files["tflite"])
         seconds["tflite"] = time.perf_counter() - t0
@@ -217,13 +235,17 @@ def export_subnet(cfg_or_preset: ArchConfig | str | Path, out_dir: str | Path, s
             say("exporting to ONNX")
             files["onnx"] = stage / ONNX_NAME
             t0 = time.perf_counter()
-            export_onnx(model, shape, files["onnx"])
+            export_onnx(model, shape, files["onnx"], output_name=spec.name)
             seconds["onnx"] = time.perf_counter() - t0
         say("checking fidelity against PyTorch")
         t0 = time.perf_counter()
         fid = check_fidelity(model, files, shape, nhwc=True, seed=seed, rel_tol=rel_tol or DEFAULT_REL_TOL)
         seconds["fidelity"] = time.perf_counter() - t0
         ops = tflite_ops(files["tflite"])
+        out_shape, out_dtype = _tflite_output(files["tflite"])
+        if out_shape != spec.shape or out_dtype != spec.dtype:
+            raise EtfError(f"the exported {head} head returns {out_dtype} {list(out_shape)}, not the "
+                           f"{spec.dtype} {list(spec.shape)} it is defined to return")
         heads = {v.heads for v in cfg.vits}
         save_config(cfg, stage / ARCH_NAME)
         result = ExportResult(
@@ -233,7 +255,8 @@ def export_subnet(cfg_or_preset: ArchConfig | str | Path, out_dir: str | Path, s
                                                                      "report": out_dir / REPORT_NAME},
             file_bytes={k: p.stat().st_size for k, p in files.items()}, seconds=seconds, fidelity=fid,
             op_counts=op_counts(ops), transposes=transposes(ops, heads), bn=bn,
-            calibration=calibration.to_dict() if calibration is not None else None)
+            calibration=calibration.to_dict() if calibration is not None else None, head=head,
+            output={**spec.to_dict(), "shape": list(out_shape), "dtype": out_dtype})
         (stage / REPORT_NAME).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
         for name in [p.name for p in files.values()] + [ARCH_NAME, REPORT_NAME]:  # report last
             os.replace(stage / name, out_dir / name)

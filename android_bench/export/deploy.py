@@ -1,4 +1,5 @@
-"""Build the model that gets deployed (exported): a config plus optional weights -> ``WithResize(TopFormer)``.
+"""Build the model that gets deployed (exported): a config plus optional weights and an output head ->
+``Deployed(TopFormer, head)`` (``supernet.heads``: logits8 / labels / logits).
 
 Weights come from a supernet checkpoint (``torch.save({"model": state_dict, "num_classes": n, ...})`` of a
 :class:`TopFormerSupernet`; the subnet is extracted) or a static TopFormer's state_dict. Without weights the
@@ -14,8 +15,9 @@ import torch
 from torch import nn
 
 from etf.common import EtfError
+from supernet.heads import DEFAULT_HEAD, HEADS, Deployed
 from supernet.space import ArchConfig, TABLE1
-from supernet.topformer import TopFormer, WithResize
+from supernet.topformer import TopFormer
 
 
 def randomize_batchnorm_(module: nn.Module, seed: int = 0) -> nn.Module:
@@ -52,7 +54,7 @@ def _kind_and_classes(state: dict[str, Any], path: Path) -> tuple[str, int]:
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], int | None]:
     """The state_dict in a checkpoint file (``{"model": state_dict, "num_classes": n, ...}`` or a bare
     state_dict) and its recorded ``num_classes`` (None when absent). Prefixes ``module.`` (DDP) and ``net.``
-    (:class:`WithResize`) are stripped. Any unreadable file is an :class:`EtfError`."""
+    (:class:`~supernet.heads.Deployed`) are stripped. Any unreadable file is an :class:`EtfError`."""
     path = Path(path)
     if not path.is_file():
         raise EtfError(f"weights file not found: {path}" if not path.exists() else f"weights path is not a file: {path}")
@@ -99,8 +101,9 @@ def _load_strict(net: nn.Module, state: dict[str, torch.Tensor], path: Path, wha
 
 
 def build_deployed_model(cfg: ArchConfig, weights: str | Path | None = None, num_classes: int | None = None,
-                         seed: int = 0, calib_batches: list[torch.Tensor] | None = None) -> tuple[WithResize, int, str]:
-    """The deployed model ``WithResize(TopFormer(cfg))`` in eval mode, its number of classes and where its
+                         seed: int = 0, calib_batches: list[torch.Tensor] | None = None,
+                         head: str = DEFAULT_HEAD) -> tuple[Deployed, int, str]:
+    """The deployed model ``Deployed(TopFormer(cfg), head)`` in eval mode, its number of classes and where its
     weights came from (``random``, ``supernet`` or ``static``).
 
     With ``weights`` the subnet ``cfg`` is extracted from a supernet checkpoint or loaded from a static
@@ -110,6 +113,8 @@ def build_deployed_model(cfg: ArchConfig, weights: str | Path | None = None, num
     ``SubnetEvaluator`` does) before extraction; only a supernet checkpoint can be recalibrated.
     """
     cfg = TABLE1.validate(cfg)
+    if head not in HEADS:
+        raise EtfError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
     if num_classes is not None and num_classes < 1:
         raise EtfError(f"number of classes must be at least 1, got {num_classes}")
     if weights is None:
@@ -119,7 +124,7 @@ def build_deployed_model(cfg: ArchConfig, weights: str | Path | None = None, num
         with torch.random.fork_rng(devices=[]):  # seeded conv weights without touching the caller's RNG
             torch.manual_seed(seed)
             net = randomize_batchnorm_(TopFormer(cfg, num_classes or 150), seed)
-        return WithResize(net).eval(), num_classes or 150, "random"
+        return Deployed(net, head).eval(), num_classes or 150, "random"
     path = Path(weights)
     state, recorded = read_checkpoint(path)
     kind, found = _kind_and_classes(state, path)
@@ -143,4 +148,4 @@ def build_deployed_model(cfg: ArchConfig, weights: str | Path | None = None, num
     else:
         net = TopFormer(cfg, found)
         _load_strict(net, state, path, f"TopFormer of arch {cfg.key()}")
-    return WithResize(net).eval(), found, kind
+    return Deployed(net, head).eval(), found, kind

@@ -1,8 +1,12 @@
 """Fidelity check: an exported file must compute what the PyTorch model computes.
 
 Runs the ``.tflite`` in LiteRT (with its default XNNPACK delegate: what phones run) and the ``.onnx`` in ONNX
-Runtime on one fixed seeded input, and compares with PyTorch. The tolerance is relative to the output's
-scale: ``max |file - torch| <= rel_tol * max |torch logit|`` (rel_tol 1e-4 by default).
+Runtime on one fixed seeded input, and compares with PyTorch. Logits heads (``logits8``, ``logits``): the
+tolerance is relative to the output's scale, ``max |file - torch| <= rel_tol * max |torch logit|`` (rel_tol 1e-4
+by default). The ``labels`` head: the label maps are compared pixel by pixel (:class:`LabelFidelity`); a pixel may
+differ only where PyTorch's two best logits are within that same logit tolerance of each other (a near-tie that
+the runtime's float rounding, well inside the logits tolerance, may break the other way): any other difference
+fails the check. On the check input the fraction of equal pixels is 1.0 unless such near-ties exist.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from torch import nn
 
 from etf.common import EtfError
 from etf.quiet import captured
+from supernet.heads import Deployed, nearest_up
 
 DEFAULT_REL_TOL = 1e-4
 
@@ -32,12 +37,65 @@ class Fidelity:
     def ok(self) -> bool:
         return self.max_abs_error <= self.tolerance
 
+    def describe(self) -> str:
+        return (f"fidelity {self.runtime:6s} max abs error {self.max_abs_error:.3g}  (max |logit| "
+                f"{self.max_abs_logit:.3g}, tolerance {self.tolerance:.3g})  {'ok' if self.ok else 'FAILED'}")
+
     @property
     def relative_error(self) -> float:
         return self.max_abs_error / self.max_abs_logit if self.max_abs_logit > 0 else float(self.max_abs_error > 0)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "relative_error": self.relative_error, "ok": self.ok}
+
+
+@dataclass(frozen=True)
+class LabelFidelity:
+    """Label map of one runtime against PyTorch's: pixels, equal pixels, and how many of the differing pixels are
+    near-ties (PyTorch's top-2 logit margin there <= ``tolerance`` = rel_tol x max |logit|)."""
+
+    runtime: str
+    pixels: int
+    equal: int
+    near_ties: int
+    tolerance: float
+    max_abs_logit: float
+
+    @property
+    def equal_fraction(self) -> float:
+        return self.equal / self.pixels if self.pixels else 1.0
+
+    @property
+    def ok(self) -> bool:
+        """Every differing pixel is a near-tie."""
+        return self.pixels - self.equal <= self.near_ties
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "kind": "labels", "equal_fraction": self.equal_fraction, "ok": self.ok}
+
+    def describe(self) -> str:
+        return (f"fidelity {self.runtime:6s} labels equal on {self.equal_fraction:.6f} of {self.pixels} pixels "
+                f"({self.pixels - self.equal} differ, {self.near_ties} of them near-ties within {self.tolerance:.3g})"
+                f"  {'ok' if self.ok else 'FAILED'}")
+
+
+def compare_labels(runtime: str, out: np.ndarray, ref: np.ndarray, margin: np.ndarray, scale: float,
+                   rel_tol: float = DEFAULT_REL_TOL) -> LabelFidelity:
+    """Compare a label map with PyTorch's; ``margin`` is PyTorch's top-2 logit margin per output pixel."""
+    if out.shape != ref.shape:
+        raise EtfError(f"{runtime} output shape {out.shape} differs from PyTorch's {ref.shape}")
+    tol = rel_tol * scale
+    differ = out.astype(np.int64) != ref.astype(np.int64)
+    near = int((differ & (margin <= tol)).sum())
+    return LabelFidelity(runtime, int(ref.size), int(ref.size - differ.sum()), near, tol, scale)
+
+
+def _label_reference(module: Deployed, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """PyTorch's labels, the top-2 logit margin at each output pixel, and max |logit| (NCHW)."""
+    logits = module.net(x)
+    top2 = logits.topk(2, dim=1).values if logits.shape[1] > 1 else torch.cat([logits, logits - float("inf")], 1)
+    margin = nearest_up((top2[:, :1] - top2[:, 1:2]).contiguous(), x.shape[2:])
+    return module(x), margin, float(logits.abs().max())
 
 
 def fixed_input(shape_nchw: tuple[int, ...], seed: int = 0) -> torch.Tensor:
@@ -88,17 +146,29 @@ def check_fidelity(module: nn.Module, files: dict[str, str | Path], input_shape:
     runtime when an error is past the tolerance (unless ``raise_on_fail`` is False)."""
     runners = {"tflite": run_tflite, "onnx": run_onnx}
     x = fixed_input(input_shape, seed)
+    labels = isinstance(module, Deployed) and module.head == "labels"
+    margin, scale = None, 0.0
     with torch.no_grad():
-        ref = module.eval()(x)
+        if labels:
+            ref, margin, scale = _label_reference(module.eval(), x)
+        else:
+            ref = module.eval()(x)
     if nhwc:
         x, ref = x.permute(0, 2, 3, 1), ref.permute(0, 2, 3, 1)
+        margin = margin.permute(0, 2, 3, 1) if margin is not None else None
     x_np, ref_np = x.contiguous().numpy(), ref.contiguous().numpy()
-    results = []
+    results: list = []
     for runtime, path in files.items():
         if runtime not in runners:
             raise EtfError(f"no runtime for {runtime!r} files (known: {', '.join(runners)})")
-        results.append(compare(runtime, runners[runtime](path, x_np), ref_np, rel_tol))
+        out = runners[runtime](path, x_np)
+        results.append(compare_labels(runtime, out, ref_np, margin.contiguous().numpy(), scale, rel_tol)
+                       if labels else compare(runtime, out, ref_np, rel_tol))
     bad = [r for r in results if not r.ok]
+    if bad and raise_on_fail and labels:
+        raise EtfError("fidelity check failed: " + "; ".join(
+            f"{r.runtime} label map differs from PyTorch's on {r.pixels - r.equal - r.near_ties} pixels that are "
+            f"not near-ties (equal on {r.equal_fraction:.6f})" for r in bad))
     if bad and raise_on_fail:
         raise EtfError("fidelity check failed: " + "; ".join(
             f"{r.runtime} max abs error {r.max_abs_error:.3g} > {r.tolerance:.3g} (= {rel_tol:g} x max |logit| "

@@ -10,10 +10,14 @@ from latency.profile import ADAPTIVE, ProfileSettings, Profiler
 from etf.args import Parser, device_names, nonneg_int, output_dir, positive_float, positive_int, rule
 from etf.common import cli_entry
 from etf.quiet import set_verbose
+from latency.setting import PRECISIONS, check_precision
+from supernet.heads import DEFAULT_HEAD, HEADS
 from supernet.trace import check_deploy_size, deploy_multiple
 
 EPILOG = """
-What gets measured (at --size): all stem, head and resize configs; a grid of MBConv blocks (every stage
+What gets measured (at --size, for the --head the deployed model ends in): all stem and head configs and the
+output head's own operator (labels: the argmax + label upsample; logits: the full-resolution resize;
+logits8: none); a grid of MBConv blocks (every stage
 position x kernel x expansion, with the smallest/middle/largest widths; --mbconv exhaustive measures all
 ~2,200); a space-filling sample of 40 transformer blocks, 27 injection modules and 6 pyramid-pool configs;
 then adaptive sampling (a random forest's least certain candidates: +40 MBConv, +20 transformer,
@@ -21,11 +25,14 @@ then adaptive sampling (a random forest's least certain candidates: +40 MBConv, 
 Each batch is converted in --workers processes (cached under OUT/cache, never twice) and timed on every
 device in one round trip, with a reference operator before and after (its latency is the drift record).
 
-Files: OUT/<device>_<size>.csv (one row per operator), .e2e.csv, .meta.json (plan, timings, drift, reduced?).
-Interrupt at any time (Ctrl-C): rerunning the same command resumes where it stopped.
+One table per setting: OUT/<device>_<size>_t<threads>_<precision>_<head>.csv (one row per operator, each
+recording its setting), .e2e.csv, .meta.json (setting, plan, timings, drift, reduced?). Interrupt at any time
+(Ctrl-C): rerunning the same command resumes where it stopped. Another --head or --threads is another table
+(converted operators are cached and shared, so only the head's operator and the end-to-end nets are new).
 
 Examples:
-  etf-profile --device local --size 512 --budget-min 30
+  etf-profile --device local --size 512 --budget-min 30          # -> tables/local_512_t1_fp32_logits8.csv
+  etf-profile --device local --size 512 --head labels --threads 2
   etf-profile --device pixel7,galaxy-s21 --workers 2
 """
 
@@ -38,12 +45,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=rule(check_deploy_size), default=512,
                    help=f"input side in pixels, a multiple of {deploy_multiple()} as etf-export needs (default 512)")
     p.add_argument("--out", default="tables", type=output_dir, help="directory of the tables (default tables/)")
-    p.add_argument("--cache", default="", type=lambda v: v and output_dir(v), help="conversion cache directory (default OUT/cache); safe to share")
+    p.add_argument("--cache", default="", type=lambda v: v and output_dir(v),
+                   help="conversion cache directory (default OUT/cache); safe to share")
     p.add_argument("--workers", type=positive_int, default=2, help="conversion processes (default 2)")
     p.add_argument("--batch", type=positive_int, default=24, help="operators per batch / device round trip (default 24)")
     p.add_argument("--runs", type=positive_int, default=20, help="timed runs per operator (default 20)")
     p.add_argument("--warmup", type=nonneg_int, default=3, help="warm-up runs per operator (default 3)")
     p.add_argument("--threads", type=positive_int, default=None, help="inference threads (default: the device's setting)")
+    p.add_argument("--head", choices=HEADS, default=DEFAULT_HEAD,
+                   help="output head of the deployed model: logits8 (logits at 1/8), labels (argmax + nearest "
+                        "upsample, int32), logits (full-resolution logits) (default logits8)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="model precision (default fp32)")
     p.add_argument("--budget-min", type=positive_float, default=None,
                    help="stop starting new batches after this many minutes; the table is then marked reduced")
     p.add_argument("--mbconv", choices=("grid", "exhaustive"), default="grid",
@@ -65,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     set_verbose(args.verbose)
+    check_precision(args.precision)
     names = args.device
     for name in names:  # an unknown device fails now, not after the first batch is converted
         resolve_device(name)
@@ -72,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                                runs=args.runs, warmup=args.warmup, threads=args.threads,
                                budget_min=args.budget_min, mbconv=args.mbconv,
                                adaptive={} if args.no_adaptive else dict(ADAPTIVE), e2e=args.e2e, limit=args.limit,
-                               e2e_only=args.e2e_only)
+                               e2e_only=args.e2e_only, precision=args.precision, head=args.head)
     summary = Profiler(names, settings, progress=not args.no_progress).run()
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -1,10 +1,12 @@
 """``etf-predictor-report``: how well the latency predictor does on subnets it never saw, against two baselines.
 
-Measures N random subnets end to end on the device (seeds disjoint from the correction subnets; any config
-used in fitting is skipped), with the reference operator timed between every two subnets (drift), and compares the
-predictor with (a) a linear fit on FLOPs and (b) the plain operator sum without correction, both fitted on
-the same data as the predictor's correction. Measurements are kept in ``<device>_<size>.heldout.csv``
-(resumable, never used for fitting); the scatter plot goes to ``<device>_<size>.report.png``.
+Measures N random subnets end to end on the device, each timed beside TopFormer-Tiny (the paired protocol of
+latency/measure.py), and compares the predictor with (a) a linear fit on FLOPs and (b) the plain operator sum
+without correction, both fitted on the same data as the predictor's correction, all in one setting (device, size,
+threads, precision, output head). Held-out subnets are always fresh: drawn from seeds never used before for the
+setting's operator table (ledger ``<setting>.heldout_seeds.json``), never used for fitting, and they expire with
+the table and after --window-h hours (then new ones are drawn and measured). Rows are kept in
+``<setting>.heldout.csv`` (resumable within the window); the scatter plot goes to ``<setting>.report.png``.
 """
 from __future__ import annotations
 
@@ -15,29 +17,40 @@ import time
 from pathlib import Path
 
 from android_bench.device_config import resolve_device
-from etf.args import Parser, device_name, existing_dir, int_range, nonneg_int, output_file, positive_int, rule
+from etf.args import Parser, device_name, existing_dir, int_range, nonneg_int, output_file, positive_float, positive_int, rule
 from etf.common import cli_entry
 from etf.quiet import set_verbose
 from supernet.trace import check_deploy_size
 from latency import table as tbl
 from latency.predictor import load_for_device
 from latency.profile import _now
-from latency.report import DRIFT_WARN_PCT, evaluate, heldout_configs, measure_heldout, scatter
+from latency.report import DRIFT_WARN_PCT, HELDOUT_WINDOW_H, evaluate, measure_heldout, scatter
+from latency.setting import PRECISIONS, make_setting
+from supernet.heads import DEFAULT_HEAD, HEADS
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(allow_abbrev=False, prog="etf-predictor-report", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="Example: etf-predictor-report --device local --n 50 --size 512")
+                                epilog="Examples:\n  etf-predictor-report --device local --n 50 --size 512\n"
+                                       "  etf-predictor-report --device local --n 20 --size 256 --window-h 1 --json")
     p.add_argument("--device", required=True, type=device_name, help="device to measure on (its table must exist)")
     p.add_argument("--n", type=int_range(2, 10_000), default=50, help="held-out random subnets (default 50)")
     p.add_argument("--size", type=rule(check_deploy_size), default=512, help="input side (default 512)")
     p.add_argument("--tables", default="tables", type=existing_dir, help="directory of the latency tables (default tables/)")
+    p.add_argument("--head", choices=HEADS, default=DEFAULT_HEAD,
+                   help="output head of the deployed model: logits8 (1/8-resolution logits), labels (argmax + "
+                        "nearest upsample), logits (full-resolution logits) (default logits8)")
+    p.add_argument("--threads", type=positive_int, default=None, help="inference threads (default: the device's setting)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="model precision (default fp32)")
     p.add_argument("--workers", type=positive_int, default=2, help="conversion processes (default 2)")
     p.add_argument("--batch", type=positive_int, default=6, help="subnets per measurement round trip (default 6)")
     p.add_argument("--runs", type=positive_int, default=10, help="timed runs per subnet (default 10)")
     p.add_argument("--warmup", type=nonneg_int, default=2, help="warm-up runs per subnet (default 2)")
-    p.add_argument("--png", default=None, type=output_file, help="scatter plot path (default tables/<device>_<size>.report.png)")
+    p.add_argument("--window-h", type=positive_float, default=HELDOUT_WINDOW_H,
+                   help=f"held-out rows older than this many hours expire (default {HELDOUT_WINDOW_H:g})")
+    p.add_argument("--png", default=None, type=output_file,
+                   help="scatter plot path (default tables/<device>_<size>.report.png)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--verbose", action="store_true", help="show the converter's and runtime's own output (C++ logs included); by default it is captured and shown only when a step fails")
@@ -48,27 +61,27 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     set_verbose(args.verbose)
-    pred = load_for_device(args.device, args.size, args.tables)
+    setting = make_setting(args.device, args.size, args.threads, args.precision, args.head)
+    pred = load_for_device(setting, args.tables)
     resolve_device(args.device)  # an unknown device fails before any subnet is converted
     start = time.monotonic()
-    held = measure_heldout(args.device, args.size, args.tables, args.n, args.workers, args.batch, args.runs,
-                           args.warmup, not args.no_progress)
+    held = measure_heldout(setting, args.tables, args.n, args.workers, args.batch, args.runs,
+                           args.warmup, not args.no_progress, window_h=args.window_h)
     wall = time.monotonic() - start
-    wanted = {c.key() for _, c in heldout_configs(args.n, set(tbl.read_e2e(args.tables, args.device, args.size)["arch_key"]))}
-    held = held[held["arch_key"].isin(wanted)].reset_index(drop=True)
-    result = evaluate(pred, tbl.read_e2e(args.tables, args.device, args.size), held)
-    png = Path(args.png) if args.png else tbl.table_stem(args.tables, args.device, args.size).with_suffix(".report.png")
-    scatter(result, png, f"{args.device}, {args.size}x{args.size}, {len(held)} held-out subnets")
-    out = {"device": args.device, "size": args.size, "heldout": int(len(held)), "fit_subnets": result["fit_subnets"],
+    result = evaluate(pred, tbl.read_e2e(args.tables, setting), held)
+    png = Path(args.png) if args.png else tbl.table_stem(args.tables, setting).with_suffix(".report.png")
+    scatter(result, png, f"{setting.describe()}, {len(held)} held-out subnets")
+    out = {"device": args.device, "size": args.size, "setting": setting.to_dict(), "heldout": int(len(held)),
+           "fit_subnets": result["fit_subnets"],
            "measure_wall_s": round(wall, 1), "metrics": result["metrics"], "flops_fit": result["flops_fit"],
            "drift": result["drift"],
            "table_reduced": pred.info.get("table_reduced"), "predictor_info": pred.info, "png": str(png),
            "timestamp": _now()}
-    tbl.write_json_atomic(out, tbl.table_stem(args.tables, args.device, args.size).with_suffix(".report.json"))
+    tbl.write_json_atomic(out, tbl.table_stem(args.tables, setting).with_suffix(".report.json"))
     if args.json:
         print(json.dumps(out, indent=2, default=float))
         return 0
-    print(f"{args.device} at {args.size}x{args.size}: {len(held)} held-out subnets, fitted on "
+    print(f"{setting.describe()}: {len(held)} held-out subnets, fitted on "
           f"{result['fit_subnets']} end-to-end subnets + {pred.info['rows']} operator rows")
     for basis, label in (("raw", "latency as measured"),
                          ("reference_normalised", "scaled by the reference operator timed next to it")):

@@ -11,6 +11,7 @@ from etf.common import cli_entry
 from etf.quiet import set_verbose
 from search import demo as demo_flow
 from search.demo import FULL, QUICK, run_demo
+from supernet.heads import DEFAULT_HEAD, HEADS
 
 
 @cli_entry("etf-demo")
@@ -23,12 +24,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="local", type=device_name, help="device to profile, search for and benchmark on [local]")
     p.add_argument("--threads", type=positive_int, help="torch threads for training and evaluation [all cores when the "
                    "machine is idle, 1 when it is busy]")
+    p.add_argument("--head", choices=HEADS, default=DEFAULT_HEAD,
+                   help="output head of the deployed model, used for the table, the presets' measurements, the "
+                        "search and the export: logits8, labels, logits [logits8]")
     p.add_argument("--verbose", action="store_true", help="show the converter's and runtime's own output (C++ logs included); by default it is captured and shown only when a step fails")
     args = p.parse_args(argv)
     set_verbose(args.verbose)
     out = args.out if not args.quick or args.out != Path("runs/demo") else Path("runs/demo-quick")
     resolve_device(args.device)  # an unknown device fails now, not after training and profiling
-    run_demo(out, QUICK if args.quick else FULL, args.quick, args.device, args.threads)
+    run_demo(out, QUICK if args.quick else FULL, args.quick, args.device, args.threads, args.head)
     return 0
 
 

@@ -1,0 +1,118 @@
+"""``etf-record``: time etf exports beside the reference network and record them in the latency table (closed loop).
+
+Every model must be an etf export: ``model.tflite`` with ``arch.json`` and ``export.json`` next to it (what
+``etf-export`` writes), so the architecture and the setting (input size, head) are known. The models are timed
+with the paired protocol (each beside TopFormer-Tiny exported at the same setting, rotated rounds), appended to
+``tables/<device>_<size>.e2e.csv`` with purpose ``bench`` and the predictor's correction is refitted from them.
+
+Why a command of its own and not ``etf-bench --record``: etf-bench belongs to the device layer (android_bench),
+which sits below the latency tables and may not write them; ``etf-bench`` stays a plain timer.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from etf.common import EtfError, cli_entry
+from latency.setting import LEGACY_HEAD
+
+EPILOG = """
+Examples:
+  etf-export --arch topformer-small --size 512 -o exports/small && etf-record exports/small/model.tflite
+  etf-record runs/search/model.tflite exports/*/model.tflite --device local --rounds 3 --json
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="etf-record", description=__doc__, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("models", nargs="+", metavar="MODEL.tflite", help="etf exports (arch.json + export.json beside)")
+    p.add_argument("--device", default="local", help="device to time on; its table must exist (default local)")
+    p.add_argument("--tables", default="tables", help="directory of the latency tables (default tables/)")
+    p.add_argument("--rounds", type=int, default=3, help="paired rounds (default 3)")
+    p.add_argument("--runs", type=int, default=10, help="timed runs per model per round (default 10)")
+    p.add_argument("--warmup", type=int, default=2, help="warm-up runs per model per round (default 2)")
+    p.add_argument("--threads", type=int, default=None, help="inference threads (default: the device's)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+def read_export(model: Path) -> tuple:
+    """(config, input size, classes, head) of an etf export, from the ``arch.json`` / ``export.json`` beside it."""
+    from supernet.space import load_config
+
+    arch, report = model.parent / "arch.json", model.parent / "export.json"
+    if not model.is_file():
+        raise EtfError(f"model not found: {model}")
+    if not (arch.is_file() and report.is_file()):
+        raise EtfError(f"{model} is not an etf export (needs arch.json and export.json next to it): only known "
+                       "architectures can be recorded")
+    try:
+        meta = json.loads(report.read_text())
+        return (load_config(str(arch)), int(meta["size"]), int(meta["num_classes"]),
+                str(meta.get("head", LEGACY_HEAD)))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EtfError(f"{report} is unreadable ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+
+
+@cli_entry("etf-record")
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.rounds < 1 or args.runs < 1 or args.warmup < 0:
+        raise EtfError("--rounds and --runs must be >= 1, --warmup >= 0")
+    from latency import table as tbl
+    from latency.measure import REFERENCE_PRESET, measure_paired
+    from latency.operators import NUM_CLASSES
+    from latency.predictor import record_and_refit
+    from latency.profile import get_device
+    from latency.setting import make_setting
+
+    models = [Path(m) for m in args.models]
+    exports = [read_export(m) for m in models]
+    kinds = {(size, head) for _, size, _, head in exports}
+    if len(kinds) != 1:
+        raise EtfError(f"the models were exported at different input sizes/heads ({sorted(kinds)}): record one "
+                       "setting at a time")
+    size, head = kinds.pop()
+    other = [(m, k) for m, (_, _, k, _) in zip(models, exports) if k != NUM_CLASSES]
+    if other:
+        raise EtfError(f"{other[0][0]} has a {other[0][1]}-class head; the latency table models a {NUM_CLASSES}-class "
+                       f"head: export with --num-classes {NUM_CLASSES} to record it")
+    setting = make_setting(args.device, size, args.threads, "fp32", head)
+    if not tbl.ops_path(args.tables, setting).exists():
+        raise EtfError(tbl.missing_table_hint(args.tables, setting))
+    dev = get_device(args.device)
+    from android_bench.export.convert import export_subnet
+    from supernet.presets import PRESETS
+
+    ref_dir = Path(args.tables) / "cache" / "reference" / f"{REFERENCE_PRESET}_{size}_{NUM_CLASSES}_{head}"
+    ref = ref_dir / "model.tflite"
+    if not ref.exists():
+        export_subnet(PRESETS[REFERENCE_PRESET], ref_dir, size, num_classes=NUM_CLASSES, onnx=False, head=head)
+    results = measure_paired(dev, models, ref, rounds=args.rounds, runs=args.runs, warmup=args.warmup,
+                             threads=setting.threads)
+    pred = record_and_refit(args.tables, setting,
+                            [(cfg, r.raw_ms, r.std_ms, r.runs * r.rounds, r.ref_ms, r.ratio)
+                             for (cfg, _, _, _), r in zip(exports, results)], "bench")
+    rows = [{"model": str(m), "arch_key": cfg.key(), "measured_ms": r.raw_ms, "reference_ms": r.ref_ms,
+             "ratio": r.ratio, "predicted_ms_after_refit": float(pred.predict(cfg)) if pred else None}
+            for m, (cfg, _, _, _), r in zip(models, exports, results)]
+    out = {"device": args.device, "size": size, "setting": setting.to_dict(), "reference": REFERENCE_PRESET, "rounds": args.rounds,
+           "runs": args.runs, "recorded": rows, "predictor_mode": pred.mode if pred else None}
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"{setting.describe()}: {len(rows)} model(s) timed beside {REFERENCE_PRESET} "
+          f"({args.rounds} rounds x {args.runs} runs), recorded as 'bench' rows; predictor refitted "
+          f"({out['predictor_mode']} mode)")
+    print(f"{'model':<40}{'measured ms':>12}{'ref ms':>9}{'ratio':>8}{'predicted ms':>14}")
+    for r in rows:
+        print(f"{r['model'][-40:]:<40}{r['measured_ms']:>12.2f}{r['reference_ms']:>9.2f}{r['ratio']:>8.3f}"
+              f"{r['predicted_ms_after_refit']:>14.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Paired measurement of whole networks: each network timed right beside a whole-network reference, in rounds.
+
+Why: the device's speed moves (on this shared CPU a ~3 ms operator went from 2.55 to 4.50 ms during one
+profile; one network measured 56 and 80 ms two minutes apart). A raw latency mixes the network with the speed
+of the moment; the ratio network / reference measured beside it does not, when the drift scales both.
+
+Protocol, per round: ``ref, A, ref, B, ref, C, ref`` (every network has a reference on each side), the networks'
+order rotated by one each round so no network always follows the same neighbour. Per network the result holds
+the median over rounds of ``network / mean(adjacent references)``, the reference's median over the whole run,
+and the network's raw median over rounds.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from etf.common import EtfError
+
+#: The whole-network reference: this preset deployed at the same setting as the networks it is timed beside.
+REFERENCE_PRESET = "topformer-tiny"
+
+
+@dataclass(frozen=True)
+class PairedResult:
+    """One network measured with the paired protocol: ``ratio`` to the reference, both medians (ms)."""
+
+    ratio: float
+    ref_ms: float
+    raw_ms: float
+    std_ms: float
+    rounds: int
+    runs: int
+
+
+def round_order(n: int, round_index: int) -> list[int]:
+    """The networks' order in round ``round_index``: ``0..n-1`` rotated left by ``round_index``."""
+    if n <= 0:
+        return []
+    k = round_index % n
+    return list(range(k, n)) + list(range(k))
+
+
+def round_sequence(n: int, round_index: int) -> list[int]:
+    """One round as indices into ``[reference, net0, net1, ...]``: ``0`` is the reference, ``i + 1`` network ``i``;
+    ``[0, a, 0, b, 0, ...]`` ending with the reference, so every network has a reference on each side."""
+    seq = [0]
+    for i in round_order(n, round_index):
+        seq += [i + 1, 0]
+    return seq
+
+
+def summarize_rounds(n: int, rounds: Sequence[Sequence[float]], runs: int = 0) -> list[PairedResult]:
+    """Per-network :class:`PairedResult` from the medians (ms) timed in each round, in the order
+    :func:`round_sequence` gave (round ``r``'s list holds one median per entry of ``round_sequence(n, r)``)."""
+    ratios: list[list[float]] = [[] for _ in range(n)]
+    raws: list[list[float]] = [[] for _ in range(n)]
+    refs: list[float] = []
+    for r, times in enumerate(rounds):
+        seq = round_sequence(n, r)
+        if len(times) != len(seq):
+            raise ValueError(f"round {r} has {len(times)} timings, expected {len(seq)}")
+        refs += [t for idx, t in zip(seq, times) if idx == 0]
+        for pos in range(1, len(seq), 2):
+            net = seq[pos] - 1
+            beside = (times[pos - 1] + times[pos + 1]) / 2
+            ratios[net].append(times[pos] / beside)
+            raws[net].append(times[pos])
+    if not refs:
+        raise ValueError("no rounds")
+    ref_med = statistics.median(refs)
+    return [PairedResult(ratio=statistics.median(ratios[i]), ref_ms=ref_med, raw_ms=statistics.median(raws[i]),
+                         std_ms=statistics.pstdev(raws[i]) if len(raws[i]) > 1 else 0.0, rounds=len(raws[i]),
+                         runs=runs)
+            for i in range(n)]
+
+
+def measure_paired(device: Any, models: Sequence[str | Path], reference_model: str | Path, rounds: int = 3,
+                   runs: int = 10, warmup: int = 2, threads: int | None = None) -> list[PairedResult]:
+    """Time ``models`` on ``device`` with the paired protocol (``rounds`` rounds, ``runs`` timed runs per model
+    per visit); one ``benchmark_many`` round trip per round. Returns one :class:`PairedResult` per model."""
+    if rounds < 1 or runs < 1:
+        raise EtfError(f"paired measurement needs rounds >= 1 and runs >= 1, not {rounds} and {runs}")
+    if not models:
+        return []
+    paths = [Path(reference_model)] + [Path(m) for m in models]
+    timings: list[list[float]] = []
+    for r in range(rounds):
+        seq = round_sequence(len(models), r)
+        stats = device.benchmark_many([paths[i] for i in seq], runs=runs, warmup=warmup, threads=threads,
+                                      cooldown_s=0.0 if getattr(device, "kind", "") == "local" else None)
+        timings.append([float(s.median_ms) for s in stats])
+    return summarize_rounds(len(models), timings, runs)
+
+
+def reference_network_path(cache_dir: str | Path, size: int, pool: Any = None, head: str | None = None) -> Path:
+    """The whole-network reference of a setting: TopFormer-Tiny deployed at ``size`` with output ``head``
+    (default: the default head), converted once and cached."""
+    from latency.profile import convert_network_worker, network_path
+    from supernet.heads import DEFAULT_HEAD
+    from supernet.presets import PRESETS
+
+    cfg, head = PRESETS[REFERENCE_PRESET], head or DEFAULT_HEAD
+    path = network_path(str(cache_dir), cfg, size, head)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if pool is not None:
+            pool.submit(convert_network_worker, cfg.to_json(indent=None), size, str(path), head).result()
+        else:
+            convert_network_worker(cfg.to_json(indent=None), size, str(path), head)
+    return path
+
+
+__all__ = ["REFERENCE_PRESET", "PairedResult", "measure_paired", "round_order", "round_sequence", "summarize_rounds",
+           "reference_network_path"]

@@ -1,0 +1,199 @@
+"""The paired measurement protocol and the reference-relative predictor under a drifting device.
+
+Synthetic data with a known truth (tests/test_latency_predictor's operator formula): the device's speed is
+multiplied by a factor in 0.6-1.4 between measurements; a network and the reference measured right beside it
+share the factor (up to 2% noise). The ratio-based correction must recover the true relation, the raw fit must not.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from etf.common import EtfError
+from latency import table as tbl
+from latency.measure import REFERENCE_PRESET, measure_paired, round_order, round_sequence, summarize_rounds
+from latency.predictor import LatencyPredictor, accuracy, load_for_device
+from supernet.presets import PRESETS
+from supernet.size import model_size
+from supernet.space import TABLE1
+from tests.test_latency_predictor import SIZE, ST, _op_rows, true_net
+
+
+# -- the protocol's math ------------------------------------------------------------------------------------
+def test_rounds_rotate_the_networks_and_put_a_reference_on_each_side():
+    assert [round_order(3, r) for r in range(4)] == [[0, 1, 2], [1, 2, 0], [2, 0, 1], [0, 1, 2]]
+    assert round_sequence(3, 1) == [0, 2, 0, 3, 0, 1, 0]
+    assert round_sequence(0, 0) == [0]
+
+
+def test_ratios_are_taken_against_the_adjacent_references_and_medianed_over_rounds():
+    # round 0: ref 10, A 20, ref 30, B 60, ref 30 -> A/20 = 1.0, B/30 = 2.0
+    # round 1 (B first): ref 5, B 10, ref 5, A 5, ref 5 -> B 2.0, A 1.0
+    # round 2: ref 10, A 30, ref 10, B 20, ref 10 -> A 3.0, B 2.0
+    rounds = [[10, 20, 30, 60, 30], [5, 10, 5, 5, 5], [10, 30, 10, 20, 10]]
+    a, b = summarize_rounds(2, rounds, runs=7)
+    assert a.ratio == pytest.approx(1.0) and b.ratio == pytest.approx(2.0)
+    assert a.raw_ms == pytest.approx(20.0) and b.raw_ms == pytest.approx(20.0)
+    assert a.ref_ms == pytest.approx(10.0)  # median of the 11 reference timings (5 x3, 10 x6, 30 x2)
+    assert a.rounds == 3 and a.runs == 7
+    with pytest.raises(ValueError):
+        summarize_rounds(2, [[1, 2, 3]])
+
+
+class _DriftingDevice:
+    """A device whose speed changes on every timed model (factor 0.6-1.4, a slow walk): returns medians."""
+
+    kind = "local"
+
+    def __init__(self, true_ms: dict[str, float], seed: int = 0):
+        self.true_ms, self.rng, self.speed, self.calls = true_ms, np.random.default_rng(seed), 1.0, []
+
+    def benchmark_many(self, paths, runs, warmup, threads=None, cooldown_s=None):
+        out = []
+        for p in paths:
+            self.speed = float(np.clip(self.speed * self.rng.uniform(0.97, 1.03), 0.6, 1.4))
+            self.calls.append(str(p))
+            out.append(type("S", (), {"median_ms": self.true_ms[str(p)] * self.speed})())
+        return out
+
+
+def test_measure_paired_cancels_a_slow_drift_and_visits_in_rotated_order():
+    dev = _DriftingDevice({"ref": 10.0, "a": 20.0, "b": 35.0})
+    a, b = measure_paired(dev, ["a", "b"], "ref", rounds=4, runs=3, warmup=1)
+    assert dev.calls[:5] == ["ref", "a", "ref", "b", "ref"] and dev.calls[5:10] == ["ref", "b", "ref", "a", "ref"]
+    assert a.ratio == pytest.approx(2.0, rel=0.03) and b.ratio == pytest.approx(3.5, rel=0.03)
+    with pytest.raises(EtfError):
+        measure_paired(dev, ["a"], "ref", rounds=0)
+
+
+# -- the predictor on ratios under synthetic drift -------------------------------------------------------------
+def _drifting_e2e(seeds, rng, purpose="correction", paired=True) -> pd.DataFrame:
+    """End-to-end rows measured on a device whose speed factor is drawn in 0.6-1.4 for each measurement."""
+    ref_true = true_net(PRESETS[REFERENCE_PRESET])
+    rows = []
+    for i, s in enumerate(seeds):
+        cfg = TABLE1.sample(s)
+        speed = rng.uniform(0.6, 1.4)
+        ref_net = ref_true * speed * rng.uniform(0.99, 1.01)  # measured right beside it: same speed, some noise
+        ms = true_net(cfg) * speed * rng.uniform(0.99, 1.01)
+        rows.append({"arch_key": cfg.key(), "arch_json": cfg.to_json(indent=None), "seed": s, "purpose": purpose,
+                     "device": "dev", "size": SIZE, "flops": model_size(cfg, SIZE).flops, "median_ms": ms, "std_ms": 0.0, "runs": 5,
+                     "ref_ms": 0.5, "timestamp": f"2026-01-01T00:00:{i:02d}+00:00", "threads": 1, "precision": "fp32",
+                     "head": "logits8",
+                     "ref_net_ms": ref_net if paired else math.nan, "ratio": ms / ref_net if paired else math.nan})
+    return pd.DataFrame(rows, columns=tbl.E2E_COLUMNS)
+
+
+def test_ratio_correction_recovers_the_true_relation_where_the_raw_fit_does_not():
+    rng = np.random.default_rng(3)
+    ops = _op_rows()
+    e2e = _drifting_e2e(range(1000, 1012), rng)
+    pred = LatencyPredictor.fit(ops, e2e, ST)
+    assert pred.mode == "ratio" and pred.info["paired_subnets"] == 12
+    fresh = [TABLE1.sample(s) for s in range(7000, 7030)]
+    speed_now = 1.3  # the device is slow right now; the reference measured now says so
+    truth = np.array([true_net(c) * speed_now for c in fresh])
+    ref_now = true_net(PRESETS[REFERENCE_PRESET]) * speed_now
+    ratio_acc = accuracy(pred.predict_many(fresh, ref_ms=ref_now), truth)
+    raw = LatencyPredictor.fit(ops, e2e.assign(ratio=math.nan, ref_net_ms=math.nan), ST)
+    assert raw.mode == "raw"
+    raw_acc = accuracy(raw.predict_many(fresh), truth)
+    assert ratio_acc["mape_pct"] < 2.5 and ratio_acc["within_5_pct"] == 100.0, ratio_acc
+    assert raw_acc["mape_pct"] > 10.0, raw_acc  # the drift landed in the raw fit (and it does not know "now")
+    # ranking survives either way; only the scale moves: tau of the ratio predictor is (near) perfect
+    assert ratio_acc["kendall_tau"] > 0.95
+
+
+def test_latest_paired_row_sets_the_current_reference_and_the_state_round_trips(tmp_path):
+    rng = np.random.default_rng(0)
+    e2e = _drifting_e2e(range(1000, 1006), rng)
+    pred = LatencyPredictor.fit(_op_rows(), e2e, ST)
+    newest = e2e.sort_values("timestamp").iloc[-1]
+    assert pred.ref_current_ms == pytest.approx(newest["ref_net_ms"])
+    cfg = TABLE1.sample(7001)
+    assert pred.predict(cfg, ref_ms=20.0) == pytest.approx(2 * pred.predict(cfg, ref_ms=10.0))
+    back = LatencyPredictor.load(pred.save(tmp_path / "p.json"))
+    assert back.mode == "ratio" and back.predict(cfg) == pytest.approx(pred.predict(cfg))
+    with pytest.raises(EtfError):
+        pred.with_reference(float("nan"))
+
+
+# -- the one way rows are added: purposes, paired columns, old tables ------------------------------------------------
+def test_add_e2e_rows_records_purposes_and_paired_columns_and_refits(tmp_path):
+    rng = np.random.default_rng(1)
+    tbl.write_csv_atomic(_op_rows(), tbl.ops_path(tmp_path, ST, write=True))
+    tbl.write_csv_atomic(_drifting_e2e(range(1000, 1006), rng), tbl.e2e_path(tmp_path, ST))
+    before = load_for_device(ST, tmp_path)
+    win = TABLE1.sample(4242)
+    ref_now = 99.0
+    assert tbl.add_e2e_rows(tmp_path, ST, [(win, 50.0, 1.0, 10, ref_now, 50.0 / ref_now)], purpose="winner")
+    assert not tbl.add_e2e_rows(tmp_path, ST, [(win, 50.0, 1.0, 10, ref_now, 50.0 / ref_now)],
+                                purpose="winner")  # identical: no write
+    # the same config measured for another purpose is another row, not a duplicate
+    assert tbl.add_e2e_rows(tmp_path, ST, [(win, 51.0, 1.0, 10)], purpose="bench")
+    e2e = tbl.read_e2e(tmp_path, ST)
+    assert sorted(e2e[e2e["arch_key"] == win.key()]["purpose"]) == ["bench", "winner"]
+    assert math.isnan(float(e2e[e2e["purpose"] == "bench"]["ratio"].iloc[0]))
+    after = load_for_device(ST, tmp_path)  # the fingerprint changed: refitted
+    assert after.fingerprint != before.fingerprint
+    assert after.info["correction_purposes"] == {"correction": 6, "winner": 1, "bench": 1}
+    assert after.ref_current_ms == pytest.approx(ref_now)  # the newest paired measurement is the device now
+    with pytest.raises(EtfError, match="purpose"):
+        tbl.add_e2e_rows(tmp_path, ST, [(win, 50.0, 1.0, 10)], purpose="whatever")
+
+
+def test_old_tables_without_paired_columns_still_read_in_raw_mode(tmp_path):
+    rng = np.random.default_rng(2)
+    old = _drifting_e2e(range(1000, 1006), rng)[tbl.E2E_REQUIRED]
+    tbl.write_csv_atomic(_op_rows(), tbl.ops_path(tmp_path, ST, write=True))
+    tbl.write_csv_atomic(old, tbl.e2e_path(tmp_path, ST))
+    e2e = tbl.read_e2e(tmp_path, ST)
+    assert e2e["ratio"].isna().all() and e2e["ref_net_ms"].isna().all()
+    assert load_for_device(ST, tmp_path).mode == "raw"
+    bad = _drifting_e2e(range(1000, 1003), rng)
+    bad.loc[1, "ratio"] = -1.0
+    tbl.write_csv_atomic(bad, tbl.e2e_path(tmp_path, ST))
+    with pytest.raises(EtfError, match="line 3"):
+        tbl.read_e2e(tmp_path, ST)
+
+
+# -- held-out: fresh seeds per table fingerprint, expiry with the table and the window ---------------------------------
+def test_heldout_seeds_are_never_reused_for_a_table_and_rows_expire(tmp_path):
+    import time as _time
+
+    from latency.report import (REPORT_SEED_BASE, fresh_heldout_configs, read_seed_ledger, seeds_path,
+                                valid_heldout)
+
+    first = fresh_heldout_configs(4, set(), set())
+    assert [s for s, _ in first] == list(range(REPORT_SEED_BASE, REPORT_SEED_BASE + 4))
+    used = {s for s, _ in first}
+    second = fresh_heldout_configs(4, {first[0][1].key()}, used)
+    assert not used & {s for s, _ in second}  # a seed drawn once for this table is never drawn again
+    now = _time.time()
+    stamp = lambda h: _time.strftime("%Y-%m-%dT%H:%M:%S+00:00", _time.gmtime(now - 3600 * h))  # noqa: E731
+    rows = pd.DataFrame({"arch_key": ["a", "b", "c"], "table_fingerprint": ["fp1", "fp1", "fp2"],
+                         "timestamp": [stamp(0.5), stamp(7.0), stamp(0.1)]})
+    assert list(valid_heldout(rows, "fp1", now=now, window_h=6.0)["arch_key"]) == ["a"]  # b too old, c other table
+    assert list(valid_heldout(rows, "fp2", now=now, window_h=6.0)["arch_key"]) == ["c"]
+    path = seeds_path(str(tmp_path), ST)
+    assert read_seed_ledger(path) == {}
+    tbl.write_json_atomic({"fp1": [50000, 50001]}, path)
+    assert read_seed_ledger(path) == {"fp1": [50000, 50001]}
+    tbl.write_json_atomic({"fp1": 3}, path)
+    with pytest.raises(EtfError, match="ledger"):
+        read_seed_ledger(path)
+
+
+def test_evaluate_uses_the_reference_beside_each_heldout_subnet_in_ratio_mode():
+    from latency.report import evaluate
+
+    rng = np.random.default_rng(5)
+    e2e = _drifting_e2e(range(1000, 1012), rng)
+    pred = LatencyPredictor.fit(_op_rows(), e2e, ST)
+    held = _drifting_e2e(range(8000, 8020), rng, purpose="heldout")  # a new window, its own speeds
+    res = evaluate(pred, e2e, held)
+    m = res["metrics"]["raw"]
+    assert m["predictor"]["mape_pct"] < 3.0 < m["predictor_raw"]["mape_pct"], m
