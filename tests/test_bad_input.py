@@ -244,6 +244,22 @@ CASES: dict[str, list[tuple[str, list[str], str | None]]] = {
         ("empty output name", ["--quick", "-o", ""], None),
         ("stray argument", ["--quick", "-o", "{out}", "extra"], "{out}"),
     ],
+    "etf-record": [
+        ("missing model", ["{missing}", "--tables", "{tables}"], "{tables}"),
+        ("model that is not an etf export", ["{garbage_tflite}", "--tables", "{tables}"], "{tables}"),
+        ("corrupt export.json", ["{export_corrupt}/model.tflite", "--tables", "{tables}"], "{tables}"),
+        ("export with another class count", ["{export_5cls}/model.tflite", "--tables", "{tables}"], "{tables}"),
+        ("folder as model", ["{tmp}", "--tables", "{tables}"], "{tables}"),
+        ("no model", ["--tables", "{tables}"], "{tables}"),
+        ("zero rounds", ["{export_5cls}/model.tflite", "--tables", "{tables}", "--rounds", "0"], "{tables}"),
+        ("zero runs", ["{export_5cls}/model.tflite", "--tables", "{tables}", "--runs", "0"], "{tables}"),
+        ("negative warm-up", ["{export_5cls}/model.tflite", "--tables", "{tables}", "--warmup", "-1"], "{tables}"),
+        ("zero threads", ["{export_5cls}/model.tflite", "--tables", "{tables}", "--threads", "0"], "{tables}"),
+        ("malformed device name", ["{export_5cls}/model.tflite", "--tables", "{tables}", "--device", "a b"],
+         "{tables}"),
+        ("missing tables folder", ["{export_5cls}/model.tflite", "--tables", "{missing}"], None),
+        ("file as tables folder", ["{export_5cls}/model.tflite", "--tables", "{afile}"], "{afile}"),
+    ],
     "etf": [  # `etf` alone lists the commands (exit 0), so it is not among the bad inputs
         ("unknown command", ["bogus"], None),
         ("unknown option", ["--bogus"], None),
@@ -314,6 +330,13 @@ def world(tmp_path_factory, tiny_data) -> dict[str, str]:
         path = tmp / names.get(key, f"{key}.toml")
         path.write_text(text)
         paths[key] = str(path)
+    for name, meta in (("export_corrupt", "{"), ("export_5cls", json.dumps({"size": 64, "num_classes": 5}))):
+        folder = tmp / name
+        folder.mkdir()
+        (folder / "model.tflite").write_text("not a flatbuffer")
+        (folder / "arch.json").write_text(TABLE1.min_config().to_json())
+        (folder / "export.json").write_text(meta)
+        paths[name] = str(folder)
     paths["tables"] = str(_write_tables(tmp / "tables"))
     paths["tables_badkey"] = str(_write_tables(tmp / "tables_badkey", "key"))
     paths["tables_badkind"] = str(_write_tables(tmp / "tables_badkind", "kind"))
