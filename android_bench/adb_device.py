@@ -17,7 +17,7 @@ from typing import Any
 
 from android_bench.adb_script import HEARTBEAT_PERIOD_S, ModelSection, build_batch_script, split_batch_output
 from android_bench.bench_output import parse_benchmark_output
-from android_bench.device import Device, DeviceStatus, ProgressFn
+from android_bench.device import Device, DeviceStatus, ProgressFn, setting_number
 from android_bench.model_files import ONNX, model_kind
 from android_bench.stats import BenchStats, MeasureProtocol, cv_warning, parse_governors, parse_temperatures
 from etf.common import EtfError
@@ -90,18 +90,18 @@ class AdbSettings:
         if mask is not None and (not isinstance(mask, str) or not set(mask) <= hex_digits):
             raise ValueError(f"cpu_mask must be a hex string like \"f0\" (or \"\" for no pinning), got {mask!r}")
         s.cpu_mask = mask or None
-        s.threads = int(entry.get("threads", 1))
+        s.threads = int(setting_number(entry, "threads", 1, low=1, integer=True))
         if entry.get("benchmark_model"):
             s.benchmark_model = Path(str(entry["benchmark_model"])).expanduser()
         s.work_dir = str(entry.get("work_dir", s.work_dir)).rstrip("/") or "/data/local/tmp"
-        s.connect_timeout_s = float(entry.get("connect_timeout_s", s.connect_timeout_s))
-        s.run_timeout_s = float(entry.get("run_timeout_s", s.run_timeout_s))
-        s.cooldown_s = float(entry.get("cooldown_s", s.cooldown_s))
+        s.connect_timeout_s = float(setting_number(entry, "connect_timeout_s", s.connect_timeout_s, low=0.1))
+        s.run_timeout_s = float(setting_number(entry, "run_timeout_s", s.run_timeout_s, low=1))
+        s.cooldown_s = float(setting_number(entry, "cooldown_s", s.cooldown_s, low=0))
         extra = entry.get("extra_args", [])
         if not isinstance(extra, list) or not all(isinstance(a, str) for a in extra):
             raise ValueError("extra_args must be a list of strings")
         s.extra_args = list(extra)
-        s.batch_size = max(1, int(entry.get("batch_size", s.batch_size)))
+        s.batch_size = int(setting_number(entry, "batch_size", s.batch_size, low=1, integer=True))
         return s
 
     @property

@@ -12,6 +12,23 @@ from android_bench.stats import BenchStats, MeasureProtocol
 ProgressFn = Callable[[int, int, str], None]
 
 
+
+def setting_number(entry: dict[str, Any], key: str, default: float, *, low: float, integer: bool = False) -> float:
+    """A numeric setting of a devices-TOML entry: ``default`` when absent, else a finite number (an integer when
+    ``integer``) of at least ``low``; anything else (a string, a bool, NaN, too small) is a ValueError that
+    names the key, so the caller can report one line instead of failing inside ``float()``."""
+    import math
+
+    if key not in entry:
+        return default
+    value = entry[key]
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        raise ValueError(f"{key} must be {kind}, got {value!r}")
+    if not math.isfinite(value) or value < low:
+        raise ValueError(f"{key} must be {kind} >= {low:g}, got {value!r}")
+    return value
+
 @dataclass
 class DeviceStatus:
     """Result of a reachability check: ``ok`` plus a one-line detail (model name, or why it failed)."""

@@ -18,7 +18,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from android_bench.device import Device
+from android_bench.device import Device, setting_number
 from android_bench.local_device import LocalDevice
 from etf.common import EtfError
 
@@ -68,10 +68,14 @@ def _device_from_entry(name: str, entry: dict[str, Any], path: Path) -> Device:
     if transport not in _TRANSPORTS:
         raise EtfError(f"{path}: [devices.{name}] transport must be one of {', '.join(_TRANSPORTS)}, got {transport!r}")
     threads = entry.get("threads", 1)
-    if not isinstance(threads, int) or threads < 1:
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise EtfError(f"{path}: [devices.{name}] threads must be a positive integer")
     if transport == "local":
-        return LocalDevice(name=name, threads=threads, cooldown_s=float(entry.get("cooldown_s", 0.5)))
+        try:
+            cooldown = float(setting_number(entry, "cooldown_s", 0.5, low=0))
+        except ValueError as exc:
+            raise EtfError(f"{path}: [devices.{name}] {exc}") from None
+        return LocalDevice(name=name, threads=threads, cooldown_s=cooldown)
     from android_bench.adb_device import AdbDevice, AdbSettings
 
     try:

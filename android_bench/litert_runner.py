@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from etf.common import EtfError
+from etf.quiet import captured
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,9 @@ class TfliteRunner:
         if not self.path.is_file():
             raise EtfError(f"model file not found: {self.path}")
         try:
-            self.interp = Interpreter(model_path=str(self.path), num_threads=threads)
-            self.interp.allocate_tensors()
+            with captured("LiteRT interpreter creation", tail=False):  # XNNPACK/TFLite INFO lines from C++
+                self.interp = Interpreter(model_path=str(self.path), num_threads=threads)
+                self.interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
             raise EtfError(f"LiteRT cannot load {self.path}: {first}") from None

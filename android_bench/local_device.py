@@ -13,6 +13,7 @@ from android_bench.model_files import ONNX, model_kind
 from android_bench.stats import BenchStats, MeasureProtocol, parse_governors, parse_temperatures, summarize_times
 from android_bench.timing import RunTimings, random_input, time_runs
 from etf.common import EtfError
+from etf.quiet import captured
 
 GOVERNOR_GLOB = "/sys/devices/system/cpu/cpu*/cpufreq/scaling_governor"
 THERMAL_GLOB = "/sys/class/thermal/thermal_zone*/temp"
@@ -41,13 +42,14 @@ def load_tflite(path: Path, threads: int, use_xnnpack: bool = True) -> tuple[Cal
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     resolver = OpResolverType.AUTO if use_xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    start = time.perf_counter()
     try:
-        interp = Interpreter(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver)
-        interp.allocate_tensors()
+        with captured("LiteRT interpreter creation", tail=False):  # XNNPACK/TFLite INFO lines from C++
+            start = time.perf_counter()
+            interp = Interpreter(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver)
+            interp.allocate_tensors()
+            init_ms = (time.perf_counter() - start) * 1000.0
     except (ValueError, RuntimeError) as exc:
         raise EtfError(f"LiteRT cannot load {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
-    init_ms = (time.perf_counter() - start) * 1000.0
     rng = np.random.default_rng(0)
     for detail in interp.get_input_details():
         interp.set_tensor(detail["index"], random_input(tuple(detail["shape"]), detail["dtype"], rng))

@@ -39,7 +39,8 @@ class EtfError(Exception):
 
 
 def cli_entry(prog: str) -> Callable[[F], F]:
-    """Decorate a CLI ``main`` so that :class:`EtfError` and friends become ``prog: error: msg``.
+    """Decorate a CLI ``main`` so that :class:`EtfError` and friends become ``prog: error: msg``, and an
+    argument-parsing exit (``--help``, a bad option) becomes ``main``'s return value instead of SystemExit.
 
     Set ``ETF_DEBUG=1`` to see the full traceback instead.
     """
@@ -49,6 +50,8 @@ def cli_entry(prog: str) -> Callable[[F], F]:
         def inner(*args, **kwargs):
             try:
                 code = fn(*args, **kwargs)
+            except SystemExit as exc:  # argparse: --help (0) or a one-line usage error (2); main returns the code
+                return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
             except EtfError as exc:
                 if os.environ.get("ETF_DEBUG"):
                     raise

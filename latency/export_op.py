@@ -3,8 +3,9 @@
 Single-input operators go through ``android_bench.export.convert.export_tflite`` itself. Multi-input ones (pyramid pool,
 injection, head) use the same converter with every input and the output made channel-last
 (``litert_torch.to_channel_last_io``), which is what ``export_tflite`` does for one input, so no boundary
-transpose is counted as the operator's cost. The cache file name is a hash of the operator key and the
-converter version, so an operator is never converted twice.
+transpose is counted as the operator's cost. The cache file name is a hash of the operator key and
+:func:`converter_version` (package versions + the conversion code's source), so an operator is never converted
+twice and a changed converter or network code never reuses an old file.
 """
 from __future__ import annotations
 
@@ -25,21 +26,30 @@ from etf.common import EtfError, atomic_path
 OPERATOR_EXPORT_REV = 2
 
 
+#: Installed packages whose version changes the converted file: the converter, the runtime it targets
+#: (its flatbuffer schema and op versions), torch (the exported graph) and the quantizer.
+CONVERTER_PACKAGES = ("litert-torch", "ai-edge-litert", "torch", "ai-edge-quantizer")
+#: The code that shapes an operator's converted file: the network's layers, the operator builders and keys,
+#: the conversion path (layout rewrites, NHWC boundary, BN randomisation) and this module.
+CONVERSION_SOURCES = ("supernet.space", "supernet.topformer", "supernet.heads", "android_bench.export.convert",
+                      "android_bench.export.layout", "android_bench.export.deploy", "latency.operators",
+                      "latency.export_op")
+
+
 @lru_cache(maxsize=1)
 def converter_version() -> str:
-    """Converter + network-code version: a change here invalidates the conversion cache."""
-    from importlib.metadata import version
+    """Everything besides the operator key that shapes a converted operator: package versions, a digest of
+    the conversion code's source and :data:`OPERATOR_EXPORT_REV`. Any change gives new cache names (a miss),
+    never a stale file."""
+    from etf.fingerprint import package_versions, source_digest
 
-    root = Path(__file__).resolve().parent.parent
-    code = hashlib.sha1()
-    for rel in ("supernet/topformer.py", "supernet/heads.py", "android_bench/export/convert.py"):
-        code.update((root / rel).read_bytes())
-    return f"torch{torch.__version__}-litert{version('litert-torch')}-{code.hexdigest()[:8]}-op{OPERATOR_EXPORT_REV}"
+    versions = "-".join(f"{k}{v}" for k, v in package_versions(CONVERTER_PACKAGES).items())
+    return f"{versions}-src{source_digest(CONVERSION_SOURCES)[:12]}-op{OPERATOR_EXPORT_REV}"
 
 
 def cache_path(cache_dir: str | Path, key: str) -> Path:
     """Where the converted ``.tflite`` of operator ``key`` lives in the cache."""
-    digest = hashlib.sha1(f"{converter_version()}|{key}".encode()).hexdigest()[:20]
+    digest = hashlib.sha256(f"{converter_version()}|{key}".encode()).hexdigest()[:24]
     return Path(cache_dir) / f"{digest}.tflite"
 
 
@@ -57,14 +67,14 @@ def export_operator(op: Operator, path: str | Path) -> Path:
     module = randomize_batchnorm_(op.build()).eval()
     if len(shapes) == 1:
         return export_tflite(module, shapes[0], path)
-    import litert_torch
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    wrapped = litert_torch.to_channel_last_io(module, args=list(range(len(shapes))), outputs=[0])
     samples = tuple(torch.randn(*s).permute(0, 2, 3, 1).contiguous() for s in shapes)
     try:
-        with quiet_converter(), atomic_path(path) as tmp:
+        with quiet_converter(f"TFLite conversion of {op.key}"), atomic_path(path) as tmp:
+            import litert_torch
+
+            wrapped = litert_torch.to_channel_last_io(module, args=list(range(len(shapes))), outputs=[0])
             litert_torch.convert(wrapped, samples).export(str(tmp))
     except Exception as exc:  # the converter raises many types; report one line
         raise EtfError(f"TFLite conversion of {op.key} failed: {type(exc).__name__}: "

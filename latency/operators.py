@@ -317,21 +317,24 @@ HEAD_KINDS: dict[str, tuple[str, ...]] = {"logits8": (), "labels": ("labels",), 
 
 def parse_key(key: str) -> Operator:
     """Rebuild an operator from its key (inverse of ``op.key``); raises ValueError on a malformed key."""
-    kind, _, rest = key.partition(":")
+    kind, _, rest = str(key).partition(":")
     cls = KINDS.get(kind)
     if cls is None or not rest:
         raise ValueError(f"unknown operator key {key!r}")
-    values = dict(item.split("=", 1) for item in rest.split(","))
-    kwargs = {}
-    for f in fields(cls):
-        raw = values[f.name]
-        if f.type in ("tuple[int, ...]",):
-            kwargs[f.name] = tuple(int(x) for x in raw.split("x"))
-        elif f.type == "bool":
-            kwargs[f.name] = bool(int(raw))
-        else:
-            kwargs[f.name] = int(raw)
-    op = cls(**kwargs)
+    try:
+        values = dict(item.split("=", 1) for item in rest.split(","))
+        kwargs = {}
+        for f in fields(cls):
+            raw = values[f.name]
+            if f.type in ("tuple[int, ...]",):
+                kwargs[f.name] = tuple(int(x) for x in raw.split("x"))
+            elif f.type == "bool":
+                kwargs[f.name] = bool(int(raw))
+            else:
+                kwargs[f.name] = int(raw)
+        op = cls(**kwargs)
+    except (KeyError, ValueError, TypeError) as exc:  # a missing field, a non-integer, a wrong arity
+        raise ValueError(f"malformed operator key {key!r} ({type(exc).__name__}: {exc})") from None
     if op.key != key:
         raise ValueError(f"operator key {key!r} is not canonical")
     return op

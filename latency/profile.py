@@ -289,7 +289,7 @@ class Profiler:
 
     def run(self) -> dict[str, Any]:
         """Run every phase that is not done yet; return a summary (also stored in the meta files)."""
-        from tqdm import tqdm
+        from etf.progress import progress_bar
 
         s = self.s
         design = designed_sample(s.size, mbconv=s.mbconv, seed=s.seed, head=s.head)
@@ -298,8 +298,7 @@ class Profiler:
             plan = plan[:s.limit]
         pending = [] if s.e2e_only else self._pending(plan)
         adaptive_total = 0 if s.limit is not None or s.e2e_only else sum(s.adaptive.values())
-        self._bar = tqdm(total=len(pending) + adaptive_total, desc="operators", unit="op", disable=not self.progress,
-                         dynamic_ncols=True)
+        self._bar = progress_bar(len(pending) + adaptive_total, "operators", enabled=self.progress, unit="op")
         try:
             if not s.e2e_only:
                 self.run_ops(plan, "design")
@@ -392,11 +391,11 @@ class Profiler:
 
     def run_e2e(self, subnets: Sequence[tuple[int | None, ArchConfig]], purpose: str) -> None:
         """Measure ``subnets`` ((seed or None, config) pairs) end to end, skipping those already in the table."""
-        from tqdm import tqdm
+        from etf.progress import progress_bar
 
         todo = [(seed, c) for seed, c in subnets
                 if any(c.key() not in set(e["arch_key"]) for e in self.e2e.values())]
-        bar = tqdm(total=len(todo), desc="end-to-end", unit="net", disable=not self.progress, dynamic_ncols=True)
+        bar = progress_bar(len(todo), "end-to-end", enabled=self.progress, unit="net")
         for i in range(0, len(todo), max(1, self.s.workers)):
             if self._over_budget(0.0):
                 self.stopped_for_budget = True

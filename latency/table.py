@@ -189,7 +189,25 @@ def read_csv_checked(path: Path, columns: list[str], key: str | list[str],
 
 def read_ops(tables_dir: str | Path, setting: Setting) -> pd.DataFrame:
     """The operator table (empty frame with the right columns when none exists yet)."""
-    return read_csv_checked(ops_path(tables_dir, setting), OP_COLUMNS, "key")
+    path = ops_path(tables_dir, setting)
+    return check_operator_rows(read_csv_checked(path, OP_COLUMNS, "key"), path)
+
+
+def check_operator_rows(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Every row's ``key`` must parse to an operator (``latency.operators.parse_key``) whose kind is the row's
+    ``kind``: a hand-edited or truncated key would otherwise fail deep inside the predictor's fit."""
+    from latency.operators import parse_key
+
+    for row, (key, kind) in enumerate(zip(df["key"], df["kind"])):
+        try:
+            op = parse_key(key)
+        except ValueError as exc:
+            raise EtfError(f"latency table {path} line {row + 2}: {exc}; delete the line and rerun etf-profile "
+                           "to re-measure it") from None
+        if op.kind != kind:
+            raise EtfError(f"latency table {path} line {row + 2}: kind={kind!r} but the key is a {op.kind!r} "
+                           "operator; delete the line and rerun etf-profile to re-measure it")
+    return df
 
 
 def read_e2e(tables_dir: str | Path, setting: Setting) -> pd.DataFrame:

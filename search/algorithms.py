@@ -15,7 +15,7 @@ from supernet.space import TABLE1, ArchConfig, SearchSpace
 
 from search.baselines import evolutionary_search, random_search
 from search.coordinate_descent import Phase, block_coordinate_descent, coordinate_descent
-from search.objective import AccuracyFn, Budget, EvalRecord, LatencyFn, Objective
+from search.objective import AccuracyFn, Budget, EvalRecord, LatencyFn, Objective, out_of_budget
 
 ALGORITHMS = ("cd", "cd-block", "random", "evo")
 
@@ -76,6 +76,8 @@ def run_search(algo: str, accuracy_fn: AccuracyFn, latency_fn: LatencyFn, target
         raise EtfError(f"unknown search algorithm {algo!r}; use one of {', '.join(ALGORITHMS)}")
     if budget.max_evals is not None and budget.max_evals < 1:
         raise EtfError(f"the evaluation budget must be at least 1, not {budget.max_evals}")
+    if budget.max_minutes is not None and not budget.max_minutes > 0:
+        raise EtfError(f"the time budget must be positive, not {budget.max_minutes:g} minutes")
     t0 = time.perf_counter()
     obj = Objective(accuracy_fn, latency_fn, target, budget=budget, algo=algo, cache=cache, on_evaluate=on_evaluate)
     phases: list[Phase] = []
@@ -87,7 +89,8 @@ def run_search(algo: str, accuracy_fn: AccuracyFn, latency_fn: LatencyFn, target
         _, reason = random_search(obj, space, seed, unit=unit)
     else:
         _, reason = evolutionary_search(obj, space, seed, unit=unit)
-    assert obj.best is not None
+    if obj.best is None:  # the budget ran out before the first evaluation (a tiny --minutes)
+        raise out_of_budget(obj)
     return SearchResult(
         algo=algo, target=target, unit=unit, best=obj.best, best_accuracy=obj.best_accuracy,
         best_latency=obj.best_latency, evaluations=obj.evaluations, evals_to_best=obj.evals_to_best,

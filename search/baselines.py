@@ -13,7 +13,7 @@ from typing import Callable
 from etf.common import EtfError
 from supernet.space import TABLE1, ArchConfig, SearchSpace
 
-from search.objective import BudgetExhausted, Objective
+from search.objective import BudgetExhausted, Objective, out_of_budget
 
 #: Samples drawn per batched predictor call.
 SAMPLE_BATCH = 256
@@ -39,6 +39,8 @@ def _feasible_sampler(objective: Objective, space: SearchSpace, rng: random.Rand
 
 
 def _none_feasible(objective: Objective, draws: int, unit: str) -> EtfError:
+    if objective.exhausted():  # the budget ran out before the first evaluation: not the target's fault
+        return out_of_budget(objective)
     return EtfError(f"no feasible config in {draws} uniform samples under {objective.target:g} {unit}; the "
                     f"target is too tight for random sampling (use --algo cd, which starts from the fastest configs)")
 

@@ -160,7 +160,7 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
 
         settings = ProfileSettings(size=scale.deploy_size, tables_dir=str(tables), budget_min=scale.profile_minutes,
                                    adaptive={}, e2e=scale.profile_e2e, head=head)
-        Profiler([device_name], settings, progress=False).run()
+        Profiler([device_name], settings, progress=True).run()  # minutes: a line with ETA every 30 s in a log
         state["profiled"] = [device_name, scale.deploy_size, head]
         atomic_write_json(state_path, state)
         st.done(t, "latency table (reduced)", tables)

@@ -13,6 +13,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from etf.common import EtfError
 from supernet.space import ArchConfig
 
 #: Predicted latency (ms) of many configs at once; must be cheap (the search calls it for every candidate).
@@ -30,6 +31,15 @@ class BudgetExhausted(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def out_of_budget(objective: "Objective") -> EtfError:
+    """The one-line error for a search whose budget ran out before it evaluated a single config (e.g.
+    ``--minutes`` smaller than one evaluation): not the same as an infeasible target."""
+    b = objective.budget
+    spent = (f"{b.max_minutes:g} min" if objective.exhausted() == "time" else f"{b.max_evals} evaluations")
+    return EtfError(f"the search budget ({spent}) ran out before the first evaluation; give it more "
+                    "(--minutes / --budget)")
 
 
 @dataclass(frozen=True)

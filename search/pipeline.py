@@ -11,7 +11,6 @@ A rerun with the same settings resumes: logged evaluations are replayed from the
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -20,6 +19,7 @@ from etf.common import EtfError, atomic_write_json
 from supernet.presets import PRESETS
 from supernet.size import model_size
 from supernet.space import TABLE1, ArchConfig, load_config, save_config
+from supernet.trace import check_deploy_size
 
 from search import pieces
 from search.algorithms import ALGORITHMS, SearchResult, run_search
@@ -80,14 +80,30 @@ class SearchJob:
         return make_setting(self.device or "local", self.size, self.threads, self.precision, self.head)
 
 
+#: Seed of the BN-recalibration crops (``SubnetEvaluator.from_checkpoint``'s default, which run_job uses).
+CALIB_SEED = 0
+#: The code that computes a subnet's accuracy: a change to it changes the scores in the log.
+ACCURACY_SOURCES = ("supernet.model", "supernet.elastic", "supernet.topformer", "supernet.evaluation.evaluator",
+                    "supernet.recalibration", "supernet.evaluation.split", "supernet.evaluation.metrics",
+                    "supernet.data.datasets")
+
+
 def _accuracy_settings(job: SearchJob, evaluator: Any = None) -> dict[str, Any]:
-    """What the accuracy signal depends on: a log made with other settings cannot be reused as a cache. Includes
-    the search/report split of the validation images (seed, fraction, ids and their sha256)."""
+    """Everything a logged accuracy depends on (the search log's cache key): a log made with other settings is
+    never replayed. The supernet is identified by its bytes (a retrained checkpoint at the same path and size
+    is another supernet), the data by every file's path, size and mtime, the scoring code by its source; the
+    search/report split of the validation images (seed, fraction, ids and their sha256) comes from the
+    evaluator."""
+    from etf.fingerprint import file_digest, source_digest, tree_fingerprint
+
     ckpt = Path(job.supernet) if job.supernet else None
-    st = ckpt.stat() if ckpt and ckpt.exists() else None
-    return {"supernet": str(ckpt.resolve()) if ckpt else None, "supernet_bytes": st.st_size if st else None,
-            "supernet_mtime_ns": st.st_mtime_ns if st else None, "data": str(Path(job.data).resolve()) if job.data else None,
+    data = Path(job.data) if job.data else None
+    return {"supernet": str(ckpt.resolve()) if ckpt else None,
+            "supernet_sha256": file_digest(ckpt) if ckpt and ckpt.is_file() else None,
+            "data": str(data.resolve()) if data else None,
+            "data_fingerprint": tree_fingerprint(data) if data and data.is_dir() else None,
             "dataset": job.dataset, "eval_size": job.eval_size, "n_calib": job.n_calib, "n_val": job.n_val,
+            "batch": job.batch, "calib_seed": CALIB_SEED, "accuracy_code": source_digest(ACCURACY_SOURCES)[:16],
             "val_split": getattr(evaluator, "split_record", None)}
 
 
@@ -120,9 +136,9 @@ class _Progress:
     def __init__(self, total: int | None, desc: str, enabled: bool) -> None:
         self.bar = None
         if enabled:
-            from tqdm import tqdm
+            from etf.progress import progress_bar
 
-            self.bar = tqdm(total=total, desc=desc, unit="eval", file=sys.stderr, leave=False)
+            self.bar = progress_bar(total, desc, unit="eval", leave=False)
 
     def __call__(self, rec: EvalRecord) -> None:
         if self.bar is not None:
@@ -152,6 +168,9 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
         raise EtfError(f"the target must be positive, not {job.target:g}")
     if job.budget is not None and job.budget < 1:
         raise EtfError(f"--budget must be at least 1, not {job.budget}")
+    if job.minutes is not None and not job.minutes > 0:
+        raise EtfError(f"--minutes must be positive, not {job.minutes:g}")
+    check_deploy_size(job.size)  # the exported winner must be convertible: fail now, not after the search
     out = Path(job.out)
     if out.exists() and not out.is_dir():
         raise EtfError(f"-o {out} exists and is not a directory")

@@ -340,8 +340,47 @@ def side(hw: HW) -> int:
     return hw[0]
 
 
+# ----------------------------------------------------------------------------------------------------------
+# Which input sizes the deployed network accepts (the one size rule of profile, search and export)
+# ----------------------------------------------------------------------------------------------------------
+
+#: Largest deployable input side: beyond it a phone segmentation model is not the workload, and conversion of
+#: one network would take many GB of memory.
+MAX_DEPLOY_SIZE = 2048
+
+
+def deploy_multiple(space: SearchSpace = TABLE1) -> int:
+    """The side every deployed input must be a multiple of: the network's total stride (stem x the stages'
+    strides, 32 in Table 1) times the token pooling's :data:`TOKEN_STRIDE` (2), i.e. 64.
+
+    Why: at such a side every pyramid map divides evenly into the token grid, so ``pool_tokens``'
+    adaptive average pool has equal windows. The TFLite converter lowers that to one plain AVERAGE_POOL_2D,
+    and the latency table's pool operator is the same op. At other sides the exported network and the profiled operators differ, so a search would
+    rank configs on a table that does not describe the file it exports.
+    """
+    total = space.stem_stride
+    for stage in space.stages:
+        total *= stage.stride
+    return total * TOKEN_STRIDE
+
+
+def check_deploy_size(size: int, space: SearchSpace = TABLE1) -> int:
+    """``size`` if it is a side the deployed network accepts (a multiple of :func:`deploy_multiple`, at most
+    :data:`MAX_DEPLOY_SIZE`), else :class:`~etf.common.EtfError` with one line saying which sides are.
+    Used up front by etf-profile, etf-search and etf-export (and the predictor tools), so a bad side fails
+    before any work, not after a whole search."""
+    from etf.common import EtfError
+
+    step = deploy_multiple(space)
+    if isinstance(size, bool) or not isinstance(size, int) or size < step or size % step or size > MAX_DEPLOY_SIZE:
+        raise EtfError(f"input size must be a multiple of {step} between {step} and {MAX_DEPLOY_SIZE} "
+                       f"(e.g. 256, 512: the token pooling needs equal windows), got {size!r}")
+    return size
+
+
 __all__ = [
     "HW", "Shape", "Part", "StemPart", "MBConvPart", "PoolPart", "TransformerPart", "InjectionPart", "HeadPart",
     "ResizePart", "LabelsPart", "labels_part", "output_parts", "Grid", "conv_out", "conv_hw", "token_side", "as_hw", "trace", "grid", "side", "stem_part",
     "stage_parts", "pool_part", "transformer_part", "injection_part", "head_part", "resize_part", "TOKEN_STRIDE",
+    "MAX_DEPLOY_SIZE", "deploy_multiple", "check_deploy_size",
 ]

@@ -239,7 +239,7 @@ def test_an_uncalibrated_supernet_subnet_is_refused_unless_asked_for(tmp_path, c
     for extra, needle in [([], "--data DIR --dataset NAME"), (["--dataset", "synthetic"], "--dataset without --data"),
                           (["--data", str(tmp_path)], "--data needs --dataset"),
                           (["--data", str(tmp_path), "--dataset", "synthetic", "--no-recalibrate"], "give one of them"),
-                          (["--data", str(tmp_path / "none"), "--dataset", "synthetic"], "data folder not found")]:
+                          (["--data", str(tmp_path / "none"), "--dataset", "synthetic"], "does not exist")]:
         assert export_main([*base, *extra]) == 2
         err = capsys.readouterr().err
         assert err.startswith("etf-export: error: ") and err.count("\n") == 1 and needle in err, (extra, err)
@@ -309,7 +309,7 @@ def test_cli_bad_input_keeps_an_existing_folder_untouched(tmp_path):
     (out / "keep.txt").write_text("mine")
     r = subprocess.run([sys.executable, "-m", "android_bench.cli.export", "--arch", "topformer-tiny", "--weights",
                         str(tmp_path / "missing.pt"), "-o", str(out)], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "weights file not found" in r.stderr
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--weights: file" in r.stderr and "does not exist" in r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
 

@@ -13,6 +13,14 @@ from search.cli.search import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _code(argv: list[str]) -> int:
+    """``main``'s exit code; argparse-time errors exit through SystemExit (one line, see etf.args.Parser)."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
 def _err_line(capsys) -> str:
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Traceback" not in err, err
@@ -33,7 +41,7 @@ def test_missing_checkpoint(tmp_path, capsys):
     rc = main(["--target-gflops", "1.0", "--no-export", "--supernet", str(tmp_path / "nope.pt"), "--data",
                str(tmp_path), "-o", str(out)])
     assert rc == 2
-    assert "supernet checkpoint not found" in _err_line(capsys)
+    assert "--supernet: file" in _err_line(capsys)
     assert not out.exists()
 
 
@@ -43,7 +51,7 @@ def test_missing_data_folder(tmp_path, capsys):
     rc = main(["--target-gflops", "1.0", "--no-export", "--supernet", str(ckpt), "--data", str(tmp_path / "none"),
                "-o", str(tmp_path / "out")])
     assert rc == 2
-    assert "dataset folder not found" in _err_line(capsys)
+    assert "--data: folder" in _err_line(capsys)
 
 
 def test_unknown_device(tmp_path, capsys):
@@ -64,29 +72,29 @@ def test_missing_latency_table_or_predictor(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["--target-gflops", "1", "--budget", "-3"], "--budget must be >= 0"),
-    (["--target-gflops", "1", "--size", "0"], "--size must be at least 1"),
-    (["--target-gflops", "-1", "--no-export"], "target must be positive"),
+    (["--target-gflops", "1", "--budget", "-3"], "--budget: must be 0 or more"),
+    (["--target-gflops", "1", "--size", "0"], "--size: input size must be a multiple of 64"),
+    (["--target-gflops", "1", "--size", "96"], "--size: input size must be a multiple of 64"),
+    (["--target-gflops", "1", "--minutes", "0"], "--minutes: must be greater than 0"),
+    (["--target-gflops", "-1", "--no-export"], "--target-gflops: must be greater than 0"),
     (["--target-gflops", "1", "--no-export", "--start", "no-such-preset"], "unknown preset"),
     (["--target-gflops", "1", "--no-export", "--start", "topformer-base"], "above the target"),
 ])
 def test_bad_arguments(tmp_path, capsys, argv, needle):
-    assert main(argv + ["-o", str(tmp_path / "o")]) == 2
+    assert _code(argv + ["-o", str(tmp_path / "o")]) == 2
     assert needle in _err_line(capsys)
 
 
 def test_output_path_that_is_a_file(tmp_path, capsys):
     f = tmp_path / "file"
     f.write_text("x")
-    assert main(["--target-gflops", "1", "--no-export", "-o", str(f)]) == 2
-    assert "is not a directory" in _err_line(capsys)
+    assert _code(["--target-gflops", "1", "--no-export", "-o", str(f)]) == 2
+    assert "is a file, expected a folder" in _err_line(capsys)
     assert f.read_text() == "x"
 
 
 def test_both_targets_is_a_usage_error(tmp_path):
-    with pytest.raises(SystemExit) as exc:
-        main(["--target-ms", "5", "--target-gflops", "1", "-o", str(tmp_path)])
-    assert exc.value.code == 2
+    assert main(["--target-ms", "5", "--target-gflops", "1", "-o", str(tmp_path)]) == 2
 
 
 def test_console_entry_prints_no_traceback(tmp_path):

@@ -112,4 +112,4 @@ def test_cli_writes_then_skips_and_reports_bad_input_in_one_line(tmp_path: Path,
         assert image.size == (32, 32)
     assert main(["-o", str(tmp_path / "y"), "--classes", "2"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("etf-make-synthetic: error: --classes") and "\n" not in err
+    assert err.startswith("etf-make-synthetic: error: argument --classes") and "\n" not in err

@@ -11,6 +11,7 @@ from rich.table import Table
 from android_bench.device_config import default_config_path, resolve_device
 from android_bench.model_files import export_setting, model_kind
 from android_bench.stats import CV_WARN, BenchStats
+from etf.args import Parser, device_name, existing_file, nonneg_float, nonneg_int, positive_int
 from etf.common import cli_entry, out_console
 
 BENCH_EPILOG = """\
@@ -66,7 +67,7 @@ def stats_table(results: list[BenchStats], settings: list[dict] | None = None) -
 
 @cli_entry("etf-bench")
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
+    ap = Parser(
         prog="etf-bench", allow_abbrev=False,
         description="Time .tflite (any device) and .onnx (local device) model files with an honest protocol and "
         "print latency statistics.",
@@ -74,12 +75,12 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("files", nargs="+", metavar="FILE", help=".tflite or .onnx model file(s)")
-    ap.add_argument("-d", "--device", default=None, help="device name from the config (default: local, this CPU)")
-    ap.add_argument("--config", default=None, help=f"devices TOML (default: $ETF_DEVICES or {default_config_path()})")
-    ap.add_argument("-t", "--threads", type=int, default=None, help="inference threads (default: the device's)")
-    ap.add_argument("-n", "--runs", type=int, default=50, help="timed runs per model (default 50)")
-    ap.add_argument("-w", "--warmup", type=int, default=5, help="untimed warm-up runs per model (default 5)")
-    ap.add_argument("--cooldown", type=float, default=None, metavar="S",
+    ap.add_argument("-d", "--device", default=None, type=device_name, help="device name from the config (default: local, this CPU)")
+    ap.add_argument("--config", default=None, type=existing_file, help=f"devices TOML (default: $ETF_DEVICES or {default_config_path()})")
+    ap.add_argument("-t", "--threads", type=positive_int, default=None, help="inference threads (default: the device's)")
+    ap.add_argument("-n", "--runs", type=positive_int, default=50, help="timed runs per model (default 50)")
+    ap.add_argument("-w", "--warmup", type=nonneg_int, default=5, help="untimed warm-up runs per model (default 5)")
+    ap.add_argument("--cooldown", type=nonneg_float, default=None, metavar="S",
                     help="pause between models in seconds (default: the device's)")
     ap.add_argument("--json", action="store_true",
                     help="print JSON: one object for one file, a list for several")

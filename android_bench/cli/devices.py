@@ -1,23 +1,23 @@
 """``etf-devices``: list the devices etf can benchmark on (this CPU plus the TOML config) and check each."""
 from __future__ import annotations
 
-import argparse
 import json
 
 from rich.table import Table
 
 from android_bench.device_config import all_devices, default_config_path
+from etf.args import Parser, existing_file
 from etf.common import cli_entry, out_console
 
 
 @cli_entry("etf-devices")
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
+    ap = Parser(
         prog="etf-devices", allow_abbrev=False,
         description="List the devices etf can benchmark on (local plus the TOML config) and check each is reachable.",
         epilog="Configure phones in the devices TOML; see android_bench/README.md.",
     )
-    ap.add_argument("--config", default=None, help=f"devices TOML (default: $ETF_DEVICES or {default_config_path()})")
+    ap.add_argument("--config", default=None, type=existing_file, help=f"devices TOML (default: $ETF_DEVICES or {default_config_path()})")
     ap.add_argument("--json", action="store_true", help="print a JSON list")
     args = ap.parse_args(argv)
     devices = all_devices(args.config)

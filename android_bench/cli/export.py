@@ -43,61 +43,66 @@ import argparse
 import json
 import sys
 
+from etf.args import Parser, any_int, existing_dir, existing_file, output_dir, positive_int, rule, text
 from etf.common import EtfError, cli_entry
 from android_bench.export.calib_data import DEFAULT_COUNT, dataset_calibration
 from android_bench.export.convert import DEFAULT_AGREEMENT_INPUTS, export_subnet
 from android_bench.export.quantize import PRECISIONS
+from etf.quiet import set_verbose
 from supernet.heads import DEFAULT_HEAD, HEADS
 from supernet.data.datasets import DATASET_NAMES
 from supernet.evaluation.evaluator import CalibrationSpec
 from supernet.presets import PRESETS
 from supernet.space import load_config
+from supernet.trace import check_deploy_size, deploy_multiple
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="etf-export", allow_abbrev=False,
         description="Export a TopFormer subnet to TFLite (litert-torch) and ONNX (torch.onnx) with NHWC at the "
                     "boundary, and check both files against PyTorch.",
         epilog="examples:" + __doc__.split("Examples:")[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--arch", required=True, metavar="PRESET_OR_FILE",
+    p.add_argument("--arch", required=True, metavar="PRESET_OR_FILE", type=rule(load_config, text),
                    help="preset name (" + ", ".join(PRESETS) + ") or path to a JSON config (etf-space sample)")
-    p.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder (created if missing)")
-    p.add_argument("--size", type=int, default=512, help="square input size, a multiple of 64 [512]")
-    p.add_argument("--weights", metavar="CKPT",
+    p.add_argument("-o", "--out", required=True, metavar="DIR", type=output_dir, help="output folder (created if missing)")
+    p.add_argument("--size", type=rule(check_deploy_size), default=512,
+                   help=f"square input size, a multiple of {deploy_multiple()} [512]")
+    p.add_argument("--weights", metavar="CKPT", type=existing_file,
                    help="checkpoint: torch.save of {'model': supernet state_dict, 'num_classes': n}, or a static "
                         "TopFormer state_dict [random weights]")
-    p.add_argument("--classes", type=int, default=None,
+    p.add_argument("--classes", type=positive_int, default=None,
                    help="number of classes [from the checkpoint; 150 (ADE20K) without weights]")
     p.add_argument("--head", choices=HEADS, default=DEFAULT_HEAD,
                    help="what the model returns: logits8 (1/8-resolution float logits), labels (int32 label map at "
                         "the input size), logits (full-resolution float logits) [logits8]")
     p.add_argument("--no-onnx", action="store_true", help="write only model.tflite")
     cal = p.add_argument_group("BN recalibration (a subnet of a supernet checkpoint; use etf-search's values)")
-    cal.add_argument("--data", metavar="DIR", help="dataset folder whose training crops recalibrate BN")
+    cal.add_argument("--data", metavar="DIR", type=existing_dir, help="dataset folder whose training crops recalibrate BN")
     cal.add_argument("--dataset", choices=DATASET_NAMES,
                      help="dataset kind of --data (required with it) and of --calib-data [detected from --calib-data]")
-    cal.add_argument("--calib-size", type=int, default=64, help="crop side (etf-search --eval-size) [64]")
-    cal.add_argument("--n-calib", type=int, default=4, help="calibration batches (etf-search --n-calib) [4]")
-    cal.add_argument("--calib-batch", type=int, default=16, help="crops per batch (etf-search --batch) [16]")
-    cal.add_argument("--calib-seed", type=int, default=0, help="seed of the crops (the evaluator's is 0) [0]")
+    cal.add_argument("--calib-size", type=positive_int, default=64, help="crop side (etf-search --eval-size) [64]")
+    cal.add_argument("--n-calib", type=positive_int, default=4, help="calibration batches (etf-search --n-calib) [4]")
+    cal.add_argument("--calib-batch", type=positive_int, default=16, help="crops per batch (etf-search --batch) [16]")
+    cal.add_argument("--calib-seed", type=any_int, default=0, help="seed of the crops (the evaluator's is 0) [0]")
     cal.add_argument("--no-recalibrate", action="store_true",
                      help="ship the supernet's shared, uncalibrated BN statistics (not the model the search scored)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=any_int, default=0,
                    help="seed of the random weights, the check input and the order of --calib-data images [0]")
     q = p.add_argument_group("precision of model.tflite (ai-edge-quantizer)")
     q.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp32, fp16 (float16 weights) or int8 (int8 weights and activations; needs --calib-data) [fp32]")
-    q.add_argument("--calib-data", metavar="DIR",
+    q.add_argument("--calib-data", metavar="DIR", type=existing_dir,
                    help="dataset folder (the one the model was trained on) whose training images calibrate int8 "
                         "and feed the agreement report; can be the same as --data")
-    q.add_argument("--calib-count", type=int, default=DEFAULT_COUNT, help=f"int8 calibration images [{DEFAULT_COUNT}]")
-    q.add_argument("--agreement-inputs", type=int, default=DEFAULT_AGREEMENT_INPUTS, metavar="N",
+    q.add_argument("--calib-count", type=positive_int, default=DEFAULT_COUNT, help=f"int8 calibration images [{DEFAULT_COUNT}]")
+    q.add_argument("--agreement-inputs", type=positive_int, default=DEFAULT_AGREEMENT_INPUTS, metavar="N",
                    help=f"held-out images (seeded noise without --calib-data) for the fp16/int8 agreement report "
                         f"[{DEFAULT_AGREEMENT_INPUTS}]")
     p.add_argument("--json", action="store_true", help="print the export report as one JSON object")
+    p.add_argument("--verbose", action="store_true", help="show the converter's and runtime's own output (C++ logs included); by default it is captured and shown only when a step fails")
     return p
 
 
@@ -108,14 +113,13 @@ def _human(n: int) -> str:
 @cli_entry("etf-export")
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    set_verbose(args.verbose)
     if args.precision == "int8" and args.calib_data is None:
         raise EtfError("--precision int8 needs --calib-data DIR: calibration images from the dataset the model "
                        "was trained on (its training split is read; the --data folder will do)")
     if args.precision == "fp32" and args.calib_data is not None:
         raise EtfError("--calib-data is for --precision fp16 or int8; an fp32 export is checked against PyTorch "
                        "without it")
-    if args.calib_count < 1 or args.agreement_inputs < 1:
-        raise EtfError("--calib-count and --agreement-inputs must be at least 1")
     say = None if args.json else (lambda msg: print(f"etf-export: {msg} ...", file=sys.stderr, flush=True))
     calibration = None
     if args.data is not None:

@@ -9,17 +9,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import io
 import json
-import logging
 import os
 import shutil
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -32,30 +29,30 @@ from android_bench.export.fidelity import (DEFAULT_REL_TOL, Agreement, Fidelity,
                                            measure_agreement)
 from android_bench.export.quantize import NEEDS_CALIBRATION, PRECISIONS, quantize_tflite
 from supernet.data.datasets import IMAGENET_MEAN, IMAGENET_STD
+from etf.quiet import captured
 from android_bench.export.layout import NHWCBoundary, channel_last_attention_
 from android_bench.export.oplist import ROLE_HEADS, op_counts, tflite_ops, transposes
 from supernet.heads import DEFAULT_HEAD, HEADS, output_spec
 from supernet.space import ArchConfig, load_config, save_config
+from supernet.trace import check_deploy_size
 
 #: ONNX opset written by :func:`export_onnx` (the dynamo exporter's native opset).
 ONNX_OPSET = 18
 
 
 @contextlib.contextmanager
-def quiet_converter():
-    """Context manager that silences the converters' (litert_torch, torch.onnx) progress chatter: stdout and
-    stderr are captured and dropped, warnings ignored, the ``litert_torch`` logger set to ERROR. Exceptions
-    pass through unchanged. Used by :func:`export_tflite`, :func:`export_onnx` and by
-    ``latency.export_op`` for its multi-input operator conversions.
+def quiet_converter(step: str = "converter") -> Iterator[None]:
+    """Capture the converters' (litert_torch, torch.export, torch.onnx) output, C++ logs included, at the
+    file-descriptor level (:func:`etf.quiet.captured`): dropped on success, its tail printed when the
+    conversion fails, all shown with ``--verbose``. Used by :func:`export_tflite`, :func:`export_onnx` and
+    ``latency.export_op``.
 
-        with quiet_converter():
+        with quiet_converter("TFLite conversion"):
             litert_torch.convert(module, samples).export(path)
     """
-    logging.getLogger("litert_torch").setLevel(logging.ERROR)
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
-            warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with captured(step):
         yield
+
 
 
 def _first_line(exc: BaseException) -> str:
@@ -78,15 +75,15 @@ def export_tflite(module: nn.Module, input_shape: tuple[int, ...], path: str | P
     function), which leaves only the transposes that split/merge heads. Written atomically: a failed
     conversion leaves no file. ``module`` itself is not modified.
     """
-    import litert_torch  # heavy import, only when converting
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     module = channel_last_attention_(copy.deepcopy(module)).eval()
-    wrapped = litert_torch.to_channel_last_io(module, args=[0], outputs=[0]) if nhwc else module
     sample = _nhwc_sample(input_shape, nhwc)
     try:
-        with quiet_converter() if quiet else contextlib.nullcontext(), atomic_path(path) as tmp:
+        with quiet_converter("TFLite conversion") if quiet else contextlib.nullcontext(), atomic_path(path) as tmp:
+            import litert_torch  # heavy import, only when converting; its import-time chatter is captured too
+
+            wrapped = litert_torch.to_channel_last_io(module, args=[0], outputs=[0]) if nhwc else module
             edge = litert_torch.convert(wrapped, (sample,))
             edge.export(str(tmp))
     except Exception as exc:  # the converter raises many types; report one line
@@ -108,7 +105,7 @@ def export_onnx(module: nn.Module, input_shape: tuple[int, ...], path: str | Pat
     wrapped = (NHWCBoundary(module) if nhwc else module).eval()
     sample = _nhwc_sample(input_shape, nhwc)
     try:
-        with quiet_converter() if quiet else contextlib.nullcontext(), atomic_path(path) as tmp:
+        with quiet_converter("ONNX export") if quiet else contextlib.nullcontext(), atomic_path(path) as tmp:
             torch.onnx.export(wrapped, (sample,), str(tmp), dynamo=True, opset_version=ONNX_OPSET,
                               input_names=["image"], output_names=[output_name], external_data=False,
                               verbose=False)
@@ -181,11 +178,6 @@ class ExportResult:
         }
 
 
-def _check_size(size: int) -> None:
-    if not isinstance(size, int) or size < 64 or size % 64:
-        raise EtfError(f"--size must be a positive multiple of 64 (so every token-pooling window is even), got {size}")
-
-
 def _check_precision(precision: str, calibration: CalibrationSet | None) -> None:
     if precision not in PRECISIONS:
         raise EtfError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
@@ -209,7 +201,8 @@ def _tflite_output(path: Path) -> tuple[tuple[int, ...], str]:
     """Shape and dtype name of output 0 of the .tflite at ``path``, as the runtime reports them."""
     from ai_edge_litert.interpreter import Interpreter
 
-    detail = Interpreter(model_path=str(path)).get_output_details()[0]
+    with captured("LiteRT interpreter creation", tail=False):
+        detail = Interpreter(model_path=str(path)).get_output_details()[0]
     return tuple(int(d) for d in detail["shape"]), detail["dtype"].__name__
 
 
@@ -248,7 +241,7 @@ def export_subnet(cfg_or_preset: ArchConfig | str | Path, out_dir: str | Path, s
     if head not in HEADS:
         raise EtfError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
     cfg = cfg_or_preset if isinstance(cfg_or_preset, ArchConfig) else load_config(cfg_or_preset)
-    _check_size(size)
+    check_deploy_size(size)
     _check_precision(precision, quant_calibration)
     if agreement_inputs < 1:
         raise EtfError(f"the agreement report needs at least one input, got {agreement_inputs}")

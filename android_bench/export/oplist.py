@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from etf.common import EtfError
+from etf.quiet import captured
 
 #: Role of a TRANSPOSE that TopFormer's attention needs: moving the heads axis in front of the tokens.
 ROLE_HEADS = "attention-heads"
@@ -39,9 +40,10 @@ def tflite_ops(path: str | Path) -> list[TfliteOp]:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     try:
-        interp = Interpreter(model_path=str(path),
-                             experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        interp.allocate_tensors()
+        with captured("LiteRT interpreter creation", tail=False):
+            interp = Interpreter(model_path=str(path),
+                                 experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+            interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise EtfError(f"LiteRT cannot load {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
     shapes = {d["index"]: tuple(int(s) for s in d["shape"]) for d in interp.get_tensor_details()}

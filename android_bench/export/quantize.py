@@ -31,7 +31,8 @@ from typing import Sequence
 
 import numpy as np
 
-from etf.common import EtfError, atomic_path
+from etf.common import EtfError
+from etf.quiet import captured, atomic_path
 
 PRECISIONS = ("fp32", "fp16", "int8")
 #: Precisions whose recipe needs calibration inputs.
@@ -92,7 +93,8 @@ def _signature_input(fp32: Path) -> tuple[str, str, tuple[int, ...]]:
     """(signature key, input name, input shape) of the single-input file at ``fp32``."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interp = Interpreter(model_path=str(fp32))
+    with captured("LiteRT interpreter creation", tail=False):
+        interp = Interpreter(model_path=str(fp32))
     sigs = interp.get_signature_list()
     if len(sigs) != 1:
         raise EtfError(f"{fp32} has {len(sigs)} signatures; the quantizer needs exactly one")

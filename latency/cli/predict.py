@@ -9,9 +9,11 @@ import json
 import sys
 
 from latency.predictor import LatencyPredictor, load_for_device
-from latency.setting import PRECISIONS, make_setting
+from etf.args import Parser, device_name, existing_dir, existing_file, positive_int, rule, text
 from etf.common import cli_entry
+from latency.setting import PRECISIONS, make_setting
 from supernet.heads import DEFAULT_HEAD, HEADS
+from supernet.trace import check_deploy_size
 from supernet.size import model_size
 from supernet.space import load_config
 
@@ -33,18 +35,19 @@ Examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(allow_abbrev=False, prog="etf-predict", description=__doc__, epilog=EPILOG,
+    p = Parser(allow_abbrev=False, prog="etf-predict", description=__doc__, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", required=True, help="device whose latency table to use (e.g. local)")
-    p.add_argument("--arch", required=True, help="preset name (topformer-tiny/-small/-base) or JSON config file")
-    p.add_argument("--size", type=int, default=512, help="input side in pixels (default 512)")
-    p.add_argument("--tables", default="tables", help="directory of the latency tables (default tables/)")
-    p.add_argument("--predictor", default=None, help="use this saved predictor file instead of the table's "
-                   "(refused when fitted in another setting)")
+    p.add_argument("--device", required=True, type=device_name, help="device whose latency table to use (e.g. local)")
+    p.add_argument("--arch", required=True, type=rule(load_config, text),
+                   help="preset name (topformer-tiny/-small/-base) or JSON config file")
+    p.add_argument("--size", type=rule(check_deploy_size), default=512, help="input side in pixels (default 512)")
+    p.add_argument("--tables", default="tables", type=existing_dir, help="directory of the latency tables (default tables/)")
+    p.add_argument("--predictor", default=None, type=existing_file, help="use this saved predictor file instead of the "
+                   "table's (refused when fitted in another setting)")
     p.add_argument("--head", choices=HEADS, default=DEFAULT_HEAD,
                    help="output head of the deployed model (default logits8)")
-    p.add_argument("--threads", type=int, default=None, help="inference threads (default: the device's setting; "
-                   "with --predictor, the file's)")
+    p.add_argument("--threads", type=positive_int, default=None, help="inference threads (default: the device's "
+                   "setting; with --predictor, the file's)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="model precision (default fp32)")
     p.add_argument("--breakdown", action="store_true", help="also list every operator with its predicted ms")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -5,10 +5,14 @@ import argparse
 import json
 import sys
 
+from android_bench.device_config import resolve_device
 from latency.profile import ADAPTIVE, ProfileSettings, Profiler
+from etf.args import Parser, device_names, nonneg_int, output_dir, positive_float, positive_int, rule
+from etf.common import cli_entry
+from etf.quiet import set_verbose
 from latency.setting import PRECISIONS, check_precision
-from etf.common import EtfError, cli_entry
 from supernet.heads import DEFAULT_HEAD, HEADS
+from supernet.trace import check_deploy_size, deploy_multiple
 
 EPILOG = """
 What gets measured (at --size, for the --head the deployed model ends in): all stem and head configs and the
@@ -34,57 +38,50 @@ Examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(allow_abbrev=False, prog="etf-profile", description=__doc__, epilog=EPILOG,
+    p = Parser(allow_abbrev=False, prog="etf-profile", description=__doc__, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", required=True, help="device name(s) from the device config, comma-separated "
+    p.add_argument("--device", required=True, type=device_names, help="device name(s) from the device config, comma-separated "
                    "(`local` = this CPU); several devices are measured in parallel, one table each")
-    p.add_argument("--size", type=int, default=512, help="input side in pixels (default 512)")
-    p.add_argument("--out", default="tables", help="directory of the tables (default tables/)")
-    p.add_argument("--cache", default="", help="conversion cache directory (default OUT/cache); safe to share")
-    p.add_argument("--workers", type=int, default=2, help="conversion processes (default 2)")
-    p.add_argument("--batch", type=int, default=24, help="operators per batch / device round trip (default 24)")
-    p.add_argument("--runs", type=int, default=20, help="timed runs per operator (default 20)")
-    p.add_argument("--warmup", type=int, default=3, help="warm-up runs per operator (default 3)")
-    p.add_argument("--threads", type=int, default=None, help="inference threads (default: the device's setting)")
+    p.add_argument("--size", type=rule(check_deploy_size), default=512,
+                   help=f"input side in pixels, a multiple of {deploy_multiple()} as etf-export needs (default 512)")
+    p.add_argument("--out", default="tables", type=output_dir, help="directory of the tables (default tables/)")
+    p.add_argument("--cache", default="", type=lambda v: v and output_dir(v),
+                   help="conversion cache directory (default OUT/cache); safe to share")
+    p.add_argument("--workers", type=positive_int, default=2, help="conversion processes (default 2)")
+    p.add_argument("--batch", type=positive_int, default=24, help="operators per batch / device round trip (default 24)")
+    p.add_argument("--runs", type=positive_int, default=20, help="timed runs per operator (default 20)")
+    p.add_argument("--warmup", type=nonneg_int, default=3, help="warm-up runs per operator (default 3)")
+    p.add_argument("--threads", type=positive_int, default=None, help="inference threads (default: the device's setting)")
     p.add_argument("--head", choices=HEADS, default=DEFAULT_HEAD,
                    help="output head of the deployed model: logits8 (logits at 1/8), labels (argmax + nearest "
                         "upsample, int32), logits (full-resolution logits) (default logits8)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="model precision (default fp32)")
-    p.add_argument("--budget-min", type=float, default=None,
+    p.add_argument("--budget-min", type=positive_float, default=None,
                    help="stop starting new batches after this many minutes; the table is then marked reduced")
     p.add_argument("--mbconv", choices=("grid", "exhaustive"), default="grid",
                    help="MBConv blocks to measure: a designed grid (~280 at 512, default) or all (~2,200)")
     p.add_argument("--no-adaptive", action="store_true", help="skip the adaptive-sampling phase")
-    p.add_argument("--e2e", type=int, default=16, help="subnets measured end to end for the whole-network "
+    p.add_argument("--e2e", type=nonneg_int, default=16, help="subnets measured end to end for the whole-network "
                    "correction: the smallest config and the 3 presets, then random ones (default 16)")
     p.add_argument("--e2e-only", action="store_true", help="skip the operator phases; measure only the --e2e "
                    "end-to-end subnets (e.g. after a budget-limited run)")
-    p.add_argument("--limit", type=int, default=None, help="measure only the first N planned operators "
+    p.add_argument("--limit", type=positive_int, default=None, help="measure only the first N planned operators "
                    "(smoke tests; the table is marked reduced)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--verbose", action="store_true", help="show the converter's and runtime's own output (C++ logs included); by default it is captured and shown only when a step fails")
     return p
 
 
 @cli_entry("etf-profile")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.size < 32 or args.size % 32:
-        raise EtfError(f"--size must be a multiple of 32 and at least 32, got {args.size}")
-    for name in ("workers", "batch", "runs"):
-        if getattr(args, name) < 1:
-            raise EtfError(f"--{name} must be at least 1")
-    if args.e2e < 0 or (args.limit is not None and args.limit < 1):
-        raise EtfError("--e2e must be >= 0 and --limit >= 1")
-    if args.budget_min is not None and args.budget_min <= 0:
-        raise EtfError("--budget-min must be positive")
-    if args.threads is not None and args.threads < 1:
-        raise EtfError("--threads must be at least 1")
+    set_verbose(args.verbose)
     check_precision(args.precision)
-    names = [n.strip() for n in args.device.split(",") if n.strip()]
-    if not names or len(set(names)) != len(names):
-        raise EtfError(f"--device needs distinct device names, got {args.device!r}")
-    settings = ProfileSettings(size=args.size, tables_dir=args.out, cache_dir=args.cache, workers=args.workers, batch=args.batch,
+    names = args.device
+    for name in names:  # an unknown device fails now, not after the first batch is converted
+        resolve_device(name)
+    settings = ProfileSettings(size=args.size, tables_dir=str(args.out), cache_dir=str(args.cache), workers=args.workers, batch=args.batch,
                                runs=args.runs, warmup=args.warmup, threads=args.threads,
                                budget_min=args.budget_min, mbconv=args.mbconv,
                                adaptive={} if args.no_adaptive else dict(ADAPTIVE), e2e=args.e2e, limit=args.limit,

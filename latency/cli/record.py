@@ -15,7 +15,9 @@ import json
 import sys
 from pathlib import Path
 
+from etf.args import Parser, device_name, existing_dir, existing_file, nonneg_int, positive_int
 from etf.common import EtfError, cli_entry
+from etf.quiet import set_verbose
 from latency.setting import LEGACY_HEAD
 
 EPILOG = """
@@ -26,16 +28,17 @@ Examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(allow_abbrev=False, prog="etf-record", description=__doc__, epilog=EPILOG,
+    p = Parser(allow_abbrev=False, prog="etf-record", description=__doc__, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("models", nargs="+", metavar="MODEL.tflite", help="etf exports (arch.json + export.json beside)")
-    p.add_argument("--device", default="local", help="device to time on; its table must exist (default local)")
-    p.add_argument("--tables", default="tables", help="directory of the latency tables (default tables/)")
-    p.add_argument("--rounds", type=int, default=3, help="paired rounds (default 3)")
-    p.add_argument("--runs", type=int, default=10, help="timed runs per model per round (default 10)")
-    p.add_argument("--warmup", type=int, default=2, help="warm-up runs per model per round (default 2)")
-    p.add_argument("--threads", type=int, default=None, help="inference threads (default: the device's)")
+    p.add_argument("models", nargs="+", metavar="MODEL.tflite", type=existing_file, help="etf exports (arch.json + export.json beside)")
+    p.add_argument("--device", default="local", type=device_name, help="device to time on; its table must exist (default local)")
+    p.add_argument("--tables", default="tables", type=existing_dir, help="directory of the latency tables (default tables/)")
+    p.add_argument("--rounds", type=positive_int, default=3, help="paired rounds (default 3)")
+    p.add_argument("--runs", type=positive_int, default=10, help="timed runs per model per round (default 10)")
+    p.add_argument("--warmup", type=nonneg_int, default=2, help="warm-up runs per model per round (default 2)")
+    p.add_argument("--threads", type=positive_int, default=None, help="inference threads (default: the device's)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--verbose", action="store_true", help="show the converter's and runtime's own output (C++ logs included); by default it is captured and shown only when a step fails")
     return p
 
 
@@ -60,8 +63,7 @@ def read_export(model: Path) -> tuple:
 @cli_entry("etf-record")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.rounds < 1 or args.runs < 1 or args.warmup < 0:
-        raise EtfError("--rounds and --runs must be >= 1, --warmup >= 0")
+    set_verbose(args.verbose)
     from latency import table as tbl
     from latency.measure import REFERENCE_PRESET, measure_paired
     from latency.operators import NUM_CLASSES

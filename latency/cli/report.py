@@ -16,7 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-from etf.common import EtfError, cli_entry
+from android_bench.device_config import resolve_device
+from etf.args import Parser, device_name, existing_dir, int_range, nonneg_int, output_file, positive_float, positive_int, rule
+from etf.common import cli_entry
+from etf.quiet import set_verbose
+from supernet.trace import check_deploy_size
 from latency import table as tbl
 from latency.predictor import load_for_device
 from latency.profile import _now
@@ -26,38 +30,40 @@ from supernet.heads import DEFAULT_HEAD, HEADS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(allow_abbrev=False, prog="etf-predictor-report", description=__doc__,
+    p = Parser(allow_abbrev=False, prog="etf-predictor-report", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Examples:\n  etf-predictor-report --device local --n 50 --size 512\n"
                                        "  etf-predictor-report --device local --n 20 --size 256 --window-h 1 --json")
-    p.add_argument("--device", required=True, help="device to measure on (its table must exist)")
-    p.add_argument("--n", type=int, default=50, help="held-out random subnets (default 50)")
-    p.add_argument("--size", type=int, default=512, help="input side (default 512)")
-    p.add_argument("--tables", default="tables", help="directory of the latency tables (default tables/)")
+    p.add_argument("--device", required=True, type=device_name, help="device to measure on (its table must exist)")
+    p.add_argument("--n", type=int_range(2, 10_000), default=50, help="held-out random subnets (default 50)")
+    p.add_argument("--size", type=rule(check_deploy_size), default=512, help="input side (default 512)")
+    p.add_argument("--tables", default="tables", type=existing_dir, help="directory of the latency tables (default tables/)")
     p.add_argument("--head", choices=HEADS, default=DEFAULT_HEAD,
                    help="output head of the deployed model: logits8 (1/8-resolution logits), labels (argmax + "
                         "nearest upsample), logits (full-resolution logits) (default logits8)")
-    p.add_argument("--threads", type=int, default=None, help="inference threads (default: the device's setting)")
+    p.add_argument("--threads", type=positive_int, default=None, help="inference threads (default: the device's setting)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="model precision (default fp32)")
-    p.add_argument("--workers", type=int, default=2, help="conversion processes (default 2)")
-    p.add_argument("--batch", type=int, default=6, help="subnets per measurement round trip (default 6)")
-    p.add_argument("--runs", type=int, default=10, help="timed runs per subnet (default 10)")
-    p.add_argument("--warmup", type=int, default=2, help="warm-up runs per subnet (default 2)")
-    p.add_argument("--window-h", type=float, default=HELDOUT_WINDOW_H,
+    p.add_argument("--workers", type=positive_int, default=2, help="conversion processes (default 2)")
+    p.add_argument("--batch", type=positive_int, default=6, help="subnets per measurement round trip (default 6)")
+    p.add_argument("--runs", type=positive_int, default=10, help="timed runs per subnet (default 10)")
+    p.add_argument("--warmup", type=nonneg_int, default=2, help="warm-up runs per subnet (default 2)")
+    p.add_argument("--window-h", type=positive_float, default=HELDOUT_WINDOW_H,
                    help=f"held-out rows older than this many hours expire (default {HELDOUT_WINDOW_H:g})")
-    p.add_argument("--png", default=None, help="scatter plot path (default tables/<device>_<size>.report.png)")
+    p.add_argument("--png", default=None, type=output_file,
+                   help="scatter plot path (default tables/<device>_<size>.report.png)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--verbose", action="store_true", help="show the converter's and runtime's own output (C++ logs included); by default it is captured and shown only when a step fails")
     return p
 
 
 @cli_entry("etf-predictor-report")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.n < 2 or args.workers < 1 or args.batch < 1 or args.runs < 1 or not args.window_h > 0:
-        raise EtfError("--n must be >= 2, --workers/--batch/--runs >= 1 and --window-h > 0")
+    set_verbose(args.verbose)
     setting = make_setting(args.device, args.size, args.threads, args.precision, args.head)
     pred = load_for_device(setting, args.tables)
+    resolve_device(args.device)  # an unknown device fails before any subnet is converted
     start = time.monotonic()
     held = measure_heldout(setting, args.tables, args.n, args.workers, args.batch, args.runs,
                            args.warmup, not args.no_progress, window_h=args.window_h)

@@ -27,7 +27,12 @@ import json
 import sys
 from pathlib import Path
 
+from etf.args import (Parser, any_int, device_name, existing_dir, existing_file, nonneg_int, output_dir,
+                      positive_float, positive_int, rule, text)
 from etf.common import EtfError, cli_entry
+from etf.quiet import set_verbose
+from supernet.space import load_config
+from supernet.trace import check_deploy_size, deploy_multiple
 
 from latency.setting import PRECISIONS
 from search.algorithms import ALGORITHMS
@@ -37,19 +42,19 @@ from search.pipeline import SearchJob, run_job
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="etf-search", allow_abbrev=False,
         description="Latency-constrained search over the TopFormer space: the accuracy signal is the trained "
                     "supernet's mIoU after BN recalibration on a search subset (cached per config), the constraint "
                     "is the device's fitted latency predictor (instant) or analytic GFLOPs.",
         epilog="examples:" + __doc__.split("Examples:")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--target-ms", type=float, metavar="MS", help="predicted latency limit on --device (ms)")
-    target.add_argument("--target-gflops", type=float, metavar="G", help="analytic GFLOPs limit at --size instead")
-    p.add_argument("--device", default="local", help="device name for the predictor and the re-benchmark "
+    target.add_argument("--target-ms", type=positive_float, metavar="MS", help="predicted latency limit on --device (ms)")
+    target.add_argument("--target-gflops", type=positive_float, metavar="G", help="analytic GFLOPs limit at --size instead")
+    p.add_argument("--device", default="local", type=device_name, help="device name for the predictor and the re-benchmark "
                    "(see etf-devices) [local]")
-    p.add_argument("--supernet", type=Path, metavar="CKPT", help="trained supernet checkpoint (etf-train)")
-    p.add_argument("--data", type=Path, metavar="PATH", help="dataset folder for the accuracy signal")
+    p.add_argument("--supernet", type=existing_file, metavar="CKPT", help="trained supernet checkpoint (etf-train)")
+    p.add_argument("--data", type=existing_dir, metavar="PATH", help="dataset folder for the accuracy signal")
     p.add_argument("--dataset", default="synthetic", choices=("synthetic", "ade20k", "cocostuff"),
                    help="dataset kind [synthetic]")
     p.add_argument("--algo", default="cd-block", choices=ALGORITHMS,
@@ -63,64 +68,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-anchors", action="store_true",
                    help="cd/cd-block: start from the largest preset that meets the target, without first evaluating "
                         "the other feasible presets and the min config (default: start from the most accurate of them)")
-    p.add_argument("--budget", type=int, default=200, metavar="N",
+    p.add_argument("--budget", type=nonneg_int, default=200, metavar="N",
                    help="max distinct accuracy evaluations; 0 = until converged (cd/cd-block). cd-block converged "
                         "in 124 on the demo's supernet; use --minutes as well when one evaluation is slow [200]")
-    p.add_argument("--minutes", type=float, metavar="M", help="wall-clock budget in minutes as well (optional)")
-    p.add_argument("--seed", type=int, default=0, help="seed of random/evo (cd is deterministic) [0]")
-    p.add_argument("--size", type=int, default=512, help="input side of the deployed model: predictor table, "
-                   "FLOPs, export and benchmark [512]")
-    p.add_argument("--eval-size", type=int, default=64, help="image side for the accuracy evaluation [64]")
-    p.add_argument("--n-calib", type=int, default=4, help="BN recalibration batches of --batch training crops [4]")
-    p.add_argument("--n-val", type=int, default=32, help="images of the validation set's search split scored per "
-                   "config [32]")
+    p.add_argument("--minutes", type=positive_float, metavar="M", help="wall-clock budget in minutes as well (optional)")
+    p.add_argument("--seed", type=any_int, default=0, help="seed of random/evo (cd is deterministic) [0]")
+    p.add_argument("--size", type=rule(check_deploy_size), default=512,
+                   help=f"input side of the deployed model, a multiple of {deploy_multiple()}: predictor table, FLOPs, "
+                   "export and benchmark [512]")
+    p.add_argument("--eval-size", type=positive_int, default=64, help="image side for the accuracy evaluation [64]")
+    p.add_argument("--n-calib", type=positive_int, default=4, help="BN recalibration batches of --batch training crops [4]")
+    p.add_argument("--n-val", type=positive_int, default=32, help="images of the validation set's search split scored "
+                   "per config [32]")
     p.add_argument("--report-fraction", type=float, default=0.5, metavar="F",
                    help="share of the validation images held out as the report split, never seen by the search [0.5]")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the search/report split of the images [0]")
-    p.add_argument("--n-report", type=int, metavar="N", help="report-split images for the held-out comparison [all]")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="B",
+    p.add_argument("--split-seed", type=any_int, default=0, help="seed of the search/report split of the images [0]")
+    p.add_argument("--n-report", type=positive_int, metavar="N", help="report-split images for the held-out "
+                   "comparison [all]")
+    p.add_argument("--bootstrap", type=positive_int, default=1000, metavar="B",
                    help="bootstrap resamples of the interval on report-split differences [1000]")
-    p.add_argument("--batch", type=int, default=16, help="evaluation batch size [16]")
-    p.add_argument("--tables", type=Path, default=Path("tables"), help="latency tables folder (etf-profile) [tables]")
-    p.add_argument("--predictor", type=Path, help="a saved latency predictor instead of --tables")
-    p.add_argument("--start", metavar="ARCH", help="start config for cd (preset or JSON); default: the largest "
+    p.add_argument("--batch", type=positive_int, default=16, help="evaluation batch size [16]")
+    p.add_argument("--tables", type=existing_dir, default=Path("tables"), help="latency tables folder (etf-profile) [tables]")
+    p.add_argument("--predictor", type=existing_file, help="a saved latency predictor instead of --tables")
+    p.add_argument("--start", metavar="ARCH", type=rule(load_config, text), help="start config for cd (preset or JSON); default: the largest "
                    "preset that meets the target")
     p.add_argument("--no-presets", action="store_true", help="do not evaluate the presets that fit as references")
     p.add_argument("--no-export", action="store_true", help="stop after the search (no TFLite, no re-benchmark)")
-    p.add_argument("--refine", type=int, default=2, metavar="N",
+    p.add_argument("--refine", type=nonneg_int, default=2, metavar="N",
                    help="the exported winner is timed beside TopFormer-Tiny (paired protocol) and recorded in the "
                         "setting's end-to-end table (purpose 'winner'); when it measures outside +-5%% of "
                         "--target-ms, search again with the predictor refitted on it (evaluated configs are "
                         "replayed from the log), at most N times; summary.json 'refine_stop' says why it "
                         "stopped; 0: record only [2]")
-    p.add_argument("--runs", type=int, default=30, help="timed runs of the re-benchmark, split over 3 paired rounds [30]")
-    p.add_argument("--warmup", type=int, default=5, help="warm-up runs of the re-benchmark [5]")
-    p.add_argument("--threads", type=int, help="inference threads of the predictor's table and the re-benchmark "
-                   "[device default]")
+    p.add_argument("--runs", type=positive_int, default=30,
+                   help="timed runs of the re-benchmark, split over 3 paired rounds [30]")
+    p.add_argument("--warmup", type=nonneg_int, default=5, help="warm-up runs of the re-benchmark [5]")
+    p.add_argument("--threads", type=positive_int, help="inference threads of the predictor's table and the "
+                   "re-benchmark [device default]")
     p.add_argument("--head", choices=HEADS, default=DEFAULT_HEAD,
                    help="output head of the deployed model: the predictor's table, the export and the re-benchmark "
                         "all use it (logits8, labels, logits) [logits8]")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="model precision [fp32]")
-    p.add_argument("-o", "--out", type=Path, required=True, metavar="DIR", help="output folder (resumable)")
+    p.add_argument("-o", "--out", type=output_dir, required=True, metavar="DIR", help="output folder (resumable)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--verbose", action="store_true", help="show the converter's and runtime's own output (C++ logs included); by default it is captured and shown only when a step fails")
     return p
 
 
 @cli_entry("etf-search")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.budget is not None and args.budget < 0:
-        raise EtfError(f"--budget must be >= 0, not {args.budget}")
-    if args.refine < 0:
-        raise EtfError(f"--refine must be >= 0, not {args.refine}")
-    if args.threads is not None and args.threads < 1:
-        raise EtfError(f"--threads must be at least 1, not {args.threads}")
-    for name in ("size", "eval_size", "n_calib", "n_val", "batch", "runs", "bootstrap"):
-        if getattr(args, name) < 1:
-            raise EtfError(f"--{name.replace('_', '-')} must be at least 1")
-    if args.n_report is not None and args.n_report < 1:
-        raise EtfError("--n-report must be at least 1")
+    set_verbose(args.verbose)
     if not 0 < args.report_fraction < 1:
         raise EtfError(f"--report-fraction must be between 0 and 1 (exclusive), not {args.report_fraction:g}")
     unit = "ms" if args.target_ms is not None else "GFLOPs"

@@ -6,10 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import torch
 
+from etf.args import (Parser, any_int, existing_dir, existing_file, int_range, nonneg_int, output_dir,
+                      positive_int, rule, text, torch_device)
 from etf.common import EtfError, cli_entry
 from supernet.data.datasets import DATASET_NAMES, build_dataset
 from supernet.evaluation.evaluator import calibration_batches, evaluate_dataset, palette_for, resolve_arch
@@ -17,7 +18,7 @@ from supernet.training.checkpoint import load_supernet, read_checkpoint
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="etf-eval", allow_abbrev=False,
         description="Evaluate one subnet of a trained supernet: BN recalibration on training crops, then mIoU, "
                     "per-class IoU and pixel accuracy over the validation split (whole image at short side "
@@ -33,25 +34,26 @@ def build_parser() -> argparse.ArgumentParser:
                "kept; PyTorch etf-eval keeps it, so the two agree on square images). Float logits at any\n"
                "resolution are resized bilinearly to the label size, then argmax; an integer label map by nearest.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ckpt", help="etf-train checkpoint (OUT/last.pt); not with --tflite")
-    p.add_argument("--arch", help="preset name, max, min, or path to an architecture JSON; not with --tflite")
-    p.add_argument("--tflite", type=Path, metavar="MODEL",
+    p.add_argument("--ckpt", type=existing_file, help="etf-train checkpoint (OUT/last.pt); not with --tflite")
+    p.add_argument("--arch", type=rule(resolve_arch, text),
+                   help="preset name, max, min, or path to an architecture JSON; not with --tflite")
+    p.add_argument("--tflite", type=existing_file, metavar="MODEL",
                    help="score this exported .tflite in LiteRT instead of a supernet subnet (fp32, fp16 or int8)")
-    p.add_argument("--threads", type=int, default=1, help="LiteRT threads with --tflite (default 1)")
-    p.add_argument("--data", required=True, help="dataset root folder")
+    p.add_argument("--threads", type=positive_int, default=1, help="LiteRT threads with --tflite (default 1)")
+    p.add_argument("--data", required=True, type=existing_dir, help="dataset root folder")
     p.add_argument("--dataset", choices=DATASET_NAMES, default=None,
                    help="dataset kind (default: the one the checkpoint was trained on; with --tflite, detected "
                         "from the folder)")
     p.add_argument("--split", default="val", help="split to score (default val)")
-    p.add_argument("--size", type=int, default=None,
+    p.add_argument("--size", type=int_range(16, 4096), default=None,
                    help="short side for validation and crop side for calibration (default: training --size)")
-    p.add_argument("--calib-batches", type=int, default=10, help="BN recalibration batches, 0 = keep stored stats")
-    p.add_argument("--calib-batch", type=int, default=8, help="images per calibration batch (default 8)")
-    p.add_argument("--limit", type=int, default=None, help="score only the first N images")
-    p.add_argument("--show", type=int, default=0, metavar="N", help="write N image|truth|prediction PNGs to -o")
-    p.add_argument("-o", "--out", type=Path, default=None, help="folder for --show PNGs")
-    p.add_argument("--seed", type=int, default=0, help="seed of the calibration crops")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    p.add_argument("--calib-batches", type=nonneg_int, default=10, help="BN recalibration batches, 0 = keep stored stats")
+    p.add_argument("--calib-batch", type=positive_int, default=8, help="images per calibration batch (default 8)")
+    p.add_argument("--limit", type=positive_int, default=None, help="score only the first N images")
+    p.add_argument("--show", type=nonneg_int, default=0, metavar="N", help="write N image|truth|prediction PNGs to -o")
+    p.add_argument("-o", "--out", type=output_dir, default=None, help="folder for --show PNGs")
+    p.add_argument("--seed", type=any_int, default=0, help="seed of the calibration crops")
+    p.add_argument("--device", default="cpu", type=torch_device, help="cpu, cuda, cuda:N, auto (a GPU when present)")
     p.add_argument("--json", action="store_true", help="print all metrics as one JSON object")
     return p
 
@@ -65,8 +67,6 @@ def main(argv: list[str] | None = None) -> int:
         raise EtfError("give --ckpt and --arch (a supernet subnet), or --tflite MODEL (an exported file)")
     if args.show and args.out is None:
         raise EtfError("--show needs -o DIR for the PNGs")
-    if args.calib_batches < 0 or args.calib_batch < 1 or (args.limit is not None and args.limit < 1):
-        raise EtfError("--calib-batches must be >= 0, --calib-batch and --limit >= 1")
     cfg = resolve_arch(args.arch)
     state = read_checkpoint(args.ckpt)
     train_args = state.get("args") if isinstance(state.get("args"), dict) else {}
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if dataset is None:
         raise EtfError(f"{args.ckpt} does not say which dataset it was trained on; pass --dataset")
     size = args.size or train_args.get("size") or 512
-    device = torch.device(args.device)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     model = load_supernet(args.ckpt).to(device)
     ds = build_dataset(dataset, args.data, args.split, size, train=False)
     if ds.num_classes != model.num_classes:

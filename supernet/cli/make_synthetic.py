@@ -4,28 +4,28 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
+from etf.args import Parser, any_int, int_range, output_dir, positive_int
 from etf.common import cli_entry
 from supernet.data.synthetic import MAX_CLASSES, MIN_CLASSES, MIN_SIZE, RECIPES, make_synthetic
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="etf-make-synthetic", allow_abbrev=False,
         description="Generate the synthetic segmentation set (NOT ADE20K) in the ADE20K folder layout, "
                     "deterministically from a seed. Read it with --dataset synthetic --data DIR.",
         epilog="Example: etf-make-synthetic -o data/synthetic --train 400 --val 100 --size 128. "
                "Rerunning with the same arguments does nothing; a half-written run leaves only DIR's "
                "hidden .partial sibling, removed by the next run.")
-    parser.add_argument("-o", "--out", required=True, type=Path, help="folder to create (must not exist or be empty)")
-    parser.add_argument("--train", type=int, default=400, help="number of training images (default 400)")
-    parser.add_argument("--val", type=int, default=100, help="number of validation images (default 100)")
-    parser.add_argument("--size", type=int, default=128, help=f"image side in pixels, >= {MIN_SIZE} (default 128)")
-    parser.add_argument("--classes", type=int, default=10,
+    parser.add_argument("-o", "--out", required=True, type=output_dir, help="folder to create (must not exist or be empty)")
+    parser.add_argument("--train", type=positive_int, default=400, help="number of training images (default 400)")
+    parser.add_argument("--val", type=positive_int, default=100, help="number of validation images (default 100)")
+    parser.add_argument("--size", type=int_range(MIN_SIZE, 4096), default=128, help=f"image side in pixels, >= {MIN_SIZE} (default 128)")
+    parser.add_argument("--classes", type=int_range(MIN_CLASSES, MAX_CLASSES), default=10,
                         help=f"number of classes, {MIN_CLASSES}-{MAX_CLASSES} (default 10): "
                              + ", ".join(r.name for r in RECIPES))
-    parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same images (default 0)")
+    parser.add_argument("--seed", type=any_int, default=0, help="random seed; same seed, same images (default 0)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     return parser
 

@@ -14,14 +14,18 @@ import json
 import math
 import sys
 
+from etf.args import Parser, any_int, int_range, positive_int
 from etf.common import cli_entry
 from supernet.presets import PRESETS, PUBLISHED
 from supernet.size import model_size
 from supernet.space import TABLE1, load_config
 
+#: Input sides the size tools accept (the FLOPs count needs at least one pixel at stride 32).
+SIDE = int_range(32, 4096)
+
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="etf-space", allow_abbrev=False,
         description="Inspect the Efficient-TopFormer search space (Table 1), its presets and config sizes. "
                     "Every ARCH argument is a preset name (" + ", ".join(PRESETS) + ") or a path to a JSON config.",
@@ -35,17 +39,17 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("show", allow_abbrev=False, help="print a preset or config file as JSON (validated)")
     s.add_argument("arch", help="preset name or path to a JSON config")
     s = sub.add_parser("sample", allow_abbrev=False, help="print a uniformly sampled config as JSON")
-    s.add_argument("--seed", type=int, default=0, help="random seed (same seed, same config) [0]")
+    s.add_argument("--seed", type=any_int, default=0, help="random seed (same seed, same config) [0]")
     s.add_argument("--min", action="store_true", help="print the smallest config instead")
     s.add_argument("--max", action="store_true", help="print the largest config instead")
     z = sub.add_parser("size", allow_abbrev=False, help="parameters and FLOPs of a config at an input size")
     z.add_argument("arch", help="preset name or path to a JSON config")
-    z.add_argument("--size", type=int, default=512, help="square input size in pixels [512]")
-    z.add_argument("--classes", type=int, default=150, help="number of classes [150, ADE20K]")
+    z.add_argument("--size", type=SIDE, default=512, help="square input size in pixels, 32 to 4096 [512]")
+    z.add_argument("--classes", type=positive_int, default=150, help="number of classes [150, ADE20K]")
     z.add_argument("--json", action="store_true", help="print one JSON object")
     r = sub.add_parser("presets", allow_abbrev=False,
                        help="the TopFormer presets' params/FLOPs next to the published figures")
-    r.add_argument("--size", type=int, default=512, help="square input size in pixels [512]")
+    r.add_argument("--size", type=SIDE, default=512, help="square input size in pixels, 32 to 4096 [512]")
     r.add_argument("--json", action="store_true", help="print JSON")
     return p
 
@@ -77,9 +81,6 @@ def main(argv: list[str] | None = None) -> int:
         cfg = TABLE1.min_config() if args.min else TABLE1.max_config() if args.max else TABLE1.sample(args.seed)
         print(cfg.to_json())
     elif args.cmd == "size":
-        if args.size < 32:
-            from etf.common import EtfError
-            raise EtfError(f"--size must be at least 32 pixels, got {args.size}")
         cfg = load_config(args.arch)
         rep = model_size(cfg, args.size, args.classes)
         out = {"arch": args.arch, "key": cfg.key(), "size": args.size, "classes": args.classes, **rep.as_dict()}

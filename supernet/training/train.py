@@ -365,10 +365,9 @@ def _train(cfg: TrainConfig, info: DistInfo, saved: dict[str, Any] | None, ckpt_
         if info.enabled:
             convert_sync_elastic_bn(model)
 
-    from tqdm import tqdm
+    from etf.progress import progress_bar
 
-    bar = tqdm(total=cfg.iters, initial=start, desc="etf-train", unit="it", dynamic_ncols=True,
-               disable=not (cfg.progress and info.is_main) or None)
+    bar = progress_bar(cfg.iters, "etf-train", enabled=cfg.progress and info.is_main, initial=start, unit="it")
     iteration = start
     last: dict[str, float] = {}
     batches = iter(loader)
