@@ -31,8 +31,8 @@ from typing import Sequence
 
 import numpy as np
 
-from etf.common import EtfError
-from etf.quiet import captured, atomic_path
+from etf.common import EtfError, atomic_path
+from etf.quiet import captured
 
 PRECISIONS = ("fp32", "fp16", "int8")
 #: Precisions whose recipe needs calibration inputs.
