@@ -257,3 +257,11 @@ __all__ = [
     "Parser", "text", "positive_int", "nonneg_int", "any_int", "positive_float", "nonneg_float", "int_range", "rule",
     "existing_file", "existing_dir", "output_dir", "output_file", "device_name", "device_names", "torch_device",
 ]
+
+
+def add_verbose(parser: argparse.ArgumentParser) -> None:
+    """``--verbose`` for a command that converts or runs models: show the converter's and runtime's own output
+    (C++ logs included) instead of capturing it (:mod:`etf.quiet`); the command calls ``set_verbose``."""
+    parser.add_argument("--verbose", action="store_true",
+                        help="show the converter's and runtime's own output (C++ logs included); by default it is "
+                             "captured and shown only when a step fails")

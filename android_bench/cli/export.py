@@ -43,7 +43,7 @@ import argparse
 import json
 import sys
 
-from etf.args import Parser, any_int, existing_dir, existing_file, output_dir, positive_int, rule, text
+from etf.args import Parser, add_verbose, any_int, existing_dir, existing_file, output_dir, positive_int, rule, text
 from etf.common import EtfError, cli_entry
 from android_bench.export.calib_data import DEFAULT_COUNT, dataset_calibration
 from android_bench.export.convert import DEFAULT_AGREEMENT_INPUTS, export_subnet
@@ -102,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"held-out images (seeded noise without --calib-data) for the fp16/int8 agreement report "
                         f"[{DEFAULT_AGREEMENT_INPUTS}]")
     p.add_argument("--json", action="store_true", help="print the export report as one JSON object")
-    p.add_argument("--verbose", action="store_true", help="show the converter's and runtime's own output (C++ logs included); by default it is captured and shown only when a step fails")
+    add_verbose(p)
     return p
 
 

@@ -7,7 +7,7 @@ import sys
 
 from android_bench.device_config import resolve_device
 from latency.profile import ADAPTIVE, ProfileSettings, Profiler
-from etf.args import Parser, device_names, nonneg_int, output_dir, positive_float, positive_int, rule
+from etf.args import Parser, add_verbose, device_names, nonneg_int, output_dir, positive_float, positive_int, rule
 from etf.common import cli_entry
 from etf.quiet import set_verbose
 from latency.setting import PRECISIONS, check_precision
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(smoke tests; the table is marked reduced)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--verbose", action="store_true", help="show the converter's and runtime's own output (C++ logs included); by default it is captured and shown only when a step fails")
+    add_verbose(p)
     return p
 
 

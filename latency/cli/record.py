@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from etf.args import Parser, device_name, existing_dir, existing_file, nonneg_int, positive_int
+from etf.args import Parser, add_verbose, device_name, existing_dir, existing_file, nonneg_int, positive_int
 from etf.common import EtfError, cli_entry
 from etf.quiet import set_verbose
 from latency.setting import LEGACY_HEAD
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=nonneg_int, default=2, help="warm-up runs per model per round (default 2)")
     p.add_argument("--threads", type=positive_int, default=None, help="inference threads (default: the device's)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--verbose", action="store_true", help="show the converter's and runtime's own output (C++ logs included); by default it is captured and shown only when a step fails")
+    add_verbose(p)
     return p
 
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from android_bench.device_config import resolve_device
-from etf.args import Parser, device_name, existing_dir, int_range, nonneg_int, output_file, positive_float, positive_int, rule
+from etf.args import Parser, add_verbose, device_name, existing_dir, int_range, nonneg_int, output_file, positive_float, positive_int, rule
 from etf.common import cli_entry
 from etf.quiet import set_verbose
 from supernet.trace import check_deploy_size
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scatter plot path (default tables/<device>_<size>.report.png)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--verbose", action="store_true", help="show the converter's and runtime's own output (C++ logs included); by default it is captured and shown only when a step fails")
+    add_verbose(p)
     return p
 
 

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from android_bench.device_config import resolve_device
-from etf.args import Parser, device_name, output_dir, positive_int
+from etf.args import Parser, add_verbose, device_name, output_dir, positive_int
 from etf.common import cli_entry
 from etf.quiet import set_verbose
 from search import demo as demo_flow
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--head", choices=HEADS, default=DEFAULT_HEAD,
                    help="output head of the deployed model, used for the table, the presets' measurements, the "
                         "search and the export: logits8, labels, logits [logits8]")
-    p.add_argument("--verbose", action="store_true", help="show the converter's and runtime's own output (C++ logs included); by default it is captured and shown only when a step fails")
+    add_verbose(p)
     args = p.parse_args(argv)
     set_verbose(args.verbose)
     out = args.out if not args.quick or args.out != Path("runs/demo") else Path("runs/demo-quick")

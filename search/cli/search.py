@@ -27,7 +27,7 @@ import json
 import sys
 from pathlib import Path
 
-from etf.args import (Parser, any_int, device_name, existing_dir, existing_file, nonneg_int, output_dir,
+from etf.args import (Parser, add_verbose, any_int, device_name, existing_dir, existing_file, nonneg_int, output_dir,
                       positive_float, positive_int, rule, text)
 from etf.common import EtfError, cli_entry
 from etf.quiet import set_verbose
@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", type=output_dir, required=True, metavar="DIR", help="output folder (resumable)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--verbose", action="store_true", help="show the converter's and runtime's own output (C++ logs included); by default it is captured and shown only when a step fails")
+    add_verbose(p)
     return p
 
 

@@ -1,6 +1,8 @@
-"""``etf-eval``: mIoU, per-class IoU and pixel accuracy of one subnet of a trained supernet, after BN
-recalibration (the library is ``supernet.evaluation``), or of an exported ``.tflite`` file run in LiteRT
-(``--tflite``; the library is ``android_bench.evaluate_tflite``)."""
+"""``etf-eval``: mIoU, per-class IoU and pixel accuracy of a supernet subnet or of an exported .tflite file.
+
+A subnet is scored after BN recalibration (library: ``supernet.evaluation``); with ``--tflite`` the exported file
+itself runs in LiteRT (library: ``android_bench.evaluate_tflite``), so the number is the one a phone gives.
+"""
 from __future__ import annotations
 
 import argparse
