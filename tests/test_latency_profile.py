@@ -109,6 +109,8 @@ def test_predict_cli_bad_inputs_are_one_line_errors(profiled, tmp_path, capsys):
     code, _, err = predict(capsys, "--device", "local", "--arch", "no-such-preset", "--size", str(SIZE),
                            "--tables", str(profiled))
     assert code == 2 and "unknown preset" in err
+    assert predict(capsys, "--device", "local", "--arch", "topformer-tiny", "--size", str(SIZE),
+                   "--tables", str(profiled))[0] == 0  # fits and caches the predictor file used next
     code, _, err = predict(capsys, "--device", "pixel", "--arch", "topformer-tiny", "--size", str(SIZE),
                            "--predictor", str(profiled / f"{ST.stem}.predictor.json"))
     assert code == 2 and "fitted for device local, not pixel" in err

@@ -124,11 +124,11 @@ def test_export_int8_without_calibration_data_is_one_line_exit_2(tmp_path, capsy
 
 def test_eval_tflite_bad_input_is_one_line_exit_2(tmp_path, data64, capsys):
     err = _one_line(capsys, eval_main(["--tflite", str(tmp_path / "none.tflite"), "--data", str(data64)]), "etf-eval")
-    assert "not found" in err
+    assert "none.tflite does not exist" in err
     junk = tmp_path / "junk.tflite"
     junk.write_bytes(b"not a flatbuffer at all")
     assert "cannot load" in _one_line(capsys, eval_main(["--tflite", str(junk), "--data", str(data64)]), "etf-eval")
-    err = _one_line(capsys, eval_main(["--tflite", str(junk), "--ckpt", "x.pt", "--data", str(data64)]), "etf-eval")
+    err = _one_line(capsys, eval_main(["--tflite", str(junk), "--ckpt", str(junk), "--data", str(data64)]), "etf-eval")
     assert "--ckpt" in err and "cannot be used with --tflite" in err
     err = _one_line(capsys, eval_main(["--data", str(data64)]), "etf-eval")
     assert "--tflite" in err

@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", required=True, type=rule(load_config, text),
                    help="preset name (topformer-tiny/-small/-base) or JSON config file")
     p.add_argument("--size", type=rule(check_deploy_size), default=512, help="input side in pixels (default 512)")
-    p.add_argument("--tables", default="tables", type=existing_dir, help="directory of the latency tables (default tables/)")
+    p.add_argument("--tables", default=None, type=existing_dir, help="directory of the latency tables (default tables/; not read with --predictor)")
     p.add_argument("--predictor", default=None, type=existing_file, help="use this saved predictor file instead of the "
                    "table's (refused when fitted in another setting)")
     p.add_argument("--head", choices=HEADS, default=DEFAULT_HEAD,
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         pred.check_for(setting, args.predictor)
     else:
         setting = make_setting(args.device, args.size, args.threads, args.precision, args.head)
-        pred = load_for_device(setting, args.tables)
+        pred = load_for_device(setting, args.tables or "tables")
     ms = pred.predict(cfg)
     out = {"arch": args.arch, "arch_key": cfg.key(), "device": args.device, "size": args.size,
            "setting": setting.to_dict(),
