@@ -14,6 +14,7 @@ and took tens of minutes to profile; using them for another head would be wrong,
 """
 from __future__ import annotations
 
+import argparse
 import inspect
 import re
 from dataclasses import asdict, dataclass, fields
@@ -136,3 +137,17 @@ def make_setting(device: str, size: int, threads: int | None = None, precision: 
 
 __all__ = ["Setting", "PRECISIONS", "DEFAULT_PRECISION", "LEGACY_PRECISION", "LEGACY_HEAD", "HEADS", "DEFAULT_HEAD",
            "file_safe", "available_precisions", "check_precision", "device_threads", "make_setting"]
+
+
+def add_setting_arguments(parser: argparse.ArgumentParser,
+                          threads_help: str = "inference threads (default: the device's setting)") -> None:
+    """``--head``, ``--threads`` and ``--precision``: the parts of a :class:`Setting` besides device and size, the
+    same options for every command that predicts or measures (``threads_help`` says where its default comes from)."""
+    from etf.args import positive_int
+
+    parser.add_argument("--head", choices=HEADS, default=DEFAULT_HEAD,
+                        help="output head of the deployed model: logits8 (logits at 1/8), labels (argmax + nearest "
+                             "upsample, int32), logits (full-resolution logits) (default logits8)")
+    parser.add_argument("--threads", type=positive_int, default=None, help=threads_help)
+    parser.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
+                        help="model precision (default fp32)")

@@ -9,10 +9,9 @@ import json
 import sys
 
 from latency.predictor import LatencyPredictor, load_for_device
-from etf.args import Parser, device_name, existing_dir, existing_file, positive_int, rule, text
+from etf.args import Parser, device_name, existing_dir, existing_file, rule, text
 from etf.common import cli_entry
-from latency.setting import PRECISIONS, make_setting
-from supernet.heads import DEFAULT_HEAD, HEADS
+from latency.setting import add_setting_arguments, make_setting
 from supernet.trace import check_deploy_size
 from supernet.size import model_size
 from supernet.space import load_config
@@ -44,11 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tables", default=None, type=existing_dir, help="directory of the latency tables (default tables/; not read with --predictor)")
     p.add_argument("--predictor", default=None, type=existing_file, help="use this saved predictor file instead of the "
                    "table's (refused when fitted in another setting)")
-    p.add_argument("--head", choices=HEADS, default=DEFAULT_HEAD,
-                   help="output head of the deployed model (default logits8)")
-    p.add_argument("--threads", type=positive_int, default=None, help="inference threads (default: the device's "
-                   "setting; with --predictor, the file's)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="model precision (default fp32)")
+    add_setting_arguments(p, threads_help="inference threads (default: the device's setting; with --predictor, the file's)")
     p.add_argument("--breakdown", action="store_true", help="also list every operator with its predicted ms")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p

@@ -10,8 +10,7 @@ from latency.profile import ADAPTIVE, ProfileSettings, Profiler
 from etf.args import Parser, add_verbose, device_names, nonneg_int, output_dir, positive_float, positive_int, rule
 from etf.common import cli_entry
 from etf.quiet import set_verbose
-from latency.setting import PRECISIONS, check_precision
-from supernet.heads import DEFAULT_HEAD, HEADS
+from latency.setting import add_setting_arguments, check_precision
 from supernet.trace import check_deploy_size, deploy_multiple
 
 EPILOG = """
@@ -51,11 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=positive_int, default=24, help="operators per batch / device round trip (default 24)")
     p.add_argument("--runs", type=positive_int, default=20, help="timed runs per operator (default 20)")
     p.add_argument("--warmup", type=nonneg_int, default=3, help="warm-up runs per operator (default 3)")
-    p.add_argument("--threads", type=positive_int, default=None, help="inference threads (default: the device's setting)")
-    p.add_argument("--head", choices=HEADS, default=DEFAULT_HEAD,
-                   help="output head of the deployed model: logits8 (logits at 1/8), labels (argmax + nearest "
-                        "upsample, int32), logits (full-resolution logits) (default logits8)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="model precision (default fp32)")
+    add_setting_arguments(p)
     p.add_argument("--budget-min", type=positive_float, default=None,
                    help="stop starting new batches after this many minutes; the table is then marked reduced")
     p.add_argument("--mbconv", choices=("grid", "exhaustive"), default="grid",

@@ -25,8 +25,7 @@ from latency import table as tbl
 from latency.predictor import load_for_device
 from latency.profile import _now
 from latency.report import DRIFT_WARN_PCT, HELDOUT_WINDOW_H, evaluate, measure_heldout, scatter
-from latency.setting import PRECISIONS, make_setting
-from supernet.heads import DEFAULT_HEAD, HEADS
+from latency.setting import add_setting_arguments, make_setting
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,11 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int_range(2, 10_000), default=50, help="held-out random subnets (default 50)")
     p.add_argument("--size", type=rule(check_deploy_size), default=512, help="input side (default 512)")
     p.add_argument("--tables", default="tables", type=existing_dir, help="directory of the latency tables (default tables/)")
-    p.add_argument("--head", choices=HEADS, default=DEFAULT_HEAD,
-                   help="output head of the deployed model: logits8 (1/8-resolution logits), labels (argmax + "
-                        "nearest upsample), logits (full-resolution logits) (default logits8)")
-    p.add_argument("--threads", type=positive_int, default=None, help="inference threads (default: the device's setting)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="model precision (default fp32)")
+    add_setting_arguments(p)
     p.add_argument("--workers", type=positive_int, default=2, help="conversion processes (default 2)")
     p.add_argument("--batch", type=positive_int, default=6, help="subnets per measurement round trip (default 6)")
     p.add_argument("--runs", type=positive_int, default=10, help="timed runs per subnet (default 10)")

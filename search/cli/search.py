@@ -34,9 +34,8 @@ from etf.quiet import set_verbose
 from supernet.space import load_config
 from supernet.trace import check_deploy_size, deploy_multiple
 
-from latency.setting import PRECISIONS
+from latency.setting import add_setting_arguments
 from search.algorithms import ALGORITHMS
-from supernet.heads import DEFAULT_HEAD, HEADS
 from search.coordinate_descent import ORDERS
 from search.pipeline import SearchJob, run_job
 
@@ -103,12 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=positive_int, default=30,
                    help="timed runs of the re-benchmark, split over 3 paired rounds [30]")
     p.add_argument("--warmup", type=nonneg_int, default=5, help="warm-up runs of the re-benchmark [5]")
-    p.add_argument("--threads", type=positive_int, help="inference threads of the predictor's table and the "
-                   "re-benchmark [device default]")
-    p.add_argument("--head", choices=HEADS, default=DEFAULT_HEAD,
-                   help="output head of the deployed model: the predictor's table, the export and the re-benchmark "
-                        "all use it (logits8, labels, logits) [logits8]")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="model precision [fp32]")
+    add_setting_arguments(p, threads_help="inference threads of the predictor's table and the re-benchmark "
+                                          "(default: the device's setting)")
     p.add_argument("-o", "--out", type=output_dir, required=True, metavar="DIR", help="output folder (resumable)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
