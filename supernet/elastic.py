@@ -21,7 +21,26 @@ def take(t: torch.Tensor, dim: int, sel: Sel) -> torch.Tensor:
     """Select channels ``sel`` of ``t`` along ``dim`` (a view for an int prefix, a copy for indices)."""
     if isinstance(sel, int):
         return t.narrow(dim, 0, sel)
+    if sel.device != t.device:  # the cached index tensors live on the CPU; weights may be on a GPU
+        sel = _on_device(sel, t.device)
     return t.index_select(dim, sel)
+
+
+def _on_device(sel: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``sel`` copied to ``device`` once per (index tensor, device) and then reused."""
+    if sel.device == device:
+        return sel
+    key = (id(sel), device)
+    hit = _DEVICE_INDEX.get(key)
+    if hit is None or hit[0] is not sel:
+        if len(_DEVICE_INDEX) > 8192:
+            _DEVICE_INDEX.clear()
+        hit = _DEVICE_INDEX[key] = (sel, sel.to(device))
+    return hit[1]
+
+
+#: Device copies of index tensors, keyed by the CPU tensor's id (the tensor itself is kept to make the id safe).
+_DEVICE_INDEX: dict[tuple[int, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
 
 
 @lru_cache(maxsize=4096)
@@ -105,6 +124,7 @@ class ElasticConvBN(nn.Module):
             self.running_mean[:out] = new_mean
             self.running_var[:out] = new_var
         else:
+            out = _on_device(out, self.running_mean.device)
             self.running_mean.index_copy_(0, out, new_mean)
             self.running_var.index_copy_(0, out, new_var)
 
