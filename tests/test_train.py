@@ -19,7 +19,7 @@ from etf.common import EtfError
 from supernet.training.losses import distillation_loss, segmentation_loss
 from supernet.model import TopFormerSupernet
 from supernet.cli.train import main
-from supernet.training.train import LOG_COLUMNS, StreamSampler, lr_factor, read_log
+from supernet.training.train import LOG_COLUMNS, StreamSampler, TrainConfig, lr_factor, read_log
 from tests.train_helpers import ROOT, SIZE
 
 
@@ -347,3 +347,6 @@ def test_torchrun_two_gloo_processes_train_and_resume(tiny_data: Path, tmp_path:
     rows = read_log(out / "log.csv")
     assert [r["iter"] for r in rows] == [1, 2, 3]
     assert all(r["loss_max"] > 0 for r in rows)
+    # the resumed step follows the new 3-step schedule, not the finished 2-step one (whose lr had reached 0)
+    assert rows[2]["lr"] == pytest.approx(2e-3 * lr_factor(2, 3, 1, TrainConfig.warmup_ratio, TrainConfig.poly_power))
+    assert rows[2]["lr"] > 0

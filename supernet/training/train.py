@@ -330,6 +330,9 @@ def _train(cfg: TrainConfig, info: DistInfo, saved: dict[str, Any] | None, ckpt_
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         start = int(saved["iteration"])
+        # the stored lr belongs to the stored schedule; with a new --iters the next step must follow the new one
+        for group, base in zip(optimizer.param_groups, scheduler.base_lrs):
+            group["lr"] = base * lr_factor(start, cfg.iters, warmup, cfg.warmup_ratio, cfg.poly_power)
         ranks = saved["rng"].get("ranks", [])
         if len(ranks) == info.world_size:
             set_rng_state(ranks[info.rank], arch_rng)
