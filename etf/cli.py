@@ -23,6 +23,7 @@ COMMANDS: dict[str, Command] = {
     "space": Command("supernet.cli.space", "look at the search space, the presets and any config's size"),
     "make-synthetic": Command("supernet.cli.make_synthetic", "write the synthetic segmentation set (not ADE20K)"),
     "train": Command("supernet.cli.train", "train the weight-sharing TopFormer supernet"),
+    "finetune": Command("supernet.cli.finetune", "train one subnet on its own from its inherited supernet weights"),
     "eval": Command("supernet.cli.eval", "mIoU of one subnet of a trained supernet, after BN recalibration"),
     "profile": Command("latency.cli.profile", "build per-operator latency tables for devices (resumable)"),
     "predict": Command("latency.cli.predict", "predicted latency of one architecture on one device"),

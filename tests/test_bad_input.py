@@ -41,6 +41,8 @@ TRAIN = ["--data", "{data}", "--dataset", "synthetic", "--iters", "1", "--batch"
          "--workers", "0", "--no-progress"]
 EVAL = ["--ckpt", "{ckpt}", "--arch", "topformer-tiny", "--data", "{data}", "--dataset", "synthetic", "--size", "32",
         "--limit", "1", "--calib-batches", "1", "--calib-batch", "2"]
+FINETUNE = ["--supernet", "{ckpt}", "--arch", "topformer-tiny", "--data", "{data}", "--iters", "1", "--batch", "2",
+            "--size", "32", "--workers", "0", "--no-progress"]
 EXPORT = ["--arch", "topformer-tiny", "--size", "64", "--no-onnx"]
 PROFILE = ["--device", "local", "--size", "64", "--limit", "1", "--no-adaptive", "--e2e", "0", "--no-progress"]
 PREDICT = ["--device", "local", "--arch", "topformer-tiny", "--size", "64"]
@@ -95,6 +97,22 @@ CASES: dict[str, list[tuple[str, list[str], str | None]]] = {
         ("negative random subnets", [*TRAIN, "-o", "{out}", "--num-random", "-1"], "{out}"),
         ("zero checkpoint interval", [*TRAIN, "-o", "{out}", "--ckpt-every", "0"], "{out}"),
         ("resume with nothing to resume", [*TRAIN, "-o", "{out}", "--resume"], "{out}"),
+    ],
+    "etf-finetune": [
+        ("unknown torch device", [*FINETUNE, "-o", "{out}", "--device", "bogus"], "{out}"),
+        ("cuda on a CPU-only torch", [*FINETUNE, "-o", "{out}", "--device", "cuda"], "{out}"),
+        ("zero iterations", [*FINETUNE, "-o", "{out}", "--iters", "0"], "{out}"),
+        ("zero batch", [*FINETUNE, "-o", "{out}", "--batch", "0"], "{out}"),
+        ("zero size", [*FINETUNE, "-o", "{out}", "--size", "0"], "{out}"),
+        ("negative learning rate", [*FINETUNE, "-o", "{out}", "--lr", "-1"], "{out}"),
+        ("distillation weight above 1", [*FINETUNE, "-o", "{out}", "--distill", "2"], "{out}"),
+        ("missing supernet", [*FINETUNE, "-o", "{out}", "--supernet", "{missing}"], "{out}"),
+        ("corrupt supernet", [*FINETUNE, "-o", "{out}", "--supernet", "{garbage_pt}"], "{out}"),
+        ("unknown preset", [*FINETUNE, "-o", "{out}", "--arch", "topformer-huge"], "{out}"),
+        ("config outside the space", [*FINETUNE, "-o", "{out}", "--arch", "{cfg_out}"], "{out}"),
+        ("missing data folder", [*FINETUNE, "-o", "{out}", "--data", "{missing}"], "{out}"),
+        ("file as output folder", [*FINETUNE, "-o", "{afile}"], "{afile}"),
+        ("resume with nothing to resume", [*FINETUNE, "-o", "{out}", "--resume"], "{out}"),
     ],
     "etf-eval": [
         ("unknown torch device", [*EVAL, "--device", "bogus"], None),

@@ -17,6 +17,7 @@ from etf.common import EtfError, cli_entry
 from supernet.data.datasets import DATASET_NAMES, build_dataset
 from supernet.evaluation.evaluator import calibration_batches, evaluate_dataset, palette_for, resolve_arch
 from supernet.training.checkpoint import load_supernet, read_checkpoint
+from supernet.space import ArchConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", type=existing_file, help="etf-train checkpoint (OUT/last.pt); not with --tflite")
     p.add_argument("--arch", type=rule(resolve_arch, text),
-                   help="preset name, max, min, or path to an architecture JSON; not with --tflite")
+                   help="preset name, max, min, or path to an architecture JSON (default for an etf-finetune "
+                        "checkpoint: its architecture); not with --tflite")
     p.add_argument("--tflite", type=existing_file, metavar="MODEL",
                    help="score this exported .tflite in LiteRT instead of a supernet subnet (fp32, fp16 or int8)")
     p.add_argument("--threads", type=positive_int, default=1, help="LiteRT threads with --tflite (default 1)")
@@ -65,12 +67,19 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.tflite is not None:
         return _main_tflite(args)
-    if args.ckpt is None or args.arch is None:
+    if args.ckpt is None:
         raise EtfError("give --ckpt and --arch (a supernet subnet), or --tflite MODEL (an exported file)")
     if args.show and args.out is None:
         raise EtfError("--show needs -o DIR for the PNGs")
-    cfg = resolve_arch(args.arch)
     state = read_checkpoint(args.ckpt)
+    tuned = state.get("finetune") if isinstance(state.get("finetune"), dict) else None
+    if args.arch is None and tuned is None:
+        raise EtfError("give --arch (the subnet to score), or --tflite MODEL (an exported file)")
+    if args.arch is None:  # an etf-finetune checkpoint: its own architecture
+        cfg = ArchConfig.from_dict(tuned["arch"])
+        args.arch = f"fine-tuned {cfg.key()}"
+    else:
+        cfg = resolve_arch(args.arch)
     train_args = state.get("args") if isinstance(state.get("args"), dict) else {}
     dataset = args.dataset or train_args.get("dataset")
     if dataset is None:

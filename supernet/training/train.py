@@ -201,7 +201,7 @@ def seed_everything(seed: int, rank: int) -> random.Random:
 # ---------------------------------------------------------------------------------------------------
 # Metrics log
 # ---------------------------------------------------------------------------------------------------
-def prepare_log(path: Path, start_iteration: int) -> None:
+def prepare_log(path: Path, start_iteration: int, columns: tuple[str, ...] = LOG_COLUMNS) -> None:
     """Create the CSV log with a header, or on resume drop rows past the checkpoint (written by a run
     that was killed after logging but before saving)."""
     rows: list[list[str]] = []
@@ -212,7 +212,7 @@ def prepare_log(path: Path, start_iteration: int) -> None:
             rows = [r for r in reader if r and r[0].isdigit() and int(r[0]) <= start_iteration]
     with atomic_open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(LOG_COLUMNS)
+        writer.writerow(columns)
         writer.writerows(rows)
 
 
@@ -225,7 +225,8 @@ def read_log(path: str | Path) -> list[dict[str, float]]:
 # ---------------------------------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------------------------------
-def _pick_device(name: str, info: DistInfo) -> torch.device:
+def pick_device(name: str, info: DistInfo) -> torch.device:
+    """``--device`` (auto, cpu, cuda, cuda:N) as a torch device; CUDA without a GPU is a one-line EtfError."""
     if name == "auto":
         return torch.device(f"cuda:{info.local_rank}" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -233,14 +234,14 @@ def _pick_device(name: str, info: DistInfo) -> torch.device:
     return torch.device(name)
 
 
-class _StopFlag:
+class StopFlag:
     """SIGINT/SIGTERM ask the loop to stop after the current step (then it saves and exits)."""
 
     def __init__(self) -> None:
         self.requested = False
         self._old: dict[int, Any] = {}
 
-    def __enter__(self) -> "_StopFlag":
+    def __enter__(self) -> "StopFlag":
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 self._old[sig] = signal.signal(sig, self._handle)
@@ -298,7 +299,7 @@ def train(cfg: TrainConfig, resume: bool = False, given: set[str] | None = None)
 
 def _train(cfg: TrainConfig, info: DistInfo, saved: dict[str, Any] | None, ckpt_path: Path,
            log_path: Path) -> dict[str, Any]:
-    device = _pick_device(cfg.device, info)
+    device = pick_device(cfg.device, info)
     dataset = build_dataset(cfg.dataset, cfg.data, "train", cfg.size, train=True, seed=cfg.seed)
     num_classes = dataset.num_classes
     arch_rng = seed_everything(cfg.seed, info.rank)  # before model init: same init on every rank
@@ -374,7 +375,7 @@ def _train(cfg: TrainConfig, info: DistInfo, saved: dict[str, Any] | None, ckpt_
     iteration = start
     last: dict[str, float] = {}
     batches = iter(loader)
-    with _StopFlag() as stop, (log_path.open("a", newline="") if info.is_main else open(os.devnull, "w")) as logf:
+    with StopFlag() as stop, (log_path.open("a", newline="") if info.is_main else open(os.devnull, "w")) as logf:
         writer = csv.writer(logf)
         while iteration < cfg.iters:
             t0 = time.perf_counter()
