@@ -77,10 +77,12 @@ def export_metadata(path: Path) -> dict[str, Any]:
 
 
 def evaluate_tflite(path: str | Path, data: str | Path, dataset: str | None = None, split: str = "val",
-                    limit: int | None = None, threads: int = 1, progress: bool = False) -> dict[str, Any]:
+                    limit: int | None = None, threads: int = 1, progress: bool = False,
+                    image_ids: Sequence[str] | None = None) -> dict[str, Any]:
     """Score the .tflite at ``path`` on ``split`` of the dataset at ``data`` (kind ``dataset``, detected from
     the folder when None): mIoU, aAcc, mAcc, per-class IoU/Acc (fractions), ``miou`` (= mIoU), image count,
-    the input size and output shape/dtype the file declares, and its export.json precision when present."""
+    the input size and output shape/dtype the file declares, and its export.json precision when present.
+    With ``image_ids`` only those images (by id, e.g. a search/report split's) are scored."""
     path = Path(path)
     if limit is not None and limit < 1:
         raise EtfError("--limit must be at least 1")
@@ -100,8 +102,15 @@ def evaluate_tflite(path: str | Path, data: str | Path, dataset: str | None = No
             raise EtfError(f"{path} outputs {list(out.shape)} logits but {dataset} at {data} has {ds.num_classes} "
                            "classes")
     meter = SegmentationMetrics(ds.num_classes, class_names=ds.class_names)
-    count = len(ds) if limit is None else min(limit, len(ds))
-    indices: Any = range(count)
+    chosen = list(range(len(ds)))
+    if image_ids is not None:
+        where = {sample.name: i for i, sample in enumerate(ds.samples)}
+        missing = [name for name in image_ids if name not in where]
+        if missing:
+            raise EtfError(f"{len(missing)} of the requested images are not in {data}/{split} (e.g. {missing[0]})")
+        chosen = [where[name] for name in image_ids]
+    count = len(chosen) if limit is None else min(limit, len(chosen))
+    indices: Any = chosen[:count]
     if progress:
         from tqdm import tqdm
 

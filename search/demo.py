@@ -8,8 +8,10 @@ Stages (each skipped when its artefact exists, so a rerun resumes):
   5. measure TopFormer-Tiny and -Small end to end (TFLite, this CPU) -> OUT/presets/*/model.tflite
   6. search at a target between their measured latencies, export, re-benchmark -> OUT/search
   7. search at each preset's measured latency (the preset comparison) -> OUT/search_at_tiny, OUT/search_at_small
-  8. print the final table (held-out report-split mIoU with bootstrap intervals) and where every artefact is.
-``--quick`` is a tiny version for the end-to-end test (a few minutes). Full run: within 45 min on 2 cores.
+  8. fine-tune each of those winners and its preset the same way (etf-finetune)  -> OUT/finetune
+  9. print the final table (held-out report-split mIoU with bootstrap intervals, inherited and fine-tuned
+     weights, and the shipped .tflite's own mIoU in LiteRT) and where every artefact is.
+``--quick`` is a tiny version for the end-to-end test (a few minutes). Full run: under 30 min on 2 cores.
 """
 from __future__ import annotations
 
@@ -22,10 +24,12 @@ from typing import Any
 
 from etf.common import EtfError, atomic_write_json
 from supernet.presets import PRESETS
+from supernet.space import load_config
 from supernet.size import model_size
 
 from search import pieces
 from search.pipeline import SearchJob, run_job
+from search.finetune_compare import FinetuneSettings, finetune_and_compare
 from search.report import ReportScorer, fmt_diff
 
 
@@ -42,6 +46,7 @@ class DemoScale:
     train_size: int
     train_lr: float
     train_head_lr_mult: float
+    train_random: int  # random subnets per sandwich step besides max and min
     deploy_size: int  # latency table, export and benchmark input side
     profile_minutes: float
     profile_e2e: int
@@ -51,16 +56,21 @@ class DemoScale:
     budget: int
     compare_budget: int
     bench_runs: int
+    finetune_iters: int  # steps of etf-finetune for each searched winner and its preset
+    finetune_lr: float
 
 
 QUICK = DemoScale(train_images=24, val_images=12, data_size=64, classes=5, train_iters=12, train_batch=4,
-                  train_size=64, train_lr=2e-3, train_head_lr_mult=10.0, deploy_size=64, profile_minutes=1.0,
-                  profile_e2e=2, eval_size=64, n_calib=2, n_val=6, budget=6, compare_budget=0, bench_runs=10)
-#: The full demo trains like the documented 20-minute run (docs/training.md: 750 iterations at 96 px, where the
-#: presets come out ordered Base >= Small >= Tiny), a little shorter so that the whole flow fits in 45 minutes.
+                  train_size=64, train_lr=2e-3, train_head_lr_mult=10.0, train_random=2, deploy_size=64,
+                  profile_minutes=1.0, profile_e2e=2, eval_size=64, n_calib=2, n_val=6, budget=6, compare_budget=0,
+                  bench_runs=10, finetune_iters=2, finetune_lr=5e-4)
+#: The full demo trains like the documented run (docs/training.md: 750 iterations at 96 px, where the presets
+#: come out ordered Base >= Small >= Tiny), shorter and with one random subnet per sandwich step (1.2 -> 0.8 s
+#: a step here), so that the whole flow, fine-tuning included, fits in 30 minutes on 2 cores.
 FULL = DemoScale(train_images=800, val_images=100, data_size=128, classes=10, train_iters=600, train_batch=8,
-                 train_size=96, train_lr=2e-3, train_head_lr_mult=1.0, deploy_size=256, profile_minutes=8.0,
-                 profile_e2e=6, eval_size=96, n_calib=4, n_val=50, budget=200, compare_budget=120, bench_runs=30)
+                 train_size=96, train_lr=2e-3, train_head_lr_mult=1.0, train_random=1, deploy_size=256,
+                 profile_minutes=6.0, profile_e2e=6, eval_size=96, n_calib=4, n_val=50, budget=150,
+                 compare_budget=80, bench_runs=30, finetune_iters=150, finetune_lr=5e-4)
 
 
 class Stages:
@@ -83,8 +93,8 @@ class Stages:
 
 
 #: The training settings the demo chooses (so a resumed run checks them against the checkpoint's).
-TRAIN_GIVEN = ("data", "dataset", "out", "iters", "batch", "size", "lr", "head_lr_mult", "workers", "ckpt_every",
-               "device")
+TRAIN_GIVEN = ("data", "dataset", "out", "iters", "batch", "size", "lr", "head_lr_mult", "num_random", "workers",
+               "ckpt_every", "device")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -117,7 +127,7 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
     torch.set_num_threads(n_threads)
     print(f"etf-demo: {'quick' if quick else 'full'} run in {out}, {n_threads} torch thread(s); latency setting: "
           f"{setting.describe()}", flush=True)
-    st = Stages(8)
+    st = Stages(9)
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "demo_state.json"
     state = _read_json(state_path)
@@ -143,7 +153,8 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
 
         cfg = TrainConfig(data=str(data), dataset="synthetic", out=str(train_dir), iters=scale.train_iters,
                           batch=scale.train_batch, size=scale.train_size, lr=scale.train_lr,
-                          head_lr_mult=scale.train_head_lr_mult, workers=0, ckpt_every=25, device="cpu")
+                          head_lr_mult=scale.train_head_lr_mult, num_random=scale.train_random, workers=0,
+                          ckpt_every=25, device="cpu")
         train(cfg, resume=ckpt.exists(), given=set(TRAIN_GIVEN))
         state["trained_iters"] = scale.train_iters
         atomic_write_json(state_path, state)
@@ -257,7 +268,24 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
     else:
         print("      skipped in --quick (budget 0)")
 
-    # 8. the table: held-out (report split) mIoU only; the searches selected on the search split
+    # 8. fine-tune each winner at a preset's measured latency and that preset the same way (the seed study's
+    # comparison: both trained, not only inherited weights)
+    t = st.start(f"fine-tune each winner at a preset's measured latency and the preset, {scale.finetune_iters} "
+                 "steps each, same recipe (etf-finetune)")
+    tuned: dict[str, dict[str, Any]] = {}
+    recipe = FinetuneSettings(iters=scale.finetune_iters, lr=scale.finetune_lr, batch=scale.train_batch,
+                              size=scale.train_size)
+    for name in ("topformer-tiny", "topformer-small"):
+        if name in compare and "error" not in compare[name]:
+            short = name.split("-")[1]
+            tuned[name] = finetune_and_compare(ckpt, load_config(compare[name]["best_json"]), PRESETS[name], name,
+                                               data, "synthetic", out / "finetune" / short, reporter, scale.eval_size,
+                                               recipe)
+            st.done(t, f"fine-tuned winner and {name}", out / "finetune" / short)
+    if not tuned:
+        print("      skipped: no comparison search ran" + (" (--quick)" if not scale.compare_budget else ""))
+
+    # 9. the table: held-out (report split) mIoU only; the searches selected on the search split
     st.start("results")
     scorer = ReportScorer(reporter)
     rows = []
@@ -265,31 +293,38 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
         cfg = PRESETS[name]
         rows.append({"model": name, "target_ms": None, "predicted_ms": float(predict([cfg])[0]),
                      "measured_ms": measured[name], "gflops": model_size(cfg, scale.deploy_size, num_classes).flops / 1e9,
-                     "miou": scorer.miou(cfg), "vs": None})
+                     "miou": scorer.miou(cfg), "vs": None,
+                     "ft_miou": tuned[name]["preset"]["miou"] if name in tuned else None})
         if name in compare and "error" not in compare[name]:
-            rows.append(_search_row(f"searched @ {name.split('-')[1]} meas.", compare[name], name))
+            rows.append(_search_row(f"searched @ {name.split('-')[1]} meas.", compare[name], name,
+                                    tuned.get(name), data, reporter))
         elif name in compare:
             print(f"  (no searched row at {name}'s measured latency: {compare[name]['error']})")
         if f"{name} (pred)" in compare:
             rows.append(_search_row(f"searched @ {name.split('-')[1]} pred.", compare[f"{name} (pred)"], name))
-    rows.append(_search_row("searched @ mid meas.", main_summary, "topformer-tiny"))
-    print(f"mIoU: supernet mIoU on the held-out report split of the synthetic val set ({reporter.images} images the "
-          f"searches never saw, {scale.eval_size}px, BN recalibrated); 'vs preset': searched - preset in points with "
-          f"its 95% paired bootstrap interval over those images. Latency in {setting.describe()}, TFLite")
-    print(f"{'model':22s} {'target ms':>9s} {'pred ms':>8s} {'meas ms':>8s} {'vs target':>9s} {'GFLOPs':>7s} "
-          f"{'mIoU %':>7s}  {'vs preset [95% CI]':>32s}")
+    rows.append(_search_row("searched @ mid meas.", main_summary, "topformer-tiny", None, data, reporter))
+    print(f"mIoU on the held-out report split of the synthetic val set ({reporter.images} images the searches never "
+          f"saw). 'inherit': supernet weights, {scale.eval_size}px, BN recalibrated; 'tuned': after "
+          f"{scale.finetune_iters} fine-tuning steps, the same recipe for winner and preset; 'tflite': the exported "
+          f"file in LiteRT at its {scale.deploy_size}px input. 'vs preset': searched - preset in points with its 95% "
+          f"paired bootstrap interval over those images. Latency in {setting.describe()}, TFLite")
+    print(f"{'model':22s} {'target':>7s} {'pred ms':>7s} {'meas ms':>7s} {'vs tgt':>7s} {'GFLOPs':>6s} "
+          f"{'inherit':>7s} {'tuned':>6s} {'tflite':>6s}  {'inherit vs preset':>26s}  {'tuned vs preset':>26s}")
     for r in rows:
         vs = (f"{100 * (r['measured_ms'] - r['target_ms']) / r['target_ms']:+.1f}%"
               if r["target_ms"] and r["measured_ms"] is not None else "")
-        target_txt = f"{r['target_ms']:9.2f}" if r["target_ms"] else f"{'-':>9s}"
-        cmp_txt = f"{fmt_diff(r['vs']['winner_minus_ref'])} vs {r['vs']['ref'].split('-')[1]}" if r["vs"] else ""
-        print(f"{r['model']:22s} {target_txt} {r['predicted_ms']:8.2f} "
-              f"{r['measured_ms'] if r['measured_ms'] is not None else float('nan'):8.2f} {vs:>9s} "
-              f"{r['gflops']:7.3f} {r['miou']:7.2f}  {cmp_txt:>32s}")
+        target_txt = f"{r['target_ms']:7.2f}" if r["target_ms"] else f"{'-':>7s}"
+        ref = r["vs"]["ref"].split("-")[1] if r["vs"] else ""
+        cmp_txt = f"{fmt_diff(r['vs']['winner_minus_ref'])} {ref}" if r["vs"] else ""
+        ft_txt = f"{fmt_diff(r['ft_vs'])} {ref}" if r.get("ft_vs") else ""
+        num = lambda v, w: f"{v:{w}.2f}" if v is not None else f"{'-':>{w}s}"  # noqa: E731
+        print(f"{r['model']:22s} {target_txt} {r['predicted_ms']:7.2f} {num(r['measured_ms'], 7)} {vs:>7s} "
+              f"{r['gflops']:6.3f} {r['miou']:7.2f} {num(r.get('ft_miou'), 6)} {num(r.get('tflite_miou'), 6)}  "
+              f"{cmp_txt:>26s}  {ft_txt:>26s}")
     print("\nartefacts:")
     for what, path in st.artefacts:
         print(f"  {what:60s} {path}")
-    result = {"rows": rows, "artefacts": dict((w, p) for w, p in st.artefacts), "target_ms": target,
+    result = {"rows": rows, "finetuned": tuned, "artefacts": dict((w, p) for w, p in st.artefacts), "target_ms": target,
               "setting": setting.to_dict(),
               "total_s": time.perf_counter() - st.t0, "quick": quick}
     atomic_write_json(out / "demo_summary.json", result)
@@ -297,10 +332,20 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
     return result
 
 
-def _search_row(label: str, s: dict[str, Any], ref: str) -> dict[str, Any]:
-    """A searched winner's row: its report-split mIoU and its difference from preset ``ref`` (the search's own,
-    optimistic, score is kept as ``search_miou``)."""
+def _search_row(label: str, s: dict[str, Any], ref: str, tuned: dict[str, Any] | None, data: Path,
+                reporter: Any) -> dict[str, Any]:
+    """A searched winner's row: its report-split mIoU with inherited and (``tuned``) fine-tuned weights, its
+    differences from preset ``ref``, and the mIoU of its exported .tflite in LiteRT on the same images (the
+    search's own, optimistic, score is kept as ``search_miou``)."""
     rep = s["report"]
-    return {"model": label, "target_ms": s["target"], "predicted_ms": s["best_predicted_ms"],
-            "measured_ms": s.get("measured_ms"), "gflops": s["best_gflops"], "miou": rep["winner"]["miou"],
-            "search_miou": s["best_accuracy"], "vs": {"ref": ref, **rep["refs"][ref]}}
+    row = {"model": label, "target_ms": s["target"], "predicted_ms": s["best_predicted_ms"],
+           "measured_ms": s.get("measured_ms"), "gflops": s["best_gflops"], "miou": rep["winner"]["miou"],
+           "search_miou": s["best_accuracy"], "vs": {"ref": ref, **rep["refs"][ref]},
+           "ft_miou": tuned["searched"]["miou"] if tuned else None,
+           "ft_vs": tuned["searched_minus_preset"] if tuned else None, "tflite_miou": None}
+    if s.get("model_tflite"):
+        from android_bench.evaluate_tflite import evaluate_tflite
+
+        scored = evaluate_tflite(s["model_tflite"], data, "synthetic", "val", image_ids=reporter.image_ids)
+        row["tflite_miou"], row["tflite"] = 100.0 * scored["mIoU"], s["model_tflite"]
+    return row

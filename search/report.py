@@ -15,7 +15,7 @@ from supernet.evaluation.bootstrap import DEFAULT_RESAMPLES, bootstrap_miou_diff
 from supernet.evaluation.metrics import mean_iou
 from supernet.space import ArchConfig
 
-__all__ = ["ReportScorer", "compare_on_report", "report_lines"]
+__all__ = ["ReportScorer", "compare_on_report", "paired_difference", "report_lines"]
 
 
 class ReportScorer:
@@ -37,14 +37,21 @@ class ReportScorer:
 
     def difference(self, a: ArchConfig, b: ArchConfig) -> dict[str, Any]:
         """mIoU(a) - mIoU(b) in points with its paired 95% bootstrap interval over the report images."""
-        r = bootstrap_miou_difference(self.per_image(a), self.per_image(b), self.resamples, self.seed)
-        return {"diff": 100 * r.estimate, "low": 100 * r.low, "high": 100 * r.high, "confidence": r.confidence,
-                "resamples": r.resamples, "images": r.images, "seed": r.seed, "significant": r.excludes_zero()}
+        return paired_difference(self.per_image(a), self.per_image(b), self.resamples, self.seed)
 
     def describe(self) -> dict[str, Any]:
         ev = self.evaluator
         return {"split": getattr(ev, "split", None), "images": ev.images, "resamples": self.resamples,
                 "bootstrap_seed": self.seed}
+
+
+def paired_difference(a: torch.Tensor, b: torch.Tensor, resamples: int = DEFAULT_RESAMPLES,
+                      seed: int = 0) -> dict[str, Any]:
+    """mIoU(a) - mIoU(b) in points with its paired 95% bootstrap interval, from per-image confusion matrices of
+    the same images in the same order (two configs, or two fine-tuned checkpoints)."""
+    r = bootstrap_miou_difference(a, b, resamples, seed)
+    return {"diff": 100 * r.estimate, "low": 100 * r.low, "high": 100 * r.high, "confidence": r.confidence,
+            "resamples": r.resamples, "images": r.images, "seed": r.seed, "significant": r.excludes_zero()}
 
 
 def compare_on_report(scorer: ReportScorer, winner: ArchConfig, refs: Mapping[str, ArchConfig],

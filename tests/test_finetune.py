@@ -94,3 +94,26 @@ def test_cli_finetune_then_eval_reads_the_recorded_architecture(tiny_ckpt: Path,
     assert scored.returncode == 0, scored.stderr
     result = json.loads(scored.stdout)
     assert result["arch"] == ARCH.key() and 0.0 <= result["mIoU"] <= 1.0 and result["images"] == 2
+
+
+def test_finetune_and_compare_scores_both_on_the_report_split_and_reuses_finished_runs(
+        tiny_ckpt: Path, tiny_data: Path, tmp_path: Path) -> None:
+    from search.finetune_compare import FinetuneSettings, finetune_and_compare
+    from supernet.evaluation.evaluator import SubnetEvaluator
+
+    reporter = SubnetEvaluator.from_checkpoint(tiny_ckpt, tiny_data, "synthetic", SIZE, 1, None, 2, split="report")
+    searched = PRESETS["topformer-small"]
+    recipe = FinetuneSettings(iters=1, lr=1e-3, batch=2, size=SIZE)
+    first = finetune_and_compare(tiny_ckpt, searched, ARCH, "topformer-tiny", tiny_data, "synthetic", tmp_path,
+                                 reporter, SIZE, recipe, batch=2, progress=False)
+    assert first["report_images"] == reporter.images > 0
+    assert first["searched"]["key"] == searched.key() and first["preset"]["name"] == "topformer-tiny"
+    d = first["searched_minus_preset"]
+    assert d["low"] <= d["diff"] <= d["high"] and d["images"] == reporter.images
+    assert d["diff"] == pytest.approx(first["searched"]["miou"] - first["preset"]["miou"], abs=1e-6)
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("last.pt")}
+    assert len(stamps) == 2
+    again = finetune_and_compare(tiny_ckpt, searched, ARCH, "topformer-tiny", tiny_data, "synthetic", tmp_path,
+                                 reporter, SIZE, recipe, batch=2, progress=False)
+    assert again["searched"]["miou"] == first["searched"]["miou"]
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("last.pt")} == stamps  # finished runs reused
