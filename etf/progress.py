@@ -43,8 +43,19 @@ def progress_bar(total: int | None, desc: str, enabled: bool = True, **kwargs: A
     if stream.isatty():
         return tqdm(total=total, desc=desc, file=stream, dynamic_ncols=True, **kwargs)
     kwargs.pop("dynamic_ncols", None)
-    return tqdm(total=total, desc=desc, file=_Lines(stream), mininterval=LOG_INTERVAL_S, maxinterval=LOG_INTERVAL_S,
-                ncols=100, ascii=True, **kwargs)
+
+    class LogBar(tqdm):
+        """In a log a postfix change must not print a line (tqdm refreshes on every ``set_postfix``): the
+        postfix rides along with the next timed line."""
+
+        def set_postfix(self, ordered_dict: Any = None, refresh: bool = True, **kw: Any) -> None:
+            super().set_postfix(ordered_dict, refresh=False, **kw)
+
+        def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+            super().set_postfix_str(s, refresh=False)
+
+    return LogBar(total=total, desc=desc, file=_Lines(stream), mininterval=LOG_INTERVAL_S,
+                  maxinterval=LOG_INTERVAL_S, ncols=100, ascii=True, **kwargs)
 
 
 __all__ = ["progress_bar", "LOG_INTERVAL_S"]

@@ -94,7 +94,7 @@ def measure_heldout(setting: Setting, tables_dir: str, n: int, workers: int, bat
     """Make sure ``n`` valid held-out rows exist and return them: expired rows (other table, older window) are
     dropped, fresh subnets are drawn from seeds never used for this table (recorded in the ledger before they
     are measured) and timed with the paired protocol beside TopFormer-Tiny. Atomic write per batch."""
-    from tqdm import tqdm
+    from etf.progress import progress_bar
 
     size = setting.size
     dev = get_device(setting.device)
@@ -115,7 +115,7 @@ def measure_heldout(setting: Setting, tables_dir: str, n: int, workers: int, bat
     cache = str(Path(tables_dir) / "cache")
     ref_nominal = float(tbl.read_ops(tables_dir, setting)["ref_ms"].median())
     ctx = multiprocessing.get_context("spawn")
-    bar = tqdm(total=len(todo), desc="held-out subnets", unit="net", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(len(todo), "held-out subnets", enabled=progress, unit="net")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=ignore_sigint) as pool:
         ref_net = reference_network_path(cache, size, pool, head=setting.head)
         for i in range(0, len(todo), batch):

@@ -77,3 +77,23 @@ def test_progress_lines_in_a_log_are_separate_lines():
     lines.write("\n")
     assert sink.text.splitlines() == ["etf-train:  10%|#  | 1/10 [00:01<00:09,  1.00it/s]",
                                       "etf-train:  20%|## | 2/10 [00:02<00:08,  1.00it/s]"]
+
+
+def test_progress_in_a_log_is_a_line_per_interval_not_per_postfix(monkeypatch) -> None:
+    """In a log file (stderr not a terminal) a bar whose postfix changes every step (training's losses) prints
+    its first and last line, not one line per step (600 lines for a demo's training before this)."""
+    import io
+
+    from etf.progress import progress_bar
+
+    log = io.StringIO()
+    monkeypatch.setattr("sys.stderr", log)
+    bar = progress_bar(500, "etf-train", unit="it")
+    for i in range(500):
+        bar.update(1)
+        bar.set_postfix(loss=f"{1 / (i + 1):.3f}")
+        bar.set_postfix_str(f"step {i}")
+    bar.close()
+    lines = log.getvalue().splitlines()
+    assert 1 <= len(lines) <= 3 and "\r" not in log.getvalue()
+    assert "500/500" in lines[-1]

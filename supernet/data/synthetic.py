@@ -274,9 +274,9 @@ def make_synthetic(out_dir: str | Path, train: int = 400, val: int = 100, size: 
         (tmp / "annotations" / folder).mkdir(parents=True)
     iterator: Any = jobs
     if progress:
-        from tqdm import tqdm
+        from etf.progress import progress_bar
 
-        iterator = tqdm(jobs, desc="drawing scenes", unit="img")
+        iterator = progress_bar(len(jobs), "drawing scenes", iterable=jobs, unit="img")
     for folder, key, index in iterator:
         rng = np.random.default_rng((seed, 0 if key == "train" else 1, index))
         image, label = render_scene(size, classes, rng)
