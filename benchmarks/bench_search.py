@@ -17,7 +17,10 @@ charged the measured cost of every config it evaluated, so the cost split stays 
 
 Variants: ``cd`` starts from the largest feasible preset; ``+anchors`` (etf-search's default) first evaluates the
 feasible presets and the min config and starts from the most accurate; ``@coarse-first`` sweeps stage-level
-coordinates before per-block kernels/expansions. cd and cd-block are deterministic (the seeds only repeat them).
+coordinates before per-block kernels/expansions; ``@shuffled`` sweeps them in a seeded random order. cd and
+cd-block in the space's or coarse-first order are deterministic (the seeds only repeat them, and the table says
+so); ``@shuffled`` makes the seed change the coordinate order, so their spread over seeds is a spread. For a
+spread over the supernet's own training, run the benchmark on supernets trained with different ``etf-train --seed``.
 """
 from __future__ import annotations
 
@@ -43,7 +46,13 @@ from search.objective import Budget  # noqa: E402
 from search.report import ReportScorer, fmt_diff  # noqa: E402
 
 VARIANTS = (*ALGORITHMS, "cd@coarse-first", "cd-block@coarse-first", "cd+anchors", "cd+anchors@coarse-first",
-            "cd-block+anchors")
+            "cd-block+anchors", "cd@shuffled", "cd-block@shuffled", "cd+anchors@shuffled", "cd-block+anchors@shuffled")
+
+
+def deterministic(variant: str) -> bool:
+    """cd / cd-block in the space's or coarse-first order ignore the seed (random, evo and @shuffled do not)."""
+    name, _, order = variant.partition("@")
+    return name.partition("+anchors")[0] in ("cd", "cd-block") and order != "shuffled"
 
 
 def predictor_throughput(latency_fn, n: int = 2000, seed: int = 0) -> dict[str, float]:
@@ -164,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             "accuracy_s_per_run": statistics.mean(r["accuracy_cost_s"] for r in rs),
             "predictor_s_per_run": statistics.mean(r["predictor_s"] for r in rs),
             "predictor_calls_per_run": statistics.mean(r["predictor_calls"] for r in rs),
+            "deterministic": deterministic(algo),
         })
     out = sys.stderr if args.json else sys.stdout  # --json: stdout is one JSON object, the table goes to stderr
     print(f"\nsearch at {target:.2f} ms predicted ({args.device}, {args.size}x{args.size}), budget {args.budget} "
@@ -172,12 +182,15 @@ def main(argv: list[str] | None = None) -> int:
           f"crops); mIoU below = the winners re-scored on the held-out report split ({reporter.images} images); "
           f"'vs {reference}' = winner - {reference}'s winner, seed {args.seeds[0]}, points [95% paired bootstrap "
           f"interval over the report images, {args.bootstrap} resamples]", file=out)
-    head = (f"{'algo':21s} {'report mIoU mean ± std':>22s} {'min..max':>13s} {'vs ' + reference + ' [95% CI]':>30s} "
+    head = (f"{'algo':28s} {'report mIoU mean ± std':>15s} {'min..max':>13s} {'vs ' + reference + ' [95% CI]':>30s} "
             f"{'evals-to-best':>14s} {'pred ms':>14s} {'acc-eval s/run':>14s} {'pred s/run':>10s} "
             f"{'pred calls/run':>14s}")
     print(head, file=out)
+    print("(det.) = deterministic variant: every seed repeats the same run, so its ± is 0 by construction, not a "
+          "measured spread; @shuffled variants vary the coordinate order with the seed", file=out)
     for row in table:
-        print(f"{row['algo']:21s} {row['best_miou_mean']:14.2f} ± {row['best_miou_std']:5.2f} "
+        label = row["algo"] + (" (det.)" if row["deterministic"] else "")
+        print(f"{label:28s} {row['best_miou_mean']:7.2f} ± {row['best_miou_std']:5.2f} "
               f"{row['best_miou_min']:6.2f}..{row['best_miou_max']:<6.2f} {fmt_diff(row['vs_reference']):>30s} "
               f"{row['evals_to_best']:>14s} "
               f"{row['best_pred_ms']:>14s} {row['accuracy_s_per_run']:14.1f} {row['predictor_s_per_run']:10.3f} "

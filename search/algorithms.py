@@ -70,7 +70,7 @@ def run_search(algo: str, accuracy_fn: AccuracyFn, latency_fn: LatencyFn, target
 
     Deterministic for a deterministic accuracy function (or a ``cache`` holding the previous run's values),
     the same ``seed`` and an evaluation budget: that is what makes a killed search resumable from its log.
-    ``order`` is the coordinate sweep order of cd / cd-block ('space' or 'coarse-first'); ``anchors`` makes them
+    ``order`` is the coordinate sweep order of cd / cd-block ('space', 'coarse-first' or 'shuffled' by ``seed``); ``anchors`` makes them
     start from the most accurate feasible preset / min config instead of the largest feasible preset."""
     if algo not in ALGORITHMS:
         raise EtfError(f"unknown search algorithm {algo!r}; use one of {', '.join(ALGORITHMS)}")
@@ -82,9 +82,11 @@ def run_search(algo: str, accuracy_fn: AccuracyFn, latency_fn: LatencyFn, target
     obj = Objective(accuracy_fn, latency_fn, target, budget=budget, algo=algo, cache=cache, on_evaluate=on_evaluate)
     phases: list[Phase] = []
     if algo == "cd":
-        _, phases, reason = coordinate_descent(obj, space, start, presets, unit=unit, order=order, anchors=anchors)
+        _, phases, reason = coordinate_descent(obj, space, start, presets, unit=unit, order=order, anchors=anchors,
+                                               seed=seed)
     elif algo == "cd-block":
-        _, phases, reason = block_coordinate_descent(obj, space, start, presets, unit=unit, order=order, anchors=anchors)
+        _, phases, reason = block_coordinate_descent(obj, space, start, presets, unit=unit, order=order,
+                                                     anchors=anchors, seed=seed)
     elif algo == "random":
         _, reason = random_search(obj, space, seed, unit=unit)
     else:

@@ -9,6 +9,7 @@ CNN part and the whole ViT part, each run to convergence, as the study did. Pure
 """
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -33,8 +34,10 @@ def is_cnn_coordinate(coord: str) -> bool:
 
 
 #: Sweep orders: the space's own (stem, each stage's width, depth, per-block kernels/expansions, ViT stages,
-#: decoder) or coarse-first (every stage-level coordinate first, per-block kernels and expansions last).
-ORDERS = ("space", "coarse-first")
+#: decoder), coarse-first (every stage-level coordinate first, per-block kernels and expansions last) or
+#: shuffled (a seeded permutation of the stage-level coordinates, then of the per-block ones: the same search
+#: from another order, so that repeated runs of a deterministic algorithm show a spread that means something).
+ORDERS = ("space", "coarse-first", "shuffled")
 
 
 def is_per_block(coord: str) -> bool:
@@ -42,13 +45,19 @@ def is_per_block(coord: str) -> bool:
     return coord.count(".") == 3
 
 
-def ordered(coords: list[str], order: str) -> list[str]:
-    """``coords`` in sweep order. Depth coordinates always precede the per-block ones they create, so a move
-    never shifts the coordinates before the current position."""
+def ordered(coords: list[str], order: str, seed: int = 0) -> list[str]:
+    """``coords`` in sweep order (``seed`` picks the permutation of 'shuffled'). Depth coordinates always precede
+    the per-block ones they create, so a move never shifts the coordinates before the current position."""
     if order == "space":
         return coords
     if order == "coarse-first":
         return [c for c in coords if not is_per_block(c)] + [c for c in coords if is_per_block(c)]
+    if order == "shuffled":
+        rng = random.Random(seed)
+        coarse, fine = [c for c in coords if not is_per_block(c)], [c for c in coords if is_per_block(c)]
+        rng.shuffle(coarse)
+        rng.shuffle(fine)
+        return coarse + fine
     raise EtfError(f"unknown sweep order {order!r}; use one of {', '.join(ORDERS)}")
 
 
@@ -178,7 +187,7 @@ def best_along(objective: Objective, space: SearchSpace, incumbent: ArchConfig, 
 
 
 def sweep(objective: Objective, space: SearchSpace, incumbent: ArchConfig,
-          include: CoordFilter = lambda c: True, order: str = "space") -> tuple[ArchConfig, bool]:
+          include: CoordFilter = lambda c: True, order: str = "space", seed: int = 0) -> tuple[ArchConfig, bool]:
     """One pass over the coordinates accepted by ``include``; returns the new incumbent and whether it moved.
 
     The coordinate list is re-read after each move (a new depth adds or removes per-block coordinates after
@@ -186,7 +195,7 @@ def sweep(objective: Objective, space: SearchSpace, incumbent: ArchConfig,
     moved = False
     i = 0
     while True:
-        coords = ordered([c for c in space.coordinates(incumbent) if include(c)], order)
+        coords = ordered([c for c in space.coordinates(incumbent) if include(c)], order, seed)
         if i >= len(coords):
             return incumbent, moved
         new = best_along(objective, space, incumbent, coords[i])
@@ -197,7 +206,7 @@ def sweep(objective: Objective, space: SearchSpace, incumbent: ArchConfig,
 
 def _descend(objective: Objective, space: SearchSpace, incumbent: ArchConfig,
              blocks: Sequence[tuple[str, CoordFilter]], phases: list[Phase], max_sweeps: int,
-             order: str) -> ArchConfig:
+             order: str, seed: int = 0) -> ArchConfig:
     """Run each block to convergence in turn; stop after a round in which no block improved."""
     while True:
         round_improved = False
@@ -205,7 +214,7 @@ def _descend(objective: Objective, space: SearchSpace, incumbent: ArchConfig,
             phase = Phase(name, objective.evaluations)
             phases.append(phase)
             while phase.sweeps < max_sweeps:
-                incumbent, moved = sweep(objective, space, incumbent, include, order)
+                incumbent, moved = sweep(objective, space, incumbent, include, order, seed)
                 phase.sweeps += 1
                 phase.end_evaluations = objective.evaluations
                 if not moved:
@@ -219,7 +228,8 @@ def _descend(objective: Objective, space: SearchSpace, incumbent: ArchConfig,
 def coordinate_descent(objective: Objective, space: SearchSpace = TABLE1, start: ArchConfig | None = None,
                        presets: Mapping[str, ArchConfig] | None = None,
                        blocks: Sequence[tuple[str, CoordFilter]] = (("all", lambda c: True),),
-                       max_sweeps: int = 50, unit: str = "ms", order: str = "space", anchors: bool = False
+                       max_sweeps: int = 50, unit: str = "ms", order: str = "space", anchors: bool = False,
+                       seed: int = 0
                        ) -> tuple[ArchConfig, list[Phase], str]:
     """Coordinate descent from a feasible start; returns (incumbent, phases, stop reason).
 
@@ -236,7 +246,7 @@ def coordinate_descent(objective: Objective, space: SearchSpace = TABLE1, start:
             for cfg in feasible_anchors(objective, space, presets):
                 if objective.score(cfg) > objective.score(incumbent):
                     incumbent = cfg
-        incumbent = _descend(objective, space, incumbent, blocks, phases, max_sweeps, order)
+        incumbent = _descend(objective, space, incumbent, blocks, phases, max_sweeps, order, seed)
     except BudgetExhausted as exc:
         if phases:
             phases[-1].end_evaluations = objective.evaluations
@@ -246,12 +256,12 @@ def coordinate_descent(objective: Objective, space: SearchSpace = TABLE1, start:
 
 def block_coordinate_descent(objective: Objective, space: SearchSpace = TABLE1, start: ArchConfig | None = None,
                              presets: Mapping[str, ArchConfig] | None = None, max_sweeps: int = 50,
-                             unit: str = "ms", order: str = "space", anchors: bool = False
+                             unit: str = "ms", order: str = "space", anchors: bool = False, seed: int = 0
                              ) -> tuple[ArchConfig, list[Phase], str]:
     """cd-block: coordinate descent over the whole CNN part to convergence, then the whole ViT part, alternating
     until a round improves neither (the Efficient-TopFormer study's schedule)."""
     return coordinate_descent(objective, space, start, presets, CNN_VIT_BLOCKS, max_sweeps, unit, order,
-                              anchors)
+                              anchors, seed)
 
 
 __all__ = [

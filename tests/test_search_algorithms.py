@@ -60,7 +60,8 @@ def test_every_evaluated_config_is_feasible_and_budget_is_respected(algo):
         TABLE1.validate(r.cfg)
 
 
-@pytest.mark.parametrize("algo, order", [("cd", "space"), ("cd-block", "space"), ("cd", "coarse-first")])
+@pytest.mark.parametrize("algo, order", [("cd", "space"), ("cd-block", "space"), ("cd", "coarse-first"),
+                                         ("cd", "shuffled")])
 def test_incumbent_never_gets_worse(algo, order):
     res = run_search(algo, ProxyAccuracy(), gflops, TARGET, budget=Budget(max_evals=60), unit="GFLOPs", order=order)
     bests = [(r.accuracy, -r.latency) for r in res.records if r.is_best]
@@ -226,6 +227,18 @@ def test_coarse_first_order_sweeps_stage_level_coordinates_before_per_block_ones
                               if any(a.depth == b.depth and (a.kernels != b.kernels or a.expansions != b.expansions)
                                      and a.width == b.width for a, b in zip(r.cfg.stages, res.records[0].cfg.stages)))
     assert any(r.cfg.vits != res.records[0].cfg.vits for r in res.records[1:first_block_change])
+
+
+def test_shuffled_order_is_a_seeded_permutation_that_changes_the_search():
+    coords = TABLE1.coordinates(PRESETS["topformer-small"])
+    a, b = ordered(coords, "shuffled", 0), ordered(coords, "shuffled", 1)
+    assert sorted(a) == sorted(coords) and a == ordered(coords, "shuffled", 0) and a != b
+    first_fine = next(i for i, c in enumerate(a) if is_per_block(c))  # depths before the blocks they create
+    assert all(is_per_block(c) for c in a[first_fine:]) and not any(is_per_block(c) for c in a[:first_fine])
+    runs = [run_search("cd", ProxyAccuracy(), gflops, TARGET, budget=Budget(max_evals=40), unit="GFLOPs",
+                       order="shuffled", seed=seed) for seed in (0, 1, 0)]
+    paths = [[r.key for r in res.records] for res in runs]
+    assert paths[0] == paths[2] and paths[0] != paths[1]  # the seed, and only the seed, changes the path
 
 
 @pytest.mark.parametrize("algo", ["cd", "cd-block"])

@@ -62,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "sampling; evo: evolution (OFA-style). cd-block tied cd at 60 evaluations and beat it by "
                         "1.3 mIoU points at 200 (search/RESULTS.md) [cd-block]")
     p.add_argument("--order", default="space", choices=ORDERS,
-                   help="cd sweep order: the space's (each stage: width, depth, its blocks) or coarse-first "
-                        "(all stage-level coordinates, then per-block kernels/expansions) [space]")
+                   help="cd sweep order: the space's (each stage: width, depth, its blocks), coarse-first "
+                        "(all stage-level coordinates, then per-block kernels/expansions) or shuffled (a --seed "
+                        "permutation of each group) [space]")
     p.add_argument("--no-anchors", action="store_true",
                    help="cd/cd-block: start from the largest preset that meets the target, without first evaluating "
                         "the other feasible presets and the min config (default: start from the most accurate of them)")
