@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -47,18 +48,32 @@ def converter_version() -> str:
     return f"{versions}-src{source_digest(CONVERSION_SOURCES)[:12]}-op{OPERATOR_EXPORT_REV}"
 
 
-def cache_path(cache_dir: str | Path, key: str) -> Path:
-    """Where the converted ``.tflite`` of operator ``key`` lives in the cache."""
-    digest = hashlib.sha256(f"{converter_version()}|{key}".encode()).hexdigest()[:24]
+def cache_path(cache_dir: str | Path, key: str, precision: str = "fp32") -> Path:
+    """Where the converted ``.tflite`` of operator ``key`` at ``precision`` lives in the cache (fp32 names are
+    those of caches written before precisions existed)."""
+    name = f"{converter_version()}|{key}" + ("" if precision == "fp32" else f"|{precision}")
+    digest = hashlib.sha256(name.encode()).hexdigest()[:24]
     return Path(cache_dir) / f"{digest}.tflite"
 
 
-def export_operator(op: Operator, path: str | Path) -> Path:
-    """Build ``op`` alone (random weights and BatchNorms, eval mode) and write it as a NHWC ``.tflite`` at ``path``.
+def export_operator(op: Operator, path: str | Path, precision: str = "fp32") -> Path:
+    """Build ``op`` alone (random weights and BatchNorms, eval mode) and write it as a NHWC ``.tflite`` at ``path``,
+    quantized to ``precision`` (fp16 weights, or int8 with ranges from seeded noise: timing only) like a shipped
+    file of that precision.
 
     BatchNorms are randomised as for an untrained whole-network export: a zero-initialised BN would let the
     converter delete the branch it ends, and the table would time an operator the trained network does not have.
     """
+    if precision != "fp32":
+        from android_bench.export.quantize import quantize_for_latency
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=path.parent) as work:  # only the quantized file is kept
+            fp32 = export_operator(op, Path(work) / "fp32.tflite")
+            with atomic_path(path) as tmp:
+                quantize_for_latency(fp32, tmp, precision)
+        return path
     from android_bench.export.deploy import randomize_batchnorm_
     from android_bench.export.convert import export_tflite, quiet_converter
 
@@ -82,8 +97,9 @@ def export_operator(op: Operator, path: str | Path) -> Path:
     return path
 
 
-def convert_cached(key: str, path: str) -> tuple[str, str, float]:
-    """Worker entry point: convert operator ``key`` to ``path`` (its cache file) unless there; (key, path, s)."""
+def convert_cached(key: str, path: str, precision: str = "fp32") -> tuple[str, str, float]:
+    """Worker entry point: convert operator ``key`` at ``precision`` to ``path`` (its cache file) unless there;
+    (key, path, s)."""
     import time
 
     from latency.operators import parse_key
@@ -93,7 +109,7 @@ def convert_cached(key: str, path: str) -> tuple[str, str, float]:
         return key, str(path), 0.0
     start = time.perf_counter()
     with contextlib.suppress(FileExistsError):
-        export_operator(parse_key(key), path)
+        export_operator(parse_key(key), path, precision)
     return key, str(path), time.perf_counter() - start
 
 

@@ -94,21 +94,22 @@ def measure_paired(device: Any, models: Sequence[str | Path], reference_model: s
     return summarize_rounds(len(models), timings, runs)
 
 
-def reference_network_path(cache_dir: str | Path, size: int, pool: Any = None, head: str | None = None) -> Path:
+def reference_network_path(cache_dir: str | Path, size: int, pool: Any = None, head: str | None = None,
+                           precision: str = "fp32") -> Path:
     """The whole-network reference of a setting: TopFormer-Tiny deployed at ``size`` with output ``head``
-    (default: the default head), converted once and cached."""
+    (default: the default head) and ``precision``, converted once and cached."""
     from latency.profile import convert_network_worker, network_path
     from supernet.heads import DEFAULT_HEAD
     from supernet.presets import PRESETS
 
     cfg, head = PRESETS[REFERENCE_PRESET], head or DEFAULT_HEAD
-    path = network_path(str(cache_dir), cfg, size, head)
+    path = network_path(str(cache_dir), cfg, size, head, precision)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         if pool is not None:
-            pool.submit(convert_network_worker, cfg.to_json(indent=None), size, str(path), head).result()
+            pool.submit(convert_network_worker, cfg.to_json(indent=None), size, str(path), head, precision).result()
         else:
-            convert_network_worker(cfg.to_json(indent=None), size, str(path), head)
+            convert_network_worker(cfg.to_json(indent=None), size, str(path), head, precision)
     return path
 
 

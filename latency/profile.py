@@ -186,13 +186,14 @@ class Profiler:
     def convert(self, keys: Sequence[str]) -> tuple[dict[str, Path], dict[str, str], float, float, int]:
         """Convert ``keys`` into the cache in parallel: (paths, failures, wall s, summed worker s, converted)."""
         cache = self.s.cache()
-        paths = {k: cache_path(cache, k) for k in keys}
+        paths = {k: cache_path(cache, k, self.s.precision) for k in keys}
         todo = [k for k in keys if not paths[k].exists()]
         failures: dict[str, str] = {}
         start, cpu = time.monotonic(), 0.0
         if todo:
             with sigint_ignored():
-                futures = {self._workers().submit(convert_cached, k, str(paths[k])): k for k in todo}
+                futures = {self._workers().submit(convert_cached, k, str(paths[k]), self.s.precision): k
+                           for k in todo}
             for fut in as_completed(futures):
                 try:
                     _, _, secs = fut.result()
@@ -206,7 +207,8 @@ class Profiler:
 
     # -- measurement ------------------------------------------------------------------------------------------
     def _measure_on(self, dev, paths: list[Path], interleave: bool = False) -> tuple[list[Any], list[float]]:
-        return measure_with_reference(dev, cache_path(self.s.cache(), self.ref.key), paths, runs=self.s.runs,
+        return measure_with_reference(dev, cache_path(self.s.cache(), self.ref.key, self.s.precision), paths,
+                                      runs=self.s.runs,
                                       warmup=self.s.warmup, threads=self.settings[dev.name].threads,
                                       interleave=interleave)
 
@@ -402,8 +404,9 @@ class Profiler:
                 break
             chunk = todo[i:i + max(1, self.s.workers)]
             paths, wall = convert_networks([c for _, c in chunk], self.s.size, self.s.cache(), self._workers(),
-                                           head=self.s.head)
-            ref_net = reference_network_path(self.s.cache(), self.s.size, self._workers(), head=self.s.head)
+                                           head=self.s.head, precision=self.s.precision)
+            ref_net = reference_network_path(self.s.cache(), self.s.size, self._workers(), head=self.s.head,
+                                             precision=self.s.precision)
             t0 = time.monotonic()
             results = self._measure_paired_all(paths, ref_net)
             meas = time.monotonic() - t0
@@ -458,13 +461,16 @@ def e2e_row(setting: Setting, seed: int | None, cfg, res: PairedResult, ref_ms: 
             "ref_net_ms": res.ref_ms, "ratio": res.ratio}
 
 
-def network_path(cache_dir: str, cfg, size: int, head: str = DEFAULT_HEAD) -> Path:
-    """Cache location of the deployed network of ``cfg`` at ``size`` with output ``head``."""
-    return Path(cache_dir) / "nets" / f"{cfg.key()}_{size}_{head}_{converter_version()}.tflite"
+def network_path(cache_dir: str, cfg, size: int, head: str = DEFAULT_HEAD, precision: str = "fp32") -> Path:
+    """Cache location of the deployed network of ``cfg`` at ``size`` with output ``head`` and ``precision``."""
+    tag = "" if precision == "fp32" else f"_{precision}"
+    return Path(cache_dir) / "nets" / f"{cfg.key()}_{size}_{head}{tag}_{converter_version()}.tflite"
 
 
-def convert_network_worker(arch_json: str, size: int, path: str, head: str = DEFAULT_HEAD) -> float:
-    """Worker entry point: export ``Deployed(TopFormer(cfg), head)`` at ``size`` to ``path``; returns seconds."""
+def convert_network_worker(arch_json: str, size: int, path: str, head: str = DEFAULT_HEAD,
+                           precision: str = "fp32") -> float:
+    """Worker entry point: export ``Deployed(TopFormer(cfg), head)`` at ``size`` to ``path`` (quantized to
+    ``precision`` for timing, :func:`android_bench.export.quantize.quantize_for_latency`); returns seconds."""
     import torch
 
     from android_bench.export.deploy import randomize_batchnorm_
@@ -476,18 +482,30 @@ def convert_network_worker(arch_json: str, size: int, path: str, head: str = DEF
     start = time.perf_counter()
     torch.manual_seed(0)
     net = randomize_batchnorm_(TopFormer(ArchConfig.from_json(arch_json)))  # as an untrained etf-export does
-    export_tflite(Deployed(net, head), (1, 3, size, size), path)
+    if precision == "fp32":
+        export_tflite(Deployed(net, head), (1, 3, size, size), path)
+        return time.perf_counter() - start
+    import tempfile
+
+    from android_bench.export.quantize import quantize_for_latency
+    from etf.common import atomic_path
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=Path(path).parent) as work:
+        fp32 = export_tflite(Deployed(net, head), (1, 3, size, size), Path(work) / "fp32.tflite")
+        with atomic_path(path) as tmp:
+            quantize_for_latency(fp32, tmp, precision)
     return time.perf_counter() - start
 
 
 def convert_networks(cfgs: Sequence, size: int, cache_dir: str, pool: ProcessPoolExecutor,
-                     head: str = DEFAULT_HEAD) -> tuple[list[Path], float]:
+                     head: str = DEFAULT_HEAD, precision: str = "fp32") -> tuple[list[Path], float]:
     """Convert whole networks with output ``head`` in the worker pool (cached); returns their paths and the wall
     seconds."""
     start = time.monotonic()
-    paths = [network_path(cache_dir, c, size, head) for c in cfgs]
+    paths = [network_path(cache_dir, c, size, head, precision) for c in cfgs]
     with sigint_ignored():
-        futs = [pool.submit(convert_network_worker, c.to_json(indent=None), size, str(p), head)
+        futs = [pool.submit(convert_network_worker, c.to_json(indent=None), size, str(p), head, precision)
                 for c, p in zip(cfgs, paths) if not p.exists()]
     for f in futs:
         f.result()

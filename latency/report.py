@@ -117,10 +117,11 @@ def measure_heldout(setting: Setting, tables_dir: str, n: int, workers: int, bat
     ctx = multiprocessing.get_context("spawn")
     bar = progress_bar(len(todo), "held-out subnets", enabled=progress, unit="net")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=ignore_sigint) as pool:
-        ref_net = reference_network_path(cache, size, pool, head=setting.head)
+        ref_net = reference_network_path(cache, size, pool, head=setting.head, precision=setting.precision)
         for i in range(0, len(todo), batch):
             chunk = todo[i:i + batch]
-            paths, _ = convert_networks([c for _, c in chunk], size, cache, pool, head=setting.head)
+            paths, _ = convert_networks([c for _, c in chunk], size, cache, pool, head=setting.head,
+                                        precision=setting.precision)
             results = measure_paired(dev, paths, ref_net, rounds=rounds, runs=max(1, runs // rounds), warmup=warmup,
                                      threads=setting.threads)
             new = pd.DataFrame([{**e2e_row(setting, s, c, res, ref_nominal, "heldout"), "table_fingerprint": fp}

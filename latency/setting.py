@@ -97,11 +97,11 @@ class Setting:
 
 
 def available_precisions() -> tuple[str, ...]:
-    """Precisions the conversion in this checkout can produce: fp32, plus fp16/int8 once
-    ``android_bench.export.convert.export_tflite`` takes a ``precision`` argument."""
-    from android_bench.export.convert import export_tflite
+    """Precisions the profiler can convert operators to: every one that
+    ``latency.export_op.export_operator`` takes (fp32, fp16 weights, int8 through ai-edge-quantizer)."""
+    from latency.export_op import export_operator
 
-    if "precision" in inspect.signature(export_tflite).parameters:
+    if "precision" in inspect.signature(export_operator).parameters:
         return PRECISIONS
     return (DEFAULT_PRECISION,)
 

@@ -54,7 +54,7 @@ def gflops_fn(size: int, num_classes: int) -> LatencyFn:
 
 
 def load_evaluator(checkpoint: str | Path, data_root: str | Path, dataset: str, size: int, n_calib: int, n_val: int,
-                   batch: int, report_fraction: float = 0.5, split_seed: int = 0) -> Any:
+                   batch: int, report_fraction: float = 0.5, split_seed: int = 0, device: str = "cpu") -> Any:
     """A ``SubnetEvaluator`` (mIoU % after BN recalibration, cached) over the trained supernet: ``n_calib``
     calibration batches of ``batch`` training crops, the first ``n_val`` images of the validation set's
     ``search`` split (``report_fraction`` of the images, chosen by a seeded hash of their ids, are held out for
@@ -65,7 +65,7 @@ def load_evaluator(checkpoint: str | Path, data_root: str | Path, dataset: str, 
         raise EtfError(f"dataset folder not found: {data_root}")
     from supernet.evaluation.evaluator import SubnetEvaluator
 
-    return SubnetEvaluator.from_checkpoint(checkpoint, data_root, dataset, size, n_calib, n_val, batch,
+    return SubnetEvaluator.from_checkpoint(checkpoint, data_root, dataset, size, n_calib, n_val, batch, device=device,
                                            split="search", report_fraction=report_fraction, split_seed=split_seed)
 
 
@@ -110,17 +110,29 @@ def subnet_weights(cfg: ArchConfig, evaluator: Any, path: str | Path) -> Path:
     return path
 
 
+#: Images that calibrate an int8 winner's activation ranges (from the user's training split).
+WINNER_CALIB_IMAGES = 64
+
+
 def export_winner(cfg: ArchConfig, out_dir: str | Path, size: int, evaluator: Any | None, num_classes: int,
-                  progress: Callable[[str], None] | None = None, head: str = "logits8") -> Path:
-    """Export ``cfg`` with output ``head`` to ``out_dir/model.tflite`` through the project's deploy path
-    (``android_bench.export.convert.export_subnet``: fidelity-checked, atomic), with the weights the search scored: the subnet
-    extracted from the evaluator's supernet after BN recalibration (``out_dir/subnet.pt``); random weights
-    without an evaluator (latency does not depend on them)."""
+                  progress: Callable[[str], None] | None = None, head: str = "logits8", precision: str = "fp32",
+                  calib_data: tuple[str | Path, str] | None = None) -> Path:
+    """Export ``cfg`` with output ``head`` and ``precision`` to ``out_dir/model.tflite`` through the project's
+    deploy path (``android_bench.export.convert.export_subnet``: fidelity-checked, atomic), with the weights the
+    search scored: the subnet extracted from the evaluator's supernet after BN recalibration
+    (``out_dir/subnet.pt``); random weights without an evaluator (latency does not depend on them). An int8
+    file is calibrated on ``calib_data`` ((folder, dataset) of the user's images) when given, else on seeded
+    noise (timing-only files)."""
+    from android_bench.export.calib_data import dataset_calibration, noise_calibration
     from android_bench.export.convert import export_subnet
 
     weights = subnet_weights(cfg, evaluator, Path(out_dir) / "subnet.pt") if evaluator is not None else None
+    quant = None
+    if precision != "fp32":
+        quant = (dataset_calibration(calib_data[0], calib_data[1], size, WINNER_CALIB_IMAGES) if calib_data
+                 else noise_calibration(size, 8))
     res = export_subnet(cfg, out_dir, size, weights=weights, num_classes=num_classes, onnx=False, progress=progress,
-                        head=head)
+                        head=head, precision=precision, quant_calibration=quant)
     return Path(res.files["tflite"])
 
 

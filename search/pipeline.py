@@ -156,12 +156,37 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
     """Run the search job; returns the summary (also written to ``job.out/summary.json``).
 
     ``evaluator`` scores the search split; ``reporter`` (an evaluator on the report split, built from ``job.data``
-    when None and ``job.data`` is set) re-scores the winner and the presets for ``summary["report"]``."""
-    import os
+    when None and ``job.data`` is set) re-scores the winner and the presets for ``summary["report"]``.
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise EtfError("etf-search is not rank-aware yet (every rank would write the log and benchmark the winner): "
-                       "run it as one process; SubnetEvaluator itself shards images under torchrun")
+    Under ``torchrun`` every rank runs the same search: the evaluators deal the validation images out over the
+    ranks and all-reduce the confusion matrices, so every rank sees the same mIoU and takes the same steps.
+    Rank 0 alone writes (log, best.json, plot, summary), exports, measures and refits the predictor, and
+    broadcasts what it measured and the refitted predictor, so the other ranks follow the same refinement."""
+    from supernet.training.distributed import init_from_env, shutdown
+
+    info = init_from_env("cpu" if not _wants_gpu() else None)
+    try:
+        return _run_job(job, info, evaluator=evaluator, predictor=predictor, device=device,
+                        say=say if info.is_main else _silent, progress=progress and info.is_main, reporter=reporter)
+    finally:
+        shutdown(info)
+
+
+def _silent(*_: Any, **__: Any) -> None:
+    """``say`` of ranks other than 0."""
+
+
+def _wants_gpu() -> bool:
+    """Evaluate on the GPUs (NCCL) when torchrun starts the search on a machine that has them."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _run_job(job: SearchJob, info: Any, *, evaluator: Any, predictor: Any, device: Any, say: Callable[[str], None],
+             progress: bool, reporter: Any) -> dict[str, Any]:
+    from supernet.training.distributed import barrier, broadcast_object
+
     if job.algo not in ALGORITHMS:
         raise EtfError(f"unknown search algorithm {job.algo!r}; use one of {', '.join(ALGORITHMS)}")
     if job.target <= 0:
@@ -200,15 +225,20 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
         if job.supernet is None or job.data is None:
             raise EtfError("give --supernet CKPT and --data PATH (the accuracy signal is the supernet's mIoU)")
         evaluator = pieces.load_evaluator(job.supernet, job.data, job.dataset, job.eval_size, job.n_calib, job.n_val,
-                                          job.batch, job.report_fraction, job.split_seed)
+                                          job.batch, job.report_fraction, job.split_seed,
+                                          device=f"cuda:{info.local_rank}" if info.enabled and _wants_gpu() else "cpu")
     num_classes = evaluator.num_classes
     if job.unit == "GFLOPs":
         constraint = pieces.gflops_fn(job.size, num_classes)
     accuracy = pieces.evaluator_accuracy_fn(evaluator)
 
-    out.mkdir(parents=True, exist_ok=True)
-    _check_meta(out, _accuracy_settings(job, evaluator))
-    log = SearchLog(out / "search_log.csv")
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        _check_meta(out, _accuracy_settings(job, evaluator))
+        log = SearchLog(out / "search_log.csv")
+    barrier(info)  # the other ranks read the log rank 0 validated (and, if torn, rewrote)
+    if not info.is_main:
+        log = SearchLog(out / "search_log.csv")
     ms_of = (lambda c: float(predict_ms([c])[0])) if predict_ms is not None else (lambda c: None)
     gflops_of = lambda c: model_size(c, job.size, num_classes).flops / 1e9  # noqa: E731
 
@@ -216,7 +246,7 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
     refs: dict[str, dict[str, Any]] = {}
     if job.evaluate_presets:
         ref_obj = Objective(accuracy, constraint, float("inf"), budget=Budget(None), algo="preset", cache=log.cache(),
-                            on_evaluate=log.writer("presets", ms_of, gflops_of))
+                            on_evaluate=log.writer("presets", ms_of, gflops_of) if info.is_main else None)
         for name, cfg in PRESETS.items():
             lat = ref_obj.latency(cfg)
             if not ref_obj.seen(cfg) and cfg.key() not in log.cache():
@@ -233,7 +263,7 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
         run_label = label if not refinements else f"{label}+refit{len(refinements)}"
         try:
             result, best = _search(job, run_label, job.target, accuracy, constraint, start_cfg, log, ms_of,
-                                   gflops_of, progress)
+                                   gflops_of, progress, info.is_main)
         except EtfError as exc:
             if result is None:
                 raise
@@ -260,15 +290,19 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
             f"({result.predictor_calls_per_s:,.0f} configs/s)")
         if not (job.export and job.unit == "ms"):
             if job.export:
-                summary.update(_export_and_measure(job, best, out, evaluator, predictor, device, num_classes, say,
-                                                   summary["best_predicted_ms"], setting))
+                measured = (_export_and_measure(job, best, out, evaluator, predictor, device, num_classes, say,
+                                                summary["best_predicted_ms"], setting) if info.is_main else None)
+                summary.update(broadcast_object(measured, info))
             break
-        summary.update(_export_and_measure(job, best, out, evaluator, predictor, device, num_classes, say,
-                                           summary["best_predicted_ms"], setting))
+        measured = (_export_and_measure(job, best, out, evaluator, predictor, device, num_classes, say,
+                                        summary["best_predicted_ms"], setting) if info.is_main else None)
+        summary.update(broadcast_object(measured, info))
         # the closed loop: the measured winner joins the setting's end-to-end table, the correction is refitted
-        refitted = pieces.record_and_refit(job.tables, setting,
-                                           [(best, summary["measured_ms"], summary["measured_std_ms"], job.runs,
-                                             summary["reference_ms"], summary["measured_ratio"])], "winner")
+        refitted = (pieces.record_and_refit(job.tables, setting,
+                                            [(best, summary["measured_ms"], summary["measured_std_ms"], job.runs,
+                                              summary["reference_ms"], summary["measured_ratio"])], "winner")
+                    if info.is_main else None)
+        refitted = broadcast_object(refitted, info)  # every rank searches again under the same predictor
         step = {"round": len(refinements), "best_key": best.key(), "best_accuracy": result.best_accuracy,
                 "predicted_ms": summary["best_predicted_ms"], "measured_ms": summary["measured_ms"],
                 "reference_ms": summary["reference_ms"], "ratio": summary["measured_ratio"],
@@ -303,7 +337,10 @@ def run_job(job: SearchJob, *, evaluator: Any = None, predictor: Any = None, dev
                                               result.best_accuracy)
         for line in report_lines(summary["report"], {n: r["feasible"] for n, r in refs.items()} or None):
             say(line)
-    atomic_write_json(out / "summary.json", summary)
+    summary["world_size"] = info.world_size
+    if info.is_main:
+        atomic_write_json(out / "summary.json", summary)
+    barrier(info)
     return summary
 
 
@@ -324,11 +361,13 @@ def refine_stop(measured_ms: float, target: float, rounds_done: int, round_limit
 
 
 def _search(job: SearchJob, label: str, target: float, accuracy, constraint, start_cfg, log: SearchLog, ms_of,
-            gflops_of, progress: bool) -> tuple[SearchResult, ArchConfig]:
-    """One search run under ``target`` (resumable from ``log``); writes best.json and pareto.png."""
+            gflops_of, progress: bool, writes: bool = True) -> tuple[SearchResult, ArchConfig]:
+    """One search run under ``target`` (resumable from ``log``); writes best.json and pareto.png (``writes``:
+    only rank 0 under torchrun)."""
     out = Path(job.out)
     bar = _Progress(job.budget, f"{job.algo} search", progress)
-    on_eval = log.writer(run_id(label, target, job.unit, job.seed, job.budget), ms_of, gflops_of)
+    on_eval = (log.writer(run_id(label, target, job.unit, job.seed, job.budget), ms_of, gflops_of) if writes
+               else (lambda rec: None))
 
     def on_evaluate(rec: EvalRecord) -> None:
         on_eval(rec)
@@ -342,9 +381,10 @@ def _search(job: SearchJob, label: str, target: float, accuracy, constraint, sta
     finally:
         bar.close()
     best = result.best
-    save_config(best, out / "best.json")
-    plot_pareto(log.rows, out / "pareto.png", target=job.target, best_key=best.key(), presets=PRESETS,
-                unit=job.unit, title=f"{label}: {result.evaluations} evaluations, target {job.target:g} {job.unit}")
+    if writes:
+        save_config(best, out / "best.json")
+        plot_pareto(log.rows, out / "pareto.png", target=job.target, best_key=best.key(), presets=PRESETS,
+                    unit=job.unit, title=f"{label}: {result.evaluations} evaluations, target {job.target:g} {job.unit}")
     return result, best
 
 
@@ -356,13 +396,18 @@ def _export_and_measure(job: SearchJob, best: ArchConfig, out: Path, evaluator, 
     model = out / "model.tflite"
     previous = _read_json(out / "summary.json")
     fresh = (previous.get("model_key") == best.key() and previous.get("model_size") == job.size
-             and previous.get("model_head", "logits") == job.head)
+             and previous.get("model_head", "logits") == job.head
+             and previous.get("model_precision", "fp32") == job.precision)
     if model.exists() and fresh:
         say(f"winner already exported: {model}")
     else:
-        say(f"exporting the winner at {job.size}x{job.size} (head {job.head}) with the weights it was scored with ...")
-        model = pieces.export_winner(best, out, job.size, evaluator, num_classes, head=job.head)
-    res.update({"model_key": best.key(), "model_size": job.size, "model_head": job.head, "model_tflite": str(model)})
+        say(f"exporting the winner at {job.size}x{job.size} (head {job.head}, {job.precision}) with the weights it "
+            "was scored with ...")
+        model = pieces.export_winner(best, out, job.size, evaluator, num_classes, head=job.head,
+                                     precision=job.precision,
+                                     calib_data=(job.data, job.dataset) if job.data is not None else None)
+    res.update({"model_key": best.key(), "model_size": job.size, "model_head": job.head,
+                "model_precision": job.precision, "model_tflite": str(model)})
     timed = model
     latency_classes = pieces.predictor_num_classes(predictor, num_classes)
     if latency_classes != num_classes:
@@ -371,21 +416,24 @@ def _export_and_measure(job: SearchJob, best: ArchConfig, out: Path, evaluator, 
         if not (timed.exists() and fresh):
             say(f"the predictor models a {latency_classes}-class head, the supernet has {num_classes} classes: "
                 f"exporting the winner with a {latency_classes}-class head for the latency check ...")
-            timed = pieces.export_winner(best, timed.parent, job.size, None, latency_classes, head=job.head)
+            timed = pieces.export_winner(best, timed.parent, job.size, None, latency_classes, head=job.head,
+                                         precision=job.precision)
         res["latency_model_tflite"] = str(timed)
     res["latency_model_classes"] = latency_classes
     reference = out / "reference_model" / "model.tflite"
     if not (reference.exists() and previous.get("reference_size") == job.size
-            and previous.get("reference_classes") == latency_classes and previous.get("reference_head") == job.head):
+            and previous.get("reference_classes") == latency_classes and previous.get("reference_head") == job.head
+            and previous.get("reference_precision", "fp32") == job.precision):
         say(f"exporting the whole-network reference ({REFERENCE_PRESET}, {latency_classes} classes, head {job.head}) ...")
         reference = pieces.export_winner(PRESETS[REFERENCE_PRESET], reference.parent, job.size, None, latency_classes,
-                                         head=job.head)
+                                         head=job.head, precision=job.precision)
     paired = pieces.measure_paired(device, timed, reference, job.runs, job.warmup, setting.threads)
     measured = float(paired.raw_ms)
     stats = paired
     res.update({"measured_ms": measured, "measured_std_ms": float(paired.std_ms), "reference_ms": paired.ref_ms,
                 "measured_ratio": paired.ratio, "reference_tflite": str(reference), "reference_size": job.size,
                 "reference_classes": latency_classes, "reference_head": job.head,
+                "reference_precision": job.precision,
                 "device": getattr(device, "name", job.device), "measured_setting": setting.to_dict()})
     if predicted is not None:
         res["prediction_error_pct"] = 100.0 * (measured - predicted) / predicted

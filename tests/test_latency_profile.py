@@ -196,6 +196,37 @@ def test_profiling_another_head_writes_another_table_whose_predictor_refuses_the
         assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["int8", "fp16"])
+def test_a_quantized_setting_has_its_own_table_of_quantized_operators(profiled, tmp_path, capsys, precision):
+    """--precision int8/fp16 at 64 px: every planned operator (multi-input pool, injection and head included)
+    converted and quantized like a shipped file of that precision, into its own table and cache files; its
+    predictor refuses fp32 and the fp32 predictor refuses it."""
+    from android_bench.export.oplist import tflite_ops
+    from latency.cli.profile import main
+    from latency.export_op import cache_path
+
+    quant = Setting("local", SIZE, 1, precision)
+    out = tmp_path / precision
+    shutil.copytree(profiled, out, ignore=shutil.ignore_patterns("*.predictor.json"))
+    code = main(profile_args(out, 7, 4) + ["--precision", precision, "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0 and summary["local"]["setting"] == quant.to_dict()
+    assert summary["local"]["timing"]["conversions"] == 8  # 7 operators + the reference: no fp32 file reused
+    rows = tbl.read_ops(out, quant)
+    assert len(rows) == 7 and set(rows["precision"]) == {precision} and (rows["median_ms"] > 0).all()
+    names = {op.name for key in rows["key"] for op in tflite_ops(cache_path(out / "cache", key, precision))}
+    assert ("QUANTIZE" in names) == (precision == "int8") and ("DEQUANTIZE" in names), names
+    assert cache_path(out / "cache", rows["key"].iloc[0], precision) != cache_path(out / "cache", rows["key"].iloc[0])
+    code, res, err = predict(capsys, "--device", "local", "--arch", "topformer-tiny", "--size", str(SIZE),
+                             "--tables", str(out), "--precision", precision, "--json")
+    assert code == 0, err
+    assert json.loads(res)["setting"] == quant.to_dict()
+    code, _, err = predict(capsys, "--device", "local", "--arch", "topformer-tiny", "--size", str(SIZE),
+                           "--precision", "fp32", "--predictor", str(out / f"{quant.stem}.predictor.json"))
+    assert code == 2 and f"precision {precision}, not fp32" in err
+
+
 def test_correction_subnets_start_with_the_smallest_config_and_the_presets():
     from latency.profile import correction_subnets
     from supernet.presets import PRESETS

@@ -89,8 +89,8 @@ def _quantizer(fp32: Path, precision: str):
     return q
 
 
-def _signature_input(fp32: Path) -> tuple[str, str, tuple[int, ...]]:
-    """(signature key, input name, input shape) of the single-input file at ``fp32``."""
+def _signature_inputs(fp32: Path) -> tuple[str, list[tuple[str, tuple[int, ...]]]]:
+    """(signature key, [(input name, shape), ...] in the signature's order) of the file at ``fp32``."""
     from ai_edge_litert.interpreter import Interpreter
 
     with captured("LiteRT interpreter creation", tail=False):
@@ -99,17 +99,17 @@ def _signature_input(fp32: Path) -> tuple[str, str, tuple[int, ...]]:
     if len(sigs) != 1:
         raise EtfError(f"{fp32} has {len(sigs)} signatures; the quantizer needs exactly one")
     key, sig = next(iter(sigs.items()))
-    if len(sig["inputs"]) != 1:
-        raise EtfError(f"{fp32} has {len(sig['inputs'])} inputs; expected one image")
-    shape = tuple(int(s) for s in interp.get_input_details()[0]["shape"])
-    return key, sig["inputs"][0], shape
+    runner = interp.get_signature_runner(key)
+    details = runner.get_input_details()
+    return key, [(name, tuple(int(d) for d in details[name]["shape"])) for name in sig["inputs"]]
 
 
 def quantize_tflite(fp32: str | Path, out: str | Path, precision: str,
                     calibration: Sequence[np.ndarray] | None = None) -> dict:
     """Write the ``precision`` version of the fp32 .tflite ``fp32`` to ``out`` (atomically) and return the
-    recipe description. ``calibration``: float32 inputs in the file's layout and shape (one image each),
-    required for int8 (its activation ranges come from them), ignored otherwise."""
+    recipe description. ``calibration``: float32 inputs in the file's layout and shape (one image each; for a
+    file of several inputs, a sequence of arrays per sample in the signature's input order), required for int8
+    (its activation ranges come from them), ignored otherwise."""
     fp32, out = Path(fp32), Path(out)
     recipe = recipe_for(precision)
     if precision == "fp32":
@@ -118,11 +118,15 @@ def quantize_tflite(fp32: str | Path, out: str | Path, precision: str,
     if precision in NEEDS_CALIBRATION:
         if not calibration:
             raise EtfError(f"{precision} needs calibration images (--calib-data DIR)")
-        key, name, shape = _signature_input(fp32)
-        bad = [tuple(a.shape) for a in calibration if tuple(a.shape) != shape]
+        key, inputs = _signature_inputs(fp32)
+        samples = [(a,) if isinstance(a, np.ndarray) else tuple(a) for a in calibration]
+        shapes = tuple(shape for _, shape in inputs)
+        bad = [tuple(tuple(x.shape) for x in sample) for sample in samples
+               if tuple(tuple(x.shape) for x in sample) != shapes]
         if bad:
-            raise EtfError(f"calibration input of shape {bad[0]} does not fit the model input {shape}")
-        data = {key: [{name: np.asarray(a, np.float32)} for a in calibration]}
+            shown = lambda t: " + ".join(str(x) for x in t)  # noqa: E731
+            raise EtfError(f"calibration input of shape {shown(bad[0])} does not fit the model input {shown(shapes)}")
+        data = {key: [{name: np.asarray(x, np.float32) for (name, _), x in zip(inputs, sample)} for sample in samples]}
     try:
         with _quiet():
             q = _quantizer(fp32, precision)
@@ -138,3 +142,18 @@ def quantize_tflite(fp32: str | Path, out: str | Path, precision: str,
     if data is not None:
         recipe["calibration_inputs"] = len(calibration or [])
     return recipe
+
+
+def quantize_for_latency(fp32: str | Path, out: str | Path, precision: str, samples: int = 4, seed: int = 0) -> dict:
+    """``precision`` version of ``fp32`` for timing only (operators of a latency table, random-weight networks):
+    int8 activation ranges from seeded standard-normal inputs for every input of the file. Latency does not
+    depend on the values; accuracy does, so shipped files are calibrated on images instead."""
+    if precision == "fp32":
+        raise EtfError("quantize_for_latency makes fp16 or int8 files; fp32 is the converted file itself")
+    calibration = None
+    if precision in NEEDS_CALIBRATION:
+        _, inputs = _signature_inputs(Path(fp32))
+        rng = np.random.default_rng(seed)
+        calibration = [tuple(rng.standard_normal(shape).astype(np.float32) for _, shape in inputs)
+                       for _ in range(samples)]
+    return quantize_tflite(fp32, out, precision, calibration)

@@ -7,6 +7,7 @@ Examples:
     etf-search --target-gflops 1.0 --no-export --supernet ... --data ... -o out/flops
     etf-search --target-ms 40 --head labels --threads 2 ... -o out/labels  # the app's label map, 2 threads
     etf-space show out/search/best.json                         # the winner, as any other config
+    torchrun --nproc_per_node 8 -m search.cli.search --target-ms 76 ... -o out/ade   # images sharded over GPUs
 
 Writes DIR/best.json, DIR/search_log.csv (one row per evaluation; rerun the same command to resume a killed
 search), DIR/pareto.png, DIR/summary.json and, unless --no-export, DIR/model.tflite re-benchmarked on the device.
@@ -19,11 +20,15 @@ Held-out numbers: the validation images are split once, by a seeded hash of thei
 accuracy signal the search selects on) and a report split it never sees (--report-fraction, --split-seed; the ids
 are recorded in DIR/search_meta.json). The winner and the presets are re-scored on the report split and printed
 with a 95% paired bootstrap interval on winner - preset: quote those, not the search's own (optimistic) score.
+
+Under torchrun every rank runs the same search on its share of the validation images (confusion matrices are
+all-reduced, so every rank sees the same mIoU); rank 0 writes the files, exports and measures the winner.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -130,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         precision=args.precision)
     say = (lambda s: print(s, file=sys.stderr)) if args.json else print
     summary = run_job(job, say=say, progress=not args.quiet)
-    if args.json:
-        print(json.dumps(summary))
+    if args.json and int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(summary))  # under torchrun only rank 0 prints
     return 0
 
 

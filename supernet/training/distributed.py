@@ -153,6 +153,16 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
+def broadcast_object(obj: object, info: DistInfo, src: int = 0) -> object:
+    """Rank ``src``'s ``obj`` on every rank (``obj`` itself for one process): how rank 0 shares what only it
+    did (a measurement, a refitted predictor) so every rank takes the same next step."""
+    if not info.enabled:
+        return obj
+    box = [obj if info.rank == src else None]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
 __all__ = ["DistInfo", "init_from_env", "shutdown",
            "SyncElasticConvBN", "convert_sync_elastic_bn", "revert_sync_elastic_bn", "gather_objects",
-           "barrier"]
+           "barrier", "broadcast_object"]
