@@ -301,7 +301,8 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
         elif name in compare:
             print(f"  (no searched row at {name}'s measured latency: {compare[name]['error']})")
         if f"{name} (pred)" in compare:
-            rows.append(_search_row(f"searched @ {name.split('-')[1]} pred.", compare[f"{name} (pred)"], name))
+            rows.append(_search_row(f"searched @ {name.split('-')[1]} pred.", compare[f"{name} (pred)"], name,
+                                    None, data, reporter))
     rows.append(_search_row("searched @ mid meas.", main_summary, "topformer-tiny", None, data, reporter))
     print(f"mIoU on the held-out report split of the synthetic val set ({reporter.images} images the searches never "
           f"saw). 'inherit': supernet weights, {scale.eval_size}px, BN recalibrated; 'tuned': after "
