@@ -128,7 +128,7 @@ def quantize_tflite(fp32: str | Path, out: str | Path, precision: str,
             raise EtfError(f"calibration input of shape {shown(bad[0])} does not fit the model input {shown(shapes)}")
         data = {key: [{name: np.asarray(x, np.float32) for (name, _), x in zip(inputs, sample)} for sample in samples]}
     try:
-        with _quiet():
+        with _quiet(), captured(f"{precision} quantization"):  # fd-level too: the runtime's C++ log lines
             q = _quantizer(fp32, precision)
             result = q.calibrate(data, num_threads=max(1, os.cpu_count() or 1)) if data is not None else None
             quantized = q.quantize(result, enable_progress_report=False)
