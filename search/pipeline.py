@@ -315,7 +315,7 @@ def _run_job(job: SearchJob, info: Any, *, evaluator: Any, predictor: Any, devic
             step["refitted_mode"] = predictor.mode
         repeated = bool(refinements) and refinements[-1]["best_key"] == best.key()
         stop = refine_stop(summary["measured_ms"], job.target, len(refinements), job.refine, repeated,
-                           refitted is not None)
+                           refitted is not None, summary["best_predicted_ms"])
         refinements.append(step)
         if stop is not None:
             break
@@ -345,12 +345,19 @@ def _run_job(job: SearchJob, info: Any, *, evaluator: Any, predictor: Any, devic
 
 
 def refine_stop(measured_ms: float, target: float, rounds_done: int, round_limit: int, repeated: bool,
-                recorded: bool) -> str | None:
+                recorded: bool, predicted_ms: float | None = None) -> str | None:
     """Why the refinement stops after a measured winner, or None to search again with the refitted predictor:
-    within ±:data:`MEASURED_TOLERANCE` of the target, the same winner as the round before (the refit changed
-    nothing), no table to record into (nothing to refit), or the round limit (``--refine``)."""
+    within ±:data:`MEASURED_TOLERANCE` of the target; under the target with the predictor within
+    ±:data:`MEASURED_TOLERANCE` of the measurement (the winner is small because the search found nothing more
+    accurate nearer the target, not because the predictor erred: a refit cannot change that); the same winner as
+    the round before (the refit changed nothing); no table to record into (nothing to refit); or the round
+    limit (``--refine``)."""
     if abs(measured_ms - target) <= target * MEASURED_TOLERANCE:
         return f"measured winner within ±{MEASURED_TOLERANCE:.0%} of the target"
+    if (predicted_ms is not None and measured_ms < target
+            and abs(predicted_ms - measured_ms) <= measured_ms * MEASURED_TOLERANCE):
+        return (f"winner under the target and predicted within ±{MEASURED_TOLERANCE:.0%} of its measurement: the "
+                "predictor is right, the search found nothing more accurate nearer the target")
     if not recorded:
         return "no latency table for this setting to record the measurement in: cannot refit"
     if repeated:
@@ -446,7 +453,7 @@ def _export_and_measure(job: SearchJob, best: ArchConfig, out: Path, evaluator, 
           f"{paired.ratio:.3f}; {paired.rounds} rounds of {paired.runs} runs, std {stats.std_ms:.2f}, "
           f"{latency_classes} classes, {setting.describe()})"
         + (f"; target {job.target:g} ms, measured {res['measured_vs_target_pct']:+.1f} % "
-           f"({'within' if res['within_tolerance'] else 'OVER'} +{MEASURED_TOLERANCE:.0%})"
+           f"({'meets it' if res['within_tolerance'] else 'OVER it by more than'} +{MEASURED_TOLERANCE:.0%})"
            if job.unit == "ms" else "") + f" -> {timed}")
     # written now, so that a rerun knows which winner model.tflite holds
     atomic_write_json(out / "summary.json", {**previous, **res})

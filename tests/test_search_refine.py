@@ -33,6 +33,10 @@ def test_refine_stop_reasons():
     assert "round limit" in refine_stop(80.0, 100.0, 2, 2, False, True)  # far under the target is not a stop
     assert refine_stop(80.0, 100.0, 1, 2, False, True) is None
     assert refine_stop(130.0, 100.0, 0, 0, False, True).startswith("round limit")  # --refine 0: record only
+    # under the target and the predictor right about it (within 5%): a refit cannot help, stop
+    assert "predictor is right" in refine_stop(80.0, 100.0, 0, 2, False, True, predicted_ms=82.0)
+    assert refine_stop(80.0, 100.0, 0, 2, False, True, predicted_ms=90.0) is None  # predictor 12% off: refit
+    assert refine_stop(130.0, 100.0, 0, 2, False, True, predicted_ms=131.0) is None  # over the target: search again
 
 
 @pytest.mark.slow
