@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tables", type=Path, default=Path("tables"))
     p.add_argument("--predictor", type=Path)
     p.add_argument("--size", type=int, default=512, help="deployed input side of the predictor")
+    p.add_argument("--threads", type=int, default=None, help="threads of the predictor's setting (device default)")
+    p.add_argument("--precision", default="fp32", help="precision of the predictor's setting [fp32]")
+    p.add_argument("--head", default="logits8", help="output head of the predictor's setting [logits8]")
     p.add_argument("--eval-size", type=int, default=64)
     p.add_argument("--n-calib", type=int, default=4, help="BN recalibration batches of --batch crops")
     p.add_argument("--n-val", type=int, default=32, help="search-split images scored per config")
@@ -104,7 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
 
-    predictor = pieces.load_predictor(args.device, args.size, args.tables, args.predictor)
+    from latency.setting import make_setting
+
+    setting = make_setting(args.device, args.size, args.threads, args.precision, args.head)
+    predictor = pieces.load_predictor(setting, args.tables, args.predictor)
     latency_fn = pieces.predictor_latency_fn(predictor)
     if args.reference is not None and args.reference not in args.algos:
         raise EtfError(f"--reference {args.reference} is not one of --algos")
@@ -176,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             "deterministic": deterministic(algo),
         })
     out = sys.stderr if args.json else sys.stdout  # --json: stdout is one JSON object, the table goes to stderr
-    print(f"\nsearch at {target:.2f} ms predicted ({args.device}, {args.size}x{args.size}), budget {args.budget} "
+    print(f"\nsearch at {target:.2f} ms predicted ({setting.describe()}), budget {args.budget} "
           f"evaluations, seeds {args.seeds}; selection on supernet mIoU % on {args.dataset}'s search split "
           f"({evaluator.images} val images at {args.eval_size}px after BN recalibration on {args.n_calib}x{args.batch} "
           f"crops); mIoU below = the winners re-scored on the held-out report split ({reporter.images} images); "
