@@ -22,6 +22,10 @@ one fp32 conversion per preset, fp16/int8 quantized from it with ai-edge-quantiz
 order, so drift hits all files alike; the table gives the median of the round medians, their spread
 (min-max) and the ratio to fp32. Smoke run: ``--precision --size 64 --presets topformer-tiny --rounds 2
 --runs 3 --warmup 1``. Numbers for a report need a quiet machine (or a phone via etf-bench).
+
+``--compare`` instead times, per preset, a straightforward ``litert_torch.convert`` of the same static network
+(NCHW input, logits at 1/8, no layout work) next to etf's export with each ``--compare-heads`` head at fp32 and
+int8, in ``--rounds`` interleaved rounds, with each file's ratio to the straightforward one.
 """
 from __future__ import annotations
 
@@ -225,6 +229,68 @@ def print_precision(rows: list[dict], args) -> None:
               f"{r['min_ms']:8.2f}-{r['max_ms']:<8.2f} {r['vs_fp32']:7.2f}x")
 
 
+def straightforward_tflite(name: str, size: int, classes: int, path: Path) -> Path:
+    """The baseline a user gets without etf: the same static TopFormer (random weights, non-degenerate BN, as
+    etf's exports) with TopFormer's deployment output (logits at 1/8), converted by ``litert_torch.convert`` as it
+    comes: NCHW input, no channel-last attention, no NHWC boundary."""
+    import litert_torch
+
+    from android_bench.export.deploy import randomize_batchnorm_
+    from etf.quiet import captured
+    from supernet.heads import Deployed
+    from supernet.topformer import TopFormer
+
+    torch.manual_seed(0)
+    net = Deployed(randomize_batchnorm_(TopFormer(PRESETS[name], num_classes=classes)), "logits8").eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with captured("straightforward conversion"):
+        litert_torch.convert(net, (torch.randn(1, 3, size, size),)).export(str(path))
+    return path
+
+
+def bench_compare(args, out_root: Path) -> list[dict]:
+    """Per preset: the straightforward conversion and etf's export with each of ``args.compare_heads`` at fp32 and
+    int8, all timed in interleaved rotated rounds (LiteRT+XNNPACK, ``--threads``)."""
+    device = LocalDevice(cooldown_s=0.5)
+    files: dict[tuple[str, str], Path] = {}
+    calib = noise_calibration(args.size, args.calib_count, held_out=0, seed=0).inputs
+    for name in tqdm(args.presets, desc="convert", file=sys.stderr):
+        files[(name, "straightforward fp32")] = straightforward_tflite(name, args.size, args.classes,
+                                                                       out_root / name / "plain" / "model.tflite")
+        for head in args.compare_heads:
+            res = export_subnet(PRESETS[name], out_root / name / head / "fp32", size=args.size,
+                                num_classes=args.classes, onnx=False, head=head)
+            files[(name, f"etf {head} fp32")] = res.files["tflite"]
+            int8 = out_root / name / head / "int8" / "model.tflite"
+            quantize_tflite(res.files["tflite"], int8, "int8", calib)
+            files[(name, f"etf {head} int8")] = int8
+    keys = list(files)
+    medians: dict[tuple[str, str], list[float]] = {k: [] for k in keys}
+    for r in tqdm(range(args.rounds), desc="rounds", file=sys.stderr):
+        shift = r % len(keys)
+        for key in keys[shift:] + keys[:shift]:
+            medians[key].append(device.benchmark(files[key], runs=args.runs, warmup=args.warmup,
+                                                 threads=args.threads).median_ms)
+    rows = [{"preset": name, "variant": variant, "mb": files[(name, variant)].stat().st_size / 1e6,
+             "median_ms": statistics.median(v), "min_ms": min(v), "max_ms": max(v), "rounds": len(v)}
+            for (name, variant), v in medians.items()]
+    for row in rows:
+        base = next(r for r in rows if r["preset"] == row["preset"] and r["variant"] == "straightforward fp32")
+        row["vs_straightforward"] = row["median_ms"] / base["median_ms"]
+    return rows
+
+
+def print_compare(rows: list[dict], args) -> None:
+    print(f"input {args.size}x{args.size}, {args.classes} classes, LiteRT+XNNPACK {args.threads} thread(s) on this CPU; "
+          f"{args.rounds} interleaved rounds of {args.runs} runs after {args.warmup} warm-up; median of round medians "
+          f"(min-max of round medians); straightforward = litert_torch.convert of the same static net, NCHW, logits "
+          f"at 1/8")
+    print(f"{'preset':16s} {'variant':22s} {'MB':>6s} {'median ms':>10s} {'spread ms':>17s} {'vs plain':>9s}")
+    for r in rows:
+        print(f"{r['preset']:16s} {r['variant']:22s} {r['mb']:6.2f} {r['median_ms']:10.2f} "
+              f"{r['min_ms']:8.2f}-{r['max_ms']:<8.2f} {r['vs_straightforward']:8.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -244,18 +310,27 @@ def main() -> None:
                     help="output head of the presets table [logits8]")
     ap.add_argument("--heads", nargs="+", choices=HEADS, metavar="HEAD",
                     help="instead: one row per preset and head (" + ", ".join(HEADS) + ")")
+    ap.add_argument("--compare", action="store_true",
+                    help="instead: a straightforward litert-torch conversion (NCHW, 1/8 logits) vs etf's export "
+                         "with each --compare-heads head at fp32 and int8, in interleaved rounds")
+    ap.add_argument("--compare-heads", nargs="+", choices=HEADS, default=["logits8", "labels"], metavar="HEAD",
+                    help="--compare: etf heads to time [logits8 labels]")
     ap.add_argument("--out", type=Path, help="keep the exported files here [a temporary folder]")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="etf-bench-export-") as tmp:
         out_root = args.out or Path(tmp)
-        if args.precision:
+        if args.compare:
+            rows = bench_compare(args, out_root)
+        elif args.precision:
             rows = bench_precision(args, out_root)
         else:
             rows = (bench_random(args, out_root) if args.random else bench_heads(args, out_root) if args.heads
                     else bench_presets(args, out_root))
     if args.json:
         print(json.dumps([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows], indent=2))
+    elif args.compare:
+        print_compare(rows, args)
     elif args.precision:
         print_precision(rows, args)
     elif args.heads:
