@@ -189,6 +189,19 @@ def print_random(rows: list[dict], args) -> None:
 PRECISION_ORDER = ("fp32", "fp16", "int8")
 
 
+def interleaved_medians(device, files: dict[tuple[str, str], Path], args) -> dict[tuple[str, str], list[float]]:
+    """Each file's median latency in each of ``args.rounds`` rounds; every round times every file once in a
+    rotated order (no file always first or last), so drift hits all files alike."""
+    keys = list(files)
+    medians: dict[tuple[str, str], list[float]] = {k: [] for k in keys}
+    for r in tqdm(range(args.rounds), desc="rounds", file=sys.stderr):
+        shift = r % len(keys)
+        for key in keys[shift:] + keys[:shift]:
+            medians[key].append(device.benchmark(files[key], runs=args.runs, warmup=args.warmup,
+                                                 threads=args.threads).median_ms)
+    return medians
+
+
 def bench_precision(args, out_root: Path) -> list[dict]:
     """Export each preset at fp32, quantize to fp16/int8, then time all files in interleaved rounds."""
     device = LocalDevice(cooldown_s=0.5)
@@ -201,13 +214,7 @@ def bench_precision(args, out_root: Path) -> list[dict]:
         for prec in PRECISION_ORDER[1:]:
             files[(name, prec)] = out_root / name / prec / "model.tflite"
             quantize_tflite(res.files["tflite"], files[(name, prec)], prec, calib)
-    keys = list(files)
-    medians: dict[tuple[str, str], list[float]] = {k: [] for k in keys}
-    for r in tqdm(range(args.rounds), desc="rounds", file=sys.stderr):
-        shift = r % len(keys)
-        for key in keys[shift:] + keys[:shift]:  # rotated order: no file always first or last
-            medians[key].append(device.benchmark(files[key], runs=args.runs, warmup=args.warmup,
-                                                 threads=args.threads).median_ms)
+    medians = interleaved_medians(device, files, args)
     rows = []
     for (name, prec), values in medians.items():
         rows.append({"preset": name, "precision": prec, "mb": files[(name, prec)].stat().st_size / 1e6,
@@ -264,13 +271,7 @@ def bench_compare(args, out_root: Path) -> list[dict]:
             int8 = out_root / name / head / "int8" / "model.tflite"
             quantize_tflite(res.files["tflite"], int8, "int8", calib)
             files[(name, f"etf {head} int8")] = int8
-    keys = list(files)
-    medians: dict[tuple[str, str], list[float]] = {k: [] for k in keys}
-    for r in tqdm(range(args.rounds), desc="rounds", file=sys.stderr):
-        shift = r % len(keys)
-        for key in keys[shift:] + keys[:shift]:
-            medians[key].append(device.benchmark(files[key], runs=args.runs, warmup=args.warmup,
-                                                 threads=args.threads).median_ms)
+    medians = interleaved_medians(device, files, args)
     rows = [{"preset": name, "variant": variant, "mb": files[(name, variant)].stat().st_size / 1e6,
              "median_ms": statistics.median(v), "min_ms": min(v), "max_ms": max(v), "rounds": len(v)}
             for (name, variant), v in medians.items()]

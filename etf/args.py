@@ -253,7 +253,31 @@ def torch_device(text: str) -> str:
     return text
 
 
-__all__ = [
+def unit_interval(text: str) -> float:
+    """A number in [0, 1] (a loss weight, a fraction)."""
+    value = _float(text)
+    if not 0.0 <= value <= 1.0:
+        _bad(f"must be between 0 and 1, got {text}")
+    return value
+
+
+#: Training crop sides (etf-train, etf-finetune): the synthetic generator's smallest image up to a side no GPU
+#: batch fits.
+crop_side = int_range(32, 4096)
+
+
+def given_options(argv: list[str]) -> set[str]:
+    """Names of the options the user typed, as ``dest`` names (``--no-progress`` also counts as ``progress``),
+    so ``--resume`` can tell a user's choice from a default."""
+    given = {tok[2:].split("=", 1)[0].replace("-", "_") for tok in argv if tok.startswith("--")}
+    if "-o" in argv:
+        given.add("out")
+    if "no_progress" in given:
+        given.add("progress")
+    return given
+
+
+__all__ = ["unit_interval", "crop_side", "given_options", 
     "Parser", "text", "positive_int", "nonneg_int", "any_int", "positive_float", "nonneg_float", "int_range", "rule",
     "existing_file", "existing_dir", "output_dir", "output_file", "device_name", "device_names", "torch_device",
 ]

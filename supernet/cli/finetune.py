@@ -5,24 +5,13 @@ import argparse
 import json
 import sys
 
-from etf.args import (Parser, any_int, existing_dir, existing_file, int_range, nonneg_float, nonneg_int, output_dir,
-                      positive_float, positive_int, torch_device)
+from etf.args import (Parser, any_int, crop_side, existing_dir, existing_file, given_options, nonneg_float,
+                      nonneg_int, output_dir, positive_float, positive_int, torch_device, unit_interval)
 from etf.common import EtfError, cli_entry
 from supernet.data.datasets import DATASET_NAMES
 from supernet.evaluation.evaluator import resolve_arch
 from supernet.training.checkpoint import read_checkpoint
 from supernet.training.finetune import FinetuneConfig, finetune
-
-TRAIN_SIDE = int_range(32, 4096)
-
-
-def unit_interval(text: str) -> float:
-    """argparse type: a float in [0, 1]."""
-    value = nonneg_float(text)
-    if value > 1.0:
-        raise argparse.ArgumentTypeError(f"{text}: a weight between 0 and 1")
-    return value
-
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(
@@ -50,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, type=output_dir, help="run folder for last.pt and log.csv")
     p.add_argument("--iters", type=positive_int, default=300, help="optimiser steps (default 300)")
     p.add_argument("--batch", type=positive_int, default=8, help="images per step (default 8)")
-    p.add_argument("--size", type=TRAIN_SIDE, default=None, help="crop side (default: the supernet's training size)")
+    p.add_argument("--size", type=crop_side, default=None, help="crop side (default: the supernet's training size)")
     p.add_argument("--lr", type=positive_float, default=5e-4, help="peak learning rate (default 5e-4)")
     p.add_argument("--weight-decay", type=nonneg_float, default=0.01, help="AdamW weight decay (default 0.01)")
     p.add_argument("--warmup-iters", type=nonneg_int, default=None, help="linear warm-up (default min(100, iters/10))")
@@ -69,12 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _given(argv: list[str]) -> set[str]:
-    """Names of the options the user typed (so --resume can tell defaults from choices)."""
-    names = {tok[2:].split("=", 1)[0].replace("-", "_") for tok in argv if tok.startswith("--")}
-    return names | ({"out"} if "-o" in argv else set()) | ({"progress"} if "no_progress" in names else set())
-
-
 @cli_entry("etf-finetune")
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
@@ -91,9 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                          weight_decay=args.weight_decay, warmup_iters=args.warmup_iters, head_lr_mult=args.head_lr_mult,
                          distill=args.distill, clip=args.clip, workers=args.workers, seed=args.seed,
                          ckpt_every=args.ckpt_every, device=args.device, progress=not args.no_progress)
-    given = _given(argv) - {"arch", "supernet"} if args.resume else set()
-    if args.resume:  # the architecture and the source must be the run's own; compare them explicitly
-        given |= {"arch", "supernet"}
+    # on resume the architecture and the source must be the run's own: compare them even when typed as defaults
+    given = given_options(argv) | {"arch", "supernet"} if args.resume else set()
     summary = finetune(cfg, resume=args.resume, given=given)
     print(json.dumps(summary) if args.json else
           f"etf-finetune: {summary['arch']} at iteration {summary['iteration']}, checkpoint {summary['checkpoint']}, "

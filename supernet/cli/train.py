@@ -9,15 +9,13 @@ import json
 import os
 import sys
 
-from etf.args import (Parser, any_int, existing_dir, existing_file, int_range, nonneg_float, nonneg_int,
-                      output_dir, positive_float, positive_int, torch_device)
+from etf.args import (Parser, any_int, crop_side, existing_dir, existing_file, given_options, nonneg_float,
+                      nonneg_int, output_dir, positive_float, positive_int, torch_device)
 from etf.common import cli_entry
 from supernet.data.datasets import DATASET_NAMES
 from supernet.training.train import BASE_BATCH, BASE_LR, TrainConfig, train
 
 
-#: Training crop sides: the synthetic generator's smallest image up to a side no GPU batch fits.
-TRAIN_SIDE = int_range(32, 4096)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -42,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, type=output_dir, help="run folder for last.pt and log.csv")
     p.add_argument("--iters", type=positive_int, default=1000, help="total optimiser steps (default 1000; TopFormer: 160000)")
     p.add_argument("--batch", type=positive_int, default=8, help="images per process per step (default 8)")
-    p.add_argument("--size", type=TRAIN_SIDE, default=512, help="training crop side in pixels (default 512)")
+    p.add_argument("--size", type=crop_side, default=512, help="training crop side in pixels (default 512)")
     p.add_argument("--lr", type=positive_float, default=None,
                    help=f"peak learning rate (default {BASE_LR:g} x total batch / {BASE_BATCH}, TopFormer's rule; "
                         "short CPU runs want ~1e-3)")
@@ -65,17 +63,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _given_options(argv: list[str]) -> set[str]:
-    """Names of the options the user typed (so --resume can tell defaults from choices)."""
-    given = set()
-    for tok in argv:
-        if tok.startswith("--"):
-            given.add(tok[2:].split("=", 1)[0].replace("-", "_"))
-        elif tok == "-o":
-            given.add("out")
-    return given
-
-
 @cli_entry("etf-train")
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
@@ -86,9 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                       num_random=args.num_random, clip=args.clip, workers=args.workers, seed=args.seed,
                       ckpt_every=args.ckpt_every, warm_start=None if args.warm_start is None else str(args.warm_start), device=args.device,
                       progress=not args.no_progress)
-    given = _given_options(argv)
-    if "no_progress" in given:
-        given.add("progress")
+    given = given_options(argv)
     summary = train(cfg, resume=args.resume, given=given)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary) if args.json else

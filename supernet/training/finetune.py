@@ -17,7 +17,7 @@ import csv
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +32,13 @@ from supernet.space import ArchConfig, TABLE1
 from supernet.training.checkpoint import load_supernet, read_checkpoint, save_checkpoint
 from supernet.training.distributed import DistInfo
 from supernet.training.losses import distillation_loss, segmentation_loss
-from supernet.training.train import (CHECKPOINT_NAME, LOG_NAME, EpochIndexed, StopFlag, StreamSampler, lr_factor,
-                                     parameter_groups, pick_device, prepare_log, rng_state, seed_everything,
-                                     set_rng_state)
+from supernet.training.train import (CHECKPOINT_NAME, LOG_NAME, RESUMABLE_OVERRIDES, EpochIndexed, StopFlag,
+                                     StreamSampler, lr_factor, parameter_groups, pick_device, prepare_log,
+                                     resume_config, rng_state, seed_everything, set_rng_state)
 
 __all__ = ["FinetuneConfig", "finetune", "finetuned_arch", "FINETUNE_LOG_COLUMNS"]
 
 FINETUNE_LOG_COLUMNS = ("iter", "loss", "loss_label", "loss_distill", "lr", "time")
-#: Arguments that may differ when resuming.
-RESUMABLE_OVERRIDES = ("data", "workers", "iters", "ckpt_every", "device", "progress")
 #: BN recalibration batches of the distillation teacher (the max subnet of the original supernet).
 TEACHER_CALIB_BATCHES = 8
 
@@ -93,20 +91,6 @@ def _check_config(cfg: FinetuneConfig) -> None:
         raise EtfError(f"--lr {cfg.lr}: a positive learning rate")
 
 
-def _resume_config(saved: dict[str, Any], cfg: FinetuneConfig, given: set[str]) -> FinetuneConfig:
-    """On resume the run's settings come from the checkpoint; only RESUMABLE_OVERRIDES (and -o) may change."""
-    names = {f.name for f in fields(FinetuneConfig)}
-    merged = {k: v for k, v in saved.items() if k in names}
-    for key in given:
-        if key in RESUMABLE_OVERRIDES:
-            merged[key] = getattr(cfg, key)
-        elif key in names and key != "out" and merged.get(key) != getattr(cfg, key):
-            raise EtfError(f"--resume: --{key.replace('_', '-')} differs from the run being resumed "
-                           f"({merged.get(key)!r}); drop it or start a new run with another -o")
-    merged["out"] = cfg.out
-    return FinetuneConfig(**merged)
-
-
 def finetune(cfg: FinetuneConfig, resume: bool = False, given: set[str] | None = None) -> dict[str, Any]:
     """Run (or continue) a fine-tuning run; returns a summary. Writes ``out/last.pt`` and ``out/log.csv``."""
     out = Path(cfg.out)
@@ -118,7 +102,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = False, given: set[str] | None =
         saved = read_checkpoint(ckpt_path)
         if not isinstance(saved.get("finetune"), dict) or not isinstance(saved.get("args"), dict):
             raise EtfError(f"{ckpt_path} is not an etf-finetune checkpoint")
-        cfg = _resume_config(saved["args"], cfg, given or set())
+        cfg = resume_config(FinetuneConfig, saved["args"], cfg, given or set(), RESUMABLE_OVERRIDES)
     elif ckpt_path.exists():
         raise EtfError(f"{ckpt_path} already exists; pass --resume to continue it or choose another -o")
     _check_config(cfg)

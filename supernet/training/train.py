@@ -259,18 +259,21 @@ class StopFlag:
             signal.signal(sig, old)
 
 
-def _check_resume_args(saved: dict[str, Any], cfg: TrainConfig, given: set[str]) -> TrainConfig:
-    """On resume, the run's settings come from the checkpoint; only RESUMABLE_OVERRIDES may change."""
-    names = {f.name for f in fields(TrainConfig)}
+def resume_config(cls: type, saved: dict[str, Any], cfg: Any, given: set[str], overrides: tuple[str, ...],
+                  unchecked: tuple[str, ...] = ()) -> Any:
+    """On resume a run's settings come from its checkpoint (``saved``, a dataclass ``cls`` as a dict): options in
+    ``overrides`` and ``-o`` may change; any other option the user typed (``given``) must equal the run's, else
+    a one-line EtfError (options in ``unchecked`` are neither taken nor checked)."""
+    names = {f.name for f in fields(cls)}
     merged = {k: v for k, v in saved.items() if k in names}
     for key in given:
-        if key in RESUMABLE_OVERRIDES or key == "out":
+        if key in overrides:
             merged[key] = getattr(cfg, key)
-        elif key in names and key != "warm_start" and merged.get(key) != getattr(cfg, key):
-            raise EtfError(f"--resume: --{key.replace('_', '-')} {getattr(cfg, key)} differs from the run's "
-                           f"{merged.get(key)}; drop it or start a new run with another -o")
+        elif key in names and key not in ("out", *unchecked) and merged.get(key) != getattr(cfg, key):
+            raise EtfError(f"--resume: --{key.replace('_', '-')} differs from the run's {merged.get(key)!r} (given "
+                           f"{getattr(cfg, key)!r}); drop it or start a new run with another -o")
     merged["out"] = cfg.out
-    return TrainConfig(**merged)
+    return cls(**merged)
 
 
 def train(cfg: TrainConfig, resume: bool = False, given: set[str] | None = None) -> dict[str, Any]:
@@ -284,7 +287,7 @@ def train(cfg: TrainConfig, resume: bool = False, given: set[str] | None = None)
         saved = read_checkpoint(ckpt_path)
         if not isinstance(saved.get("args"), dict) or "iteration" not in saved:
             raise EtfError(f"{ckpt_path} is not an etf-train checkpoint")
-        cfg = _check_resume_args(saved["args"], cfg, given or set())
+        cfg = resume_config(TrainConfig, saved["args"], cfg, given or set(), RESUMABLE_OVERRIDES, ("warm_start",))
     elif ckpt_path.exists():
         raise EtfError(f"{ckpt_path} already exists; pass --resume to continue it or choose another -o")
     if cfg.iters < 1 or cfg.batch < 1 or cfg.num_random < 0 or cfg.ckpt_every < 1 or cfg.workers < 0:
