@@ -27,7 +27,7 @@ from supernet.training.checkpoint import load_supernet
 from supernet.data.datasets import build_dataset
 from etf.common import EtfError
 from supernet.training.losses import upsample_to
-from supernet.evaluation.metrics import SegmentationMetrics, confusion_matrix, summarize
+from supernet.evaluation.metrics import SegmentationMetrics, all_reduce_counts, confusion_matrix, summarize
 from supernet.model import TopFormerSupernet
 from supernet.space import TABLE1, ArchConfig, load_config
 from supernet.topformer import TopFormer
@@ -41,18 +41,6 @@ def rank_and_world() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
-
-
-def all_reduce_counts(counts: torch.Tensor) -> torch.Tensor:
-    """Sum an integer count tensor over all ranks (in place, returned); unchanged for one process. Integer
-    sums are exact, so the result does not depend on how the images were dealt out."""
-    if rank_and_world()[1] > 1:
-        on_gpu = torch.distributed.get_backend() == "nccl"
-        buf = counts.cuda() if on_gpu else counts
-        torch.distributed.all_reduce(buf)
-        if on_gpu:
-            counts.copy_(buf.cpu())
-    return counts
 
 
 def resolve_arch(ref: str) -> ArchConfig:

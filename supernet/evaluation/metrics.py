@@ -77,6 +77,20 @@ def summarize(matrix: torch.Tensor, class_names: Sequence[str] | None = None) ->
     }
 
 
+def all_reduce_counts(counts: torch.Tensor) -> torch.Tensor:
+    """Sum an integer count tensor (a confusion matrix) over all ranks, in place, and return it; unchanged for
+    one process. Integer sums are exact, so the result does not depend on how the images were dealt out.
+    NCCL reduces on the GPU: the tensor goes there and back."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized() \
+            and torch.distributed.get_world_size() > 1:
+        on_gpu = torch.distributed.get_backend() == "nccl"
+        buf = counts.cuda() if on_gpu else counts
+        torch.distributed.all_reduce(buf)
+        if on_gpu:
+            counts.copy_(buf.cpu())
+    return counts
+
+
 class SegmentationMetrics:
     """Accumulate a confusion matrix over a data set, batch by batch, then read the metrics."""
 
@@ -98,11 +112,7 @@ class SegmentationMetrics:
 
     def all_reduce(self) -> None:
         """Sum the matrix over processes when torch.distributed is initialised (no-op otherwise)."""
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            on_gpu = torch.distributed.get_backend() == "nccl"
-            matrix = self.matrix.cuda() if on_gpu else self.matrix
-            torch.distributed.all_reduce(matrix)
-            self.matrix.copy_(matrix.cpu())
+        all_reduce_counts(self.matrix)
 
     def iou_per_class(self) -> torch.Tensor:
         return iou_per_class(self.matrix)
