@@ -361,6 +361,9 @@ class LatencyPredictor:
                      if len(corr) else {},
                      "correction": {"form": pred.correction.form, "a": pred.correction.a, "b": pred.correction.b},
                      "mode": pred.mode, "paired_subnets": int(len(paired))}
+        mapped = ops.loc[ops["phase"] == "transferred", "key"] if "phase" in ops else []
+        if len(mapped):  # rows of a transferred table (latency/transfer.py) that were mapped, not measured
+            pred.info["mapped_keys"] = sorted(map(str, mapped))
         if pred.ratio_correction is not None:
             rc = pred.ratio_correction
             pred.info["ratio_correction"] = {"form": rc.form, "a": rc.a, "b": rc.b, "ref_sum_ms": pred.ref_sum,
@@ -653,6 +656,10 @@ def load_for_device(setting: Setting, tables_dir: str | Path = "tables") -> Late
         m = tbl.read_json(meta)
         pred.info["table_reduced"] = bool(m.get("reduced", True))
         pred.info["table_reduced_reasons"] = m.get("reduced_reasons", [])
+        if "transfer" in m:
+            t = m["transfer"]
+            pred.info["transfer"] = {k: t.get(k) for k in ("from_setting", "measured_ops", "measured_e2e",
+                                                            "mapped_ops", "fraction_of_full")}
     pred.save(ppath)
     if old is not None:
         print(f"etf: {old} was saved by an older etf (pickle); refitted from the table"

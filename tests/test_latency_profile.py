@@ -227,6 +227,80 @@ def test_a_quantized_setting_has_its_own_table_of_quantized_operators(profiled, 
     assert code == 2 and f"precision {precision}, not fp32" in err
 
 
+@pytest.fixture(scope="module")
+def profiled14(profiled, tmp_path_factory) -> Path:
+    """The 7-operator table extended to 14 (3 MBConv and 3 pools among them: enough for a forest and a line)."""
+    from latency.cli.profile import main
+
+    out = tmp_path_factory.mktemp("tables14")
+    shutil.copytree(profiled, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.predictor.json"))
+    assert main(profile_args(out, 14, 7)) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_adaptive_sampling_is_a_loop_that_refits_between_rounds(profiled14, tmp_path):
+    """Two adaptive pools with one per round: two batches, the second picked after the first was measured."""
+    from latency.profile import ProfileSettings, Profiler
+
+    out = tmp_path / "adaptive"
+    shutil.copytree(profiled14, out, ignore=shutil.ignore_patterns("*.predictor.json"))
+    prof = Profiler(["local"], ProfileSettings(size=SIZE, tables_dir=str(out), batch=1, runs=3, warmup=1,
+                                               adaptive={"pool": 2}, e2e=0), progress=False)
+    picks_seen = []
+    real = prof.adaptive_picks
+
+    def spy(kind, k, pool, step=None):
+        picks = real(kind, k, pool, step)
+        picks_seen.append((len(prof.tables["local"]), [op.key for op in picks]))
+        return picks
+    prof.adaptive_picks = spy
+    prof.run_adaptive()
+    rows = tbl.read_ops(out, ST)
+    added = rows[rows["phase"] == "adaptive"]
+    assert len(added) == 2 and set(added["kind"]) == {"pool"} and added["batch"].nunique() == 2
+    assert [(n, len(keys)) for n, keys in picks_seen] == [(14, 1), (15, 1), (16, 0)]  # refitted on 14, then 15 rows
+
+
+@pytest.mark.slow
+def test_transfer_to_two_threads_measures_a_subset_maps_the_rest_and_a_full_run_replaces_the_mapped_rows(
+        profiled14, tmp_path, capsys):
+    """--threads 2 --transfer-from the 1-thread table: nothing converted again (one converted file serves every
+    thread count), only the transfer subset measured on 2 threads, the rest mapped and marked; the predictor says
+    where it came from; a later run without --transfer-from measures the mapped rows instead."""
+    from latency.cli.profile import main
+    from latency.transfer import MAPPED_PHASE, MEASURED_PHASE
+
+    two = Setting("local", SIZE, 2)
+    out = tmp_path / "transfer"
+    shutil.copytree(profiled14, out, ignore=shutil.ignore_patterns("*.predictor.json"))
+    source = tbl.read_ops(out, ST)
+    code = main(profile_args(out, 14, 7) + ["--threads", "2", "--transfer-from", ST.stem, "--transfer-ops", "6",
+                                            "--json"])
+    summary = json.loads(capsys.readouterr().out)["local"]
+    assert code == 0 and summary["setting"] == two.to_dict()
+    assert summary["timing"]["conversions"] == 0
+    assert [r.split(" is ")[-1] for r in summary["reduced_reasons"]] == ["reduced; complete it first"]  # --limit 14
+    rows = tbl.read_ops(out, two)
+    assert set(rows["key"]) == set(source["key"]) and set(rows["threads"]) == {2}
+    mapped, measured = rows[rows["phase"] == MAPPED_PHASE], rows[rows["phase"] == MEASURED_PHASE]
+    assert len(mapped) == 2 and set(mapped["kind"]) == {"mbconv", "pool"} and len(measured) == 12
+    x = summary["transfer"]
+    assert (x["measured_ops"], x["mapped_ops"], x["from_setting"]) == (12, 2, ST.to_dict())
+    assert set(x["maps"]) >= {"mbconv", "pool"}
+    code, res, err = predict(capsys, "--device", "local", "--arch", "topformer-tiny", "--size", str(SIZE),
+                             "--tables", str(out), "--threads", "2", "--json")
+    assert code == 0, err
+    info = json.loads(res)
+    assert info["setting"] == two.to_dict() and info["transfer"]["mapped_ops"] == 2
+    code = main(profile_args(out, 14, 7) + ["--threads", "2", "--json"])
+    summary = json.loads(capsys.readouterr().out)["local"]
+    rows = tbl.read_ops(out, two)
+    assert code == 0 and "transfer" not in summary and summary["measured_this_run"] == 2
+    assert not (rows["phase"] == MAPPED_PHASE).any() and len(rows) == 14
+    assert "transfer" not in json.loads(tbl.meta_path(out, two).read_text())
+
+
 def test_correction_subnets_start_with_the_smallest_config_and_the_presets():
     from latency.profile import correction_subnets
     from supernet.presets import PRESETS

@@ -11,7 +11,7 @@ import sys
 from latency.predictor import LatencyPredictor, load_for_device
 from etf.args import Parser, device_name, existing_dir, existing_file, rule, text
 from etf.common import cli_entry
-from latency.setting import add_setting_arguments, make_setting
+from latency.setting import Setting, add_setting_arguments, make_setting
 from supernet.trace import check_deploy_size
 from supernet.size import model_size
 from supernet.space import load_config
@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictor", default=None, type=existing_file, help="use this saved predictor file instead of the "
                    "table's (refused when fitted in another setting)")
     add_setting_arguments(p, threads_help="inference threads (default: the device's setting; with --predictor, the file's)")
-    p.add_argument("--breakdown", action="store_true", help="also list every operator with its predicted ms")
+    p.add_argument("--breakdown", action="store_true", help="also list every operator with its ms and where it comes from (lut: measured in this "
+                   "setting, map: mapped from a transfer source, pred: the kind's regressor)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 
@@ -68,16 +69,27 @@ def main(argv: list[str] | None = None) -> int:
            "correction": {"a": pred.correction.a, "b": pred.correction.b, "subnets": pred.correction.n},
            "gflops": round(model_size(cfg, args.size).flops / 1e9, 4),
            "table_reduced": pred.info.get("table_reduced")}
+    if "transfer" in pred.info:
+        out["transfer"] = pred.info["transfer"]
     if args.breakdown:
-        out["operators"] = [{"key": op.key, "ms": round(ms_op, 4), "measured": op.key in pred.kinds[op.kind].lookup}
+        mapped = set(pred.info.get("mapped_keys", []))
+        out["operators"] = [{"key": op.key, "ms": round(ms_op, 4),
+                             "source": "mapped" if op.key in mapped else
+                             "measured" if op.key in pred.kinds[op.kind].lookup else "predicted",
+                             "measured": op.key in pred.kinds[op.kind].lookup and op.key not in mapped}
                             for op, ms_op in pred.operator_latencies(cfg)]
     if args.json:
         print(json.dumps(out))
     else:
         print(f"{args.arch} on {setting.describe()}: {ms:.2f} ms predicted "
               f"(operator sum {out['operator_sum_ms']:.2f} ms, {out['gflops']} GFLOPs)")
+        if "transfer" in out:
+            x = out["transfer"]
+            print(f"  table transferred from {Setting.from_dict(x['from_setting']).describe()}: "
+                  f"{x['measured_ops']} operators measured here, {x['mapped_ops']} mapped")
         for row in out.get("operators", []):
-            print(f"  {row['ms']:9.3f} ms  {'lut ' if row['measured'] else 'pred'}  {row['key']}")
+            print(f"  {row['ms']:9.3f} ms  {dict(measured='lut ', mapped='map ').get(row['source'], 'pred')}  "
+                  f"{row['key']}")
     return 0
 
 

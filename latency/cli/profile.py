@@ -8,9 +8,10 @@ import sys
 from android_bench.device_config import resolve_device
 from latency.profile import ADAPTIVE, ProfileSettings, Profiler
 from etf.args import Parser, add_verbose, device_names, nonneg_int, output_dir, positive_float, positive_int, rule
-from etf.common import cli_entry
+from etf.common import EtfError, cli_entry
 from etf.quiet import set_verbose
 from latency.setting import add_setting_arguments, check_precision
+from latency.transfer import DEFAULT_TRANSFER_E2E, DEFAULT_TRANSFER_OPS
 from supernet.trace import check_deploy_size, deploy_multiple
 
 EPILOG = """
@@ -29,9 +30,16 @@ recording its setting), .e2e.csv, .meta.json (setting, plan, timings, drift, red
 (Ctrl-C): rerunning the same command resumes where it stopped. Another --head or --threads is another table
 (converted operators are cached and shared, so only the head's operator and the end-to-end nets are new).
 
+Transfer (--transfer-from A): a finished table of another setting A (same input size) stands in for most of
+the new one. Only --transfer-ops of A's operators (spread over each kind's latency range) and --e2e whole
+networks (default 4: the smallest config and the presets) are measured here; every other row is A's latency
+mapped through a per-kind line fitted on those pairs (log t_new = a + b log t_A). Mapped rows are marked
+`transferred` and the meta file records the transfer; a later run without --transfer-from measures them.
+
 Examples:
   etf-profile --device local --size 512 --budget-min 30          # -> tables/local_512_t1_fp32_logits8.csv
   etf-profile --device local --size 512 --head labels --threads 2
+  etf-profile --device local --size 512 --threads 2 --transfer-from local_512_t1_fp32_logits8
   etf-profile --device pixel7,galaxy-s21 --workers 2
 """
 
@@ -56,8 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mbconv", choices=("grid", "exhaustive"), default="grid",
                    help="MBConv blocks to measure: a designed grid (~280 at 512, default) or all (~2,200)")
     p.add_argument("--no-adaptive", action="store_true", help="skip the adaptive-sampling phase")
-    p.add_argument("--e2e", type=nonneg_int, default=16, help="subnets measured end to end for the whole-network "
-                   "correction: the smallest config and the 3 presets, then random ones (default 16)")
+    p.add_argument("--e2e", type=nonneg_int, default=None, help="subnets measured end to end for the whole-network "
+                   f"correction: the smallest config and the 3 presets, then random ones (default 16; "
+                   f"{DEFAULT_TRANSFER_E2E} with --transfer-from)")
+    p.add_argument("--transfer-from", default="", metavar="TABLE",
+                   help="a finished table of another setting (its .csv path, or its stem in --out): measure "
+                        "only --transfer-ops operators and map the rest from it (see below)")
+    p.add_argument("--transfer-ops", type=positive_int, default=DEFAULT_TRANSFER_OPS,
+                   help=f"operators measured in a transfer (default {DEFAULT_TRANSFER_OPS}, ~1/10 of a full table)")
     p.add_argument("--e2e-only", action="store_true", help="skip the operator phases; measure only the --e2e "
                    "end-to-end subnets (e.g. after a budget-limited run)")
     p.add_argument("--limit", type=positive_int, default=None, help="measure only the first N planned operators "
@@ -74,13 +88,18 @@ def main(argv: list[str] | None = None) -> int:
     set_verbose(args.verbose)
     check_precision(args.precision)
     names = args.device
+    if args.transfer_from and args.e2e_only:
+        raise EtfError("--transfer-from measures operators; it cannot be combined with --e2e-only")
+    if args.e2e is None:
+        args.e2e = DEFAULT_TRANSFER_E2E if args.transfer_from else 16
     for name in names:  # an unknown device fails now, not after the first batch is converted
         resolve_device(name)
     settings = ProfileSettings(size=args.size, tables_dir=str(args.out), cache_dir=str(args.cache), workers=args.workers, batch=args.batch,
                                runs=args.runs, warmup=args.warmup, threads=args.threads,
                                budget_min=args.budget_min, mbconv=args.mbconv,
                                adaptive={} if args.no_adaptive else dict(ADAPTIVE), e2e=args.e2e, limit=args.limit,
-                               e2e_only=args.e2e_only, precision=args.precision, head=args.head)
+                               e2e_only=args.e2e_only, precision=args.precision, head=args.head,
+                               transfer_from=args.transfer_from, transfer_ops=args.transfer_ops)
     summary = Profiler(names, settings, progress=not args.no_progress).run()
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -90,6 +109,12 @@ def main(argv: list[str] | None = None) -> int:
             state = "REDUCED: " + "; ".join(info["reduced_reasons"]) if info["reduced"] else "complete"
             print(f"{name}: {info['rows']} operator rows, {info['e2e_rows']} end-to-end subnets -> {info['table']} "
                   f"({state})")
+            if "transfer" in info:
+                x = info["transfer"]
+                share = f" ({100 * x['fraction_of_full']:.0f}% of the source's measurements)" \
+                    if x["fraction_of_full"] else ""
+                print(f"  transferred from {x['from']}: {x['measured_ops']} operators and {x['measured_e2e']} "
+                      f"networks measured here, {x['mapped_ops']} operators mapped{share}")
             print(f"  conversion {t['convert_wall_s']:.0f}s wall ({t['conversions']} models), measurement "
                   f"{t['measure_wall_s']:.0f}s ({t['measurements']} measurements), end-to-end "
                   f"{t['e2e_convert_wall_s']:.0f}s + {t['e2e_measure_wall_s']:.0f}s", file=sys.stdout)

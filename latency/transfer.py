@@ -1,0 +1,192 @@
+"""A new setting's operator table from another setting's finished table plus a few measurements on the new one.
+
+A full table costs ~430 operator conversions and measurements. Between two settings of the same network family
+(another thread count, int8 instead of fp32, a similar phone) most of what changes is a speed-up per operator
+kind that depends on the operator's size (2 threads help a 10 ms convolution more than a 0.1 ms one). So
+``etf-profile --transfer-from A`` measures on the new setting B a designed subset of A's operators (per kind,
+spread evenly over A's latency range, both ends included), fits per kind ``log t_B = a + b log t_A`` on them, maps
+every other row of A through that line, and measures the smallest subnet and the three presets end to end for
+B's whole-network correction. In the spirit of LitePred and HELP (adapt a source predictor with a few target
+samples), reduced to what a dozen points per kind can carry: two numbers per kind.
+
+Rows measured on B keep phase ``transfer``; mapped rows get phase ``transferred`` and are regenerated from the
+measured ones on every run, so a later full ``etf-profile`` of B (without ``--transfer-from``) measures and
+replaces them.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from etf.common import EtfError
+from latency import table as tbl
+from latency.operators import Operator, parse_key
+from latency.setting import Setting
+
+#: Phase of an operator row measured on the new setting for the transfer.
+MEASURED_PHASE = "transfer"
+#: Phase of an operator row mapped from the source table (not measured on this setting).
+MAPPED_PHASE = "transferred"
+#: How the default operator budget is shared between kinds (kinds not named here: every row, they are 1-2).
+KIND_WEIGHTS = {"mbconv": 8, "transformer": 4, "injection": 3, "pool": 2, "stem": 1, "head": 2}
+#: Operators measured on the new setting by default (about a tenth of a full table).
+DEFAULT_TRANSFER_OPS = 40
+#: Whole networks measured on the new setting by default: the smallest config and the three presets.
+DEFAULT_TRANSFER_E2E = 4
+#: A kind's line is fitted with a free slope from this many points on; fewer: slope 1 (a pure ratio).
+MIN_POINTS_FOR_SLOPE = 4
+#: The fitted slope is kept within these bounds (a dozen noisy points must not extrapolate wildly).
+SLOPE_RANGE = (0.5, 1.5)
+
+
+@dataclass(frozen=True)
+class KindMap:
+    """``log t_new = a + b log t_source`` for one operator kind, fitted on ``n`` operators measured in both."""
+
+    a: float
+    b: float
+    n: int
+
+    def __call__(self, source_ms: np.ndarray) -> np.ndarray:
+        return np.exp(self.a + self.b * np.log(np.asarray(source_ms, float)))
+
+
+def source_table(spec: str, tables_dir: str | Path) -> tuple[pd.DataFrame, Setting, Path]:
+    """Read the source of a transfer: ``spec`` is a table's ``.csv`` path, or its stem
+    (``local_512_t1_fp32_logits8``) in ``tables_dir``. Returns its rows (mapped rows of an earlier transfer
+    dropped: only measurements are transferred), its setting and its path; anything unusable is one EtfError."""
+    path = Path(spec)
+    if not path.suffix:
+        path = Path(tables_dir) / f"{spec}.csv"
+    if not path.exists():
+        raise EtfError(f"--transfer-from: no latency table at {path}; give a table's .csv path or its stem in "
+                       f"--out (e.g. local_512_t1_fp32_logits8)")
+    if path.name.endswith((".e2e.csv", ".heldout.csv")):
+        raise EtfError(f"--transfer-from: {path} is an end-to-end file; give the operator table ({path.name.split('.')[0]}.csv)")
+    rows = tbl.check_operator_rows(tbl.read_csv_checked(path, tbl.OP_COLUMNS, "key"), path)
+    rows = rows[rows["phase"] != MAPPED_PHASE].reset_index(drop=True)
+    setting = tbl.setting_of_rows(rows, f"latency table {path}")
+    if setting is None:
+        raise EtfError(f"--transfer-from: latency table {path} has no measured rows")
+    return rows, setting, path
+
+
+def check_transfer(source: Setting, target: Setting) -> None:
+    """A transfer needs operators of the same input size and a target that is another setting (one line if not)."""
+    if source.size != target.size:
+        raise EtfError(f"--transfer-from: the source table is for {source.size} px, not {target.size}; operators "
+                       f"transfer between settings of one input size")
+    if source == target:
+        raise EtfError(f"--transfer-from: the source table is this very setting ({target.describe()}); "
+                       f"give another thread count, precision, head or device")
+
+
+def kind_budget(source: pd.DataFrame, n_ops: int) -> dict[str, int]:
+    """Operators to measure per kind for a budget of ``n_ops``: shared by :data:`KIND_WEIGHTS` (at least 2 per
+    kind, at most the kind's rows); kinds without a weight (the output head's own operator) are all measured."""
+    counts = source["kind"].value_counts().to_dict()
+    weighted = {k: w for k, w in KIND_WEIGHTS.items() if k in counts}
+    total_w = sum(weighted.values()) or 1
+    out = {}
+    for kind, have in counts.items():
+        want = max(2, round(n_ops * weighted[kind] / total_w)) if kind in weighted else have
+        out[str(kind)] = int(min(have, want))
+    return out
+
+
+def transfer_sample(source: pd.DataFrame, budget: dict[str, int]) -> list[Operator]:
+    """Per kind, ``budget[kind]`` of the source's operators spread evenly over its latency range (the fastest and
+    the slowest included), so each kind's line is pinned at both ends; deterministic."""
+    picks: list[Operator] = []
+    for kind in sorted(budget):
+        rows = source[source["kind"] == kind].sort_values(["median_ms", "key"], kind="stable")
+        k = budget[kind]
+        if k <= 0 or not len(rows):
+            continue
+        idx = sorted({int(round(i)) for i in np.linspace(0, len(rows) - 1, min(k, len(rows)))})
+        picks += [parse_key(key) for key in rows["key"].iloc[idx]]
+    return picks
+
+
+def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    if len(x) >= MIN_POINTS_FOR_SLOPE and np.ptp(x) > 1e-6:
+        b, a = np.polyfit(x, y, 1)
+        b = float(np.clip(b, *SLOPE_RANGE))
+        return float(np.median(y - b * x)), b
+    return float(np.median(y - x)), 1.0
+
+
+def fit_maps(source: pd.DataFrame, measured: pd.DataFrame) -> dict[str, KindMap]:
+    """Per kind, the log-log line from the source's latencies to the new setting's, on the operators measured in
+    both; a kind with none measured takes the line of all kinds pooled."""
+    both = measured.merge(source[["key", "median_ms"]], on="key", suffixes=("", "_src"))
+    if both.empty:
+        raise EtfError("--transfer-from: none of the operators measured on this setting is in the source table; "
+                       "nothing to map from")
+    maps = {}
+    for kind, rows in both.groupby("kind"):
+        a, b = _fit_line(np.log(rows["median_ms_src"].to_numpy(float)), np.log(rows["median_ms"].to_numpy(float)))
+        maps[str(kind)] = KindMap(a, b, int(len(rows)))
+    a, b = _fit_line(np.log(both["median_ms_src"].to_numpy(float)), np.log(both["median_ms"].to_numpy(float)))
+    pooled = KindMap(a, b, int(len(both)))
+    for kind in source["kind"].unique():
+        maps.setdefault(str(kind), pooled)
+    return maps
+
+
+def mapped_rows(source: pd.DataFrame, measured: pd.DataFrame, maps: dict[str, KindMap],
+                template: dict[str, Any]) -> pd.DataFrame:
+    """The source's rows not measured on the new setting, with latencies mapped through their kind's line and
+    the new setting's columns (``template``: device, threads, precision, head, ...); phase ``transferred``."""
+    rest = source[~source["key"].isin(set(measured["key"]))].copy()
+    if rest.empty:
+        return rest.reindex(columns=tbl.OP_COLUMNS)
+    scale = np.ones(len(rest))
+    for kind, idx in rest.groupby("kind").groups.items():
+        pos = rest.index.get_indexer(idx)
+        src = rest.loc[idx, "median_ms"].to_numpy(float)
+        new = maps[str(kind)](src)
+        scale[pos] = new / src
+    for col in ("median_ms", "mean_ms", "min_ms", "max_ms", "std_ms"):
+        rest[col] = pd.to_numeric(rest[col], errors="coerce") * scale
+    for col, value in template.items():
+        rest[col] = value
+    rest["phase"] = MAPPED_PHASE
+    return rest[tbl.OP_COLUMNS].reset_index(drop=True)
+
+
+def transferred_table(source: pd.DataFrame, measured: pd.DataFrame,
+                      template: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, KindMap]]:
+    """The new setting's full operator table: its measured rows plus the source's other rows mapped (see
+    :func:`mapped_rows`), and the per-kind lines used."""
+    measured = measured[measured["phase"] != MAPPED_PHASE].reset_index(drop=True)
+    maps = fit_maps(source, measured)
+    mapped = mapped_rows(source, measured, maps, template)
+    table = pd.concat([measured[tbl.OP_COLUMNS], mapped], ignore_index=True) if len(mapped) else measured
+    return table, maps
+
+
+def transfer_record(path: Path, source_setting: Setting, source_rows: int, maps: dict[str, KindMap],
+                    measured_ops: int, measured_e2e: int, source_e2e: int) -> dict[str, Any]:
+    """What the meta file records about a transfer: the source, the lines, and the cost against a full table."""
+    full = source_rows + source_e2e
+    return {"from": str(path), "from_setting": source_setting.to_dict(), "measured_ops": int(measured_ops),
+            "measured_e2e": int(measured_e2e), "mapped_ops": int(source_rows - measured_ops),
+            "fraction_of_full": round((measured_ops + measured_e2e) / full, 4) if full else None,
+            "maps": {k: asdict(m) for k, m in sorted(maps.items())}}
+
+
+def design_missing_from(source: pd.DataFrame, design: Sequence[Operator]) -> list[Operator]:
+    """Designed operators of a kind the source has no row of (e.g. another head's own operator): these are
+    measured in full, since there is nothing to map them from."""
+    kinds = set(source["kind"])
+    return [op for op in design if op.kind not in kinds]
+
+
+__all__ = ["KindMap", "MEASURED_PHASE", "MAPPED_PHASE", "KIND_WEIGHTS", "DEFAULT_TRANSFER_OPS",
+           "DEFAULT_TRANSFER_E2E", "source_table", "check_transfer", "kind_budget", "transfer_sample", "fit_maps",
+           "mapped_rows", "transferred_table", "transfer_record", "design_missing_from"]

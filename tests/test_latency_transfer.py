@@ -1,0 +1,115 @@
+"""Transfer of a latency table to another setting (latency/transfer.py): the subset, the per-kind lines, the
+mapped rows, and the errors. Pure table math on operator keys of the real 64 px design; the run through
+etf-profile with real conversions and measurements is in tests/test_latency_profile.py."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from etf.common import EtfError
+from latency import table as tbl
+from latency import transfer as xfer
+from latency.plan import designed_sample
+from latency.setting import Setting
+
+SIZE = 64
+A = Setting("local", SIZE, 1)
+B = Setting("local", SIZE, 2)
+
+
+def table_of(setting: Setting, latencies: dict[str, float], phase: str = "design") -> pd.DataFrame:
+    """Operator rows of ``setting`` with the given latencies (ms) per key."""
+    from latency.operators import parse_key
+
+    rows = [{"key": k, "kind": parse_key(k).kind, "phase": phase, "device": setting.device, "device_kind": "local",
+             "runtime": "litert", "threads": setting.threads, "size": setting.size, "median_ms": v, "mean_ms": v,
+             "std_ms": 0.01 * v, "min_ms": v, "max_ms": v, "cv": 0.01, "runs": 5, "warmup": 1, "ref_ms": 1.0,
+             "batch": 0, "timestamp": "2026-11-27T00:00:00+00:00", "converter": "x", "precision": setting.precision,
+             "head": setting.head} for k, v in latencies.items()]
+    return pd.DataFrame(rows, columns=tbl.OP_COLUMNS)
+
+
+@pytest.fixture(scope="module")
+def source() -> pd.DataFrame:
+    """Every designed operator at 64 px with a latency that grows with its cost (seeded)."""
+    rng = np.random.default_rng(0)
+    ops = [op for group in designed_sample(SIZE).values() for op in group]
+    lat = {op.key: float(0.02 + 1e-6 * op.features()[-1] * rng.uniform(0.8, 1.25)) for op in ops}
+    return table_of(A, lat)
+
+
+def truth_b(src: pd.DataFrame) -> dict[str, float]:
+    """A known per-kind law for the new setting: t_B = c_kind * t_A ** b_kind."""
+    law = {"mbconv": (0.6, 0.9), "transformer": (0.7, 0.95), "injection": (0.8, 1.0), "pool": (0.9, 1.0),
+           "stem": (0.5, 0.85), "head": (0.75, 1.05)}
+    return {k: law[kind][0] * v ** law[kind][1] for k, kind, v in zip(src["key"], src["kind"], src["median_ms"])}
+
+
+def test_budget_shares_operators_by_kind_with_two_at_least_and_never_more_than_there_are(source):
+    budget = xfer.kind_budget(source, 40)
+    counts = source["kind"].value_counts()
+    assert budget["mbconv"] == 16 and budget["transformer"] == 8 and budget["injection"] == 6
+    assert all(2 <= budget[k] <= counts[k] or budget[k] == counts[k] for k in budget)
+    assert xfer.kind_budget(source, 1)["mbconv"] == 2  # a line needs two points
+
+
+def test_sample_spans_each_kinds_latency_range_ends_included(source):
+    budget = xfer.kind_budget(source, 40)
+    picked = {op.key for op in xfer.transfer_sample(source, budget)}
+    for kind, rows in source.groupby("kind"):
+        mine = rows[rows["key"].isin(picked)]
+        assert len(mine) == budget[kind]
+        assert mine["median_ms"].min() == rows["median_ms"].min()
+        assert mine["median_ms"].max() == rows["median_ms"].max()
+    assert [op.key for op in xfer.transfer_sample(source, budget)] == \
+        [op.key for op in xfer.transfer_sample(source.sample(frac=1, random_state=1), budget)]  # deterministic
+
+
+def test_lines_recover_a_known_per_kind_law_and_map_every_other_row(source):
+    truth = truth_b(source)
+    picked = xfer.transfer_sample(source, xfer.kind_budget(source, 40))
+    measured = table_of(B, {op.key: truth[op.key] for op in picked}, phase=xfer.MEASURED_PHASE)
+    table, maps = xfer.transferred_table(source, measured, {"threads": 2, "device": "local", "ref_ms": 0.7})
+    assert maps["mbconv"].b == pytest.approx(0.9, abs=1e-9) and np.exp(maps["mbconv"].a) == pytest.approx(0.6)
+    assert maps["injection"].b == pytest.approx(1.0) and maps["mbconv"].n == 16
+    assert len(table) == len(source) and set(table["key"]) == set(source["key"])
+    mapped = table[table["phase"] == xfer.MAPPED_PHASE]
+    assert len(mapped) == len(source) - len(picked)
+    assert (mapped["threads"] == 2).all() and (mapped["ref_ms"] == 0.7).all()
+    np.testing.assert_allclose(mapped["median_ms"], [truth[k] for k in mapped["key"]], rtol=1e-9)
+    kept = table[table["phase"] == xfer.MEASURED_PHASE].set_index("key")["median_ms"]
+    assert kept.to_dict() == pytest.approx({op.key: truth[op.key] for op in picked})
+
+
+def test_a_kind_with_few_points_is_a_ratio_and_a_kind_with_none_takes_the_pooled_line(source):
+    mb = source[source["kind"] == "mbconv"].sort_values("median_ms")
+    measured = table_of(B, {k: 0.5 * v for k, v in zip(mb["key"].iloc[[0, -1]], mb["median_ms"].iloc[[0, -1]])},
+                        phase=xfer.MEASURED_PHASE)
+    maps = xfer.fit_maps(source, measured)
+    assert maps["mbconv"].b == 1.0 and np.exp(maps["mbconv"].a) == pytest.approx(0.5)
+    assert maps["transformer"] == maps["mbconv"] == maps["head"]
+
+
+def test_slope_is_bounded_so_a_few_noisy_points_cannot_extrapolate_wildly(source):
+    tf = source[source["kind"] == "transformer"].sort_values("median_ms").head(5)
+    measured = table_of(B, {k: v ** 3 for k, v in zip(tf["key"], tf["median_ms"])}, phase=xfer.MEASURED_PHASE)
+    assert xfer.fit_maps(source, measured)["transformer"].b == xfer.SLOPE_RANGE[1]
+
+
+def test_source_errors_are_one_line(tmp_path, source):
+    with pytest.raises(EtfError, match="no latency table at"):
+        xfer.source_table("local_64_t1_fp32_logits8", tmp_path)
+    path = tmp_path / f"{A.stem}.csv"
+    source.to_csv(path, index=False)
+    rows, setting, found = xfer.source_table(A.stem, tmp_path)
+    assert setting == A and found == path and len(rows) == len(source)
+    with pytest.raises(EtfError, match="this very setting"):
+        xfer.check_transfer(A, A)
+    with pytest.raises(EtfError, match="is for 64 px, not 128"):
+        xfer.check_transfer(A, Setting("local", 128, 2))
+    (tmp_path / "x.e2e.csv").write_text("a\n")
+    with pytest.raises(EtfError, match="end-to-end file"):
+        xfer.source_table(str(tmp_path / "x.e2e.csv"), tmp_path)
+    with pytest.raises(EtfError, match="none of the operators measured"):
+        xfer.fit_maps(source, table_of(B, {}, phase=xfer.MEASURED_PHASE))
