@@ -7,8 +7,12 @@ Smoke run (proves the script works; its numbers mean nothing):
 
 Random subnets are converted once, then measured with the paired protocol (latency/measure.py, each beside
 TopFormer-Tiny) in two windows: QUIET, and LOADED while a subprocess loops LiteRT inference of TopFormer-Tiny pinned
-to the other core. Whole-network corrections are fitted on the fit subnets of the QUIET window (as a table is made
-once) and evaluated on the disjoint held-out subnets of each window:
+to the other core. With a table, the headline rows are the setting's own predictor, fitted once on its table (as
+it is used) and never on these subnets:
+  predictor raw    = its correction of the operator sum              (latency as measured when profiled)
+  predictor ratio  = its predicted ratio x the reference timed beside each subnet in that window
+Then the same two schemes refitted on the fit subnets of the QUIET window (``--n-fit``; 0 skips them), evaluated on
+the disjoint held-out subnets of each window:
   raw   = correction(operator sum)                         (latency as measured)
   ratio = ratio_correction(sum / reference sum) x the reference's median in the same window (timed beside them)
 The base sum is the latency predictor's operator sum when ``--tables`` holds a table for the setting, else FLOPs
@@ -115,21 +119,29 @@ def main() -> int:
     fit = slice(0, args.n_fit)
     held = slice(args.n_fit, None)
     quiet = windows["quiet"][0]
-    raw_corr = Correction.fit(base[fit], [r.raw_ms for r in quiet[fit]])
-    ratio_corr = Correction.fit(base[fit] / base_ref, [r.ratio for r in quiet[fit]])
+    refit = args.n_fit >= 2
+    if refit:
+        raw_corr = Correction.fit(base[fit], [r.raw_ms for r in quiet[fit]])
+        ratio_corr = Correction.fit(base[fit] / base_ref, [r.ratio for r in quiet[fit]])
     print(f"bench_drift: {setting.describe()}, base = {base_name}, reference {REFERENCE_PRESET}; "
           f"fit on {args.n_fit} subnets of the quiet window, held-out {args.n_held} (seeds {args.seed}+); "
           f"{args.rounds} rounds x {args.runs} runs; conversion {conv_s:.0f} s")
     print(f"command: {' '.join(sys.argv)}")
-    print(f"{'window':<8}{'ref ms':>8}{'scheme':>8}{'±5 %':>7}{'±10 %':>7}{'MAPE %':>8}{'wall s':>8}")
+    print(f"{'window':<8}{'ref ms':>8}{'scheme':>11}{'±5 %':>7}{'±10 %':>7}{'MAPE %':>8}{'wall s':>8}")
     for window, (res, wall) in windows.items():
         measured = np.array([r.raw_ms for r in res[held]])
         ref_beside = np.array([r.ref_ms for r in res[held]])
-        preds = {"raw": np.asarray(raw_corr(base[held]), float),
-                 "ratio": np.asarray(ratio_corr(base[held] / base_ref), float) * ref_beside}
+        preds = {}
+        if have_table:
+            preds["pred raw"] = np.asarray(pred.correction(base[held]), float)
+            if pred.ratio_correction is not None:
+                preds["pred ratio"] = pred.predict_ratio_many(cfgs[args.n_fit:]) * ref_beside
+        if refit:
+            preds["raw"] = np.asarray(raw_corr(base[held]), float)
+            preds["ratio"] = np.asarray(ratio_corr(base[held] / base_ref), float) * ref_beside
         for scheme, p in preds.items():
             m = accuracy(p, measured)
-            print(f"{window:<8}{np.median(ref_beside):>8.2f}{scheme:>8}{m['within_5_pct']:>7.0f}"
+            print(f"{window:<8}{np.median(ref_beside):>8.2f}{scheme:>11}{m['within_5_pct']:>7.0f}"
                   f"{m['within_10_pct']:>7.0f}{m['mape_pct']:>8.1f}{wall:>8.0f}")
     return 0
 
