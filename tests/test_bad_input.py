@@ -196,6 +196,15 @@ CASES: dict[str, list[tuple[str, list[str], str | None]]] = {
         ("zero limit", [*PROFILE, "--out", "{out}", "--limit", "0"], "{out}"),
         ("zero threads", [*PROFILE, "--out", "{out}", "--threads", "0"], "{out}"),
         ("unknown mbconv plan", [*PROFILE, "--out", "{out}", "--mbconv", "bogus"], "{out}"),
+        ("transfer from no table", [*PROFILE, "--out", "{out}", "--transfer-from", "{missing}.csv"], "{out}"),
+        ("transfer from a corrupt table", [*PROFILE, "--out", "{out}", "--transfer-from", "{corrupt_table}"], "{out}"),
+        ("transfer from the same setting", [*PROFILE, "--out", "{tables}", "--threads", "1", "--transfer-from",
+                                            "local_64_t1_fp32_logits8"], "{tables}"),
+        ("transfer from another size", [*PROFILE, "--out", "{out}", "--size", "128", "--transfer-from",
+                                        "{tables}/local_64_t1_fp32_logits8.csv"], "{out}"),
+        ("transfer with --e2e-only", [*PROFILE, "--out", "{out}", "--e2e-only", "--transfer-from",
+                                      "{tables}/local_64_t1_fp32_logits8.csv"], "{out}"),
+        ("zero transfer operators", [*PROFILE, "--out", "{out}", "--transfer-ops", "0"], "{out}"),
     ],
     "etf-predict": [
         ("malformed operator key in the table", [*PREDICT, "--tables", "{tables_badkey}"], "{tables_badkey}"),
@@ -340,9 +349,11 @@ def world(tmp_path_factory, tiny_data) -> dict[str, str]:
         "toml_unknown_key": '[devices.p]\ntransport = "local"\ncolour = "red"\n',
         "toml_transport": '[devices.p]\ntransport = "pigeon"\n',
         "toml_not_tables": "devices = 3\n",
+        "corrupt_table": "key,kind\nnot,a table\n",
     }
     names = {"corrupt": "corrupt.json", "empty": "empty.json", "empty_tflite": "empty.tflite", "afile": "afile",
-             "garbage_pt": "garbage.pt", "garbage_tflite": "garbage.tflite", "cfg_out": "out_of_space.json"}
+             "garbage_pt": "garbage.pt", "garbage_tflite": "garbage.tflite", "cfg_out": "out_of_space.json",
+             "corrupt_table": "corrupt_table.csv"}
     paths = {"tmp": str(tmp), "data": str(tiny_data), "ckpt": str(tiny_ckpt), "missing": str(tmp / "nope.json")}
     for key, text in files.items():
         path = tmp / names.get(key, f"{key}.toml")
