@@ -21,7 +21,7 @@ import pandas as pd
 from etf.common import EtfError, atomic_open
 from latency import table as tbl
 from latency.export_op import ignore_sigint
-from latency.measure import measure_paired, reference_network_path
+from latency.measure import REFERENCE_PRESET, measure_paired, reference_network_path
 from latency.predictor import accuracy
 from latency.profile import convert_networks, e2e_row, get_device
 from latency.setting import Setting
@@ -137,8 +137,9 @@ def evaluate(pred, e2e: pd.DataFrame, held: pd.DataFrame) -> dict[str, Any]:
     """Accuracy of the predictor and of the two baselines on the held-out rows.
 
     ``raw`` compares with the latency as measured (the headline: the predictor is fitted on raw latencies);
-    ``reference_normalised`` scales each measurement by ``ref_nominal / ref_ms`` of the reference operator
-    timed next to it, kept to show what normalising by the drift record would do.
+    ``reference_normalised`` scales each measurement by (the reference when the table was fitted / the reference
+    timed next to it): TopFormer-Tiny for paired rows, the reference operator for old tables; ``drift`` says how
+    far that reference moved between the table's window and the report's.
     """
     fit = e2e[e2e["purpose"].isin(tbl.FIT_PURPOSES)]
     if len(fit) < 2:
@@ -155,11 +156,20 @@ def evaluate(pred, e2e: pd.DataFrame, held: pd.DataFrame) -> dict[str, Any]:
         series["predictor"] = pred.predict_ratio_many(cfgs) * ref_net
         series["predictor_raw"] = np.asarray(pred.correction(pred.operator_sum_many(cfgs)), float)
     raw = held["median_ms"].to_numpy(float)
-    measured = {"raw": raw, "reference_normalised": raw * pred.ref_nominal / held["ref_ms"].to_numpy(float)}
-    drift = {"table_ref_ms": pred.ref_nominal, "report_ref_ms": float(held["ref_ms"].median()),
-             "change_pct": 100 * (float(held["ref_ms"].median()) / pred.ref_nominal - 1)}
+    paired = pred.ref_current_ms is not None and ref_net is not None and np.isfinite(ref_net).all()
+    if paired:  # the reference network timed beside each subnet vs its latency when the table was fitted
+        table_ref, beside, reference = float(pred.ref_current_ms), ref_net, f"{REFERENCE_PRESET} (whole network)"
+    else:  # old tables: the reference operator of the profile's batches
+        table_ref, beside, reference = pred.ref_nominal, held["ref_ms"].to_numpy(float), "reference operator"
+    measured = {"raw": raw, "reference_normalised": raw * table_ref / beside}
+    # scaled to the table's window, a prediction that followed the reference beside it is scaled back as well
+    normalised = {name: p * table_ref / beside if name == "predictor" and "predictor_raw" in series else p
+                  for name, p in series.items()}
+    drift = {"reference": reference, "table_ref_ms": table_ref, "report_ref_ms": float(np.median(beside)),
+             "change_pct": 100 * (float(np.median(beside)) / table_ref - 1)}
+    per_basis = {"raw": series, "reference_normalised": normalised}
     return {"series": series, "measured": measured, "drift": drift,
-            "metrics": {m: {name: accuracy(p, y) for name, p in series.items()} for m, y in measured.items()},
+            "metrics": {m: {name: accuracy(p, y) for name, p in per_basis[m].items()} for m, y in measured.items()},
             "flops_fit": {"a_ms_per_gflop": a * 1e9, "b_ms": b}, "fit_subnets": int(len(fit))}
 
 

@@ -197,3 +197,12 @@ def test_evaluate_uses_the_reference_beside_each_heldout_subnet_in_ratio_mode():
     res = evaluate(pred, e2e, held)
     m = res["metrics"]["raw"]
     assert m["predictor"]["mape_pct"] < 3.0 < m["predictor_raw"]["mape_pct"], m
+    # the drift line compares the reference network beside the held-out subnets with its latency at fit time
+    assert res["drift"]["reference"].startswith(REFERENCE_PRESET)
+    assert res["drift"]["table_ref_ms"] == pytest.approx(pred.ref_current_ms)
+    assert res["drift"]["report_ref_ms"] == pytest.approx(float(np.median(held["ref_net_ms"])))
+    held_slow = held.assign(ref_net_ms=held["ref_net_ms"] * 1.3, median_ms=held["median_ms"] * 1.3)
+    slow = evaluate(pred, e2e, held_slow)
+    assert slow["drift"]["change_pct"] == pytest.approx(res["drift"]["change_pct"] * 1.3 + 30, abs=1e-6)
+    assert slow["metrics"]["reference_normalised"]["predictor"]["mape_pct"] == pytest.approx(
+        res["metrics"]["reference_normalised"]["predictor"]["mape_pct"])  # scaled back: the same numbers

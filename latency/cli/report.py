@@ -78,15 +78,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"{setting.describe()}: {len(held)} held-out subnets, fitted on "
           f"{result['fit_subnets']} end-to-end subnets + {pred.info['rows']} operator rows")
+    d0 = result["drift"]
     for basis, label in (("raw", "latency as measured"),
-                         ("reference_normalised", "scaled by the reference operator timed next to it")):
+                         ("reference_normalised", f"scaled by the {d0['reference']} timed next to it")):
         print(f"\nmeasured = {label}")
         print(f"{'model':<14}{'RMSE ms':>9}{'MAPE %':>8}{'±5% %':>8}{'±10% %':>8}{'tau':>7}")
         for name, m in result["metrics"][basis].items():
             print(f"{name:<14}{m['rmse_ms']:>9.2f}{m['mape_pct']:>8.1f}{m['within_5_pct']:>8.0f}"
                   f"{m['within_10_pct']:>8.0f}{m['kendall_tau']:>7.3f}")
     d = result["drift"]
-    print(f"\nreference operator: {d['table_ref_ms']:.3f} ms when profiled, {d['report_ref_ms']:.3f} ms now "
+    print(f"\n{d['reference']}: {d['table_ref_ms']:.3f} ms when the table was fitted, {d['report_ref_ms']:.3f} ms now "
           f"({d['change_pct']:+.1f}%)")
     if abs(d["change_pct"]) > DRIFT_WARN_PCT:
         print(f"warning: the device runs {abs(d['change_pct']):.0f}% {'slower' if d['change_pct'] > 0 else 'faster'} "
