@@ -20,8 +20,8 @@ output head's own operator (labels: the argmax + label upsample; logits: the ful
 logits8: none); a grid of MBConv blocks (every stage
 position x kernel x expansion, with the smallest/middle/largest widths; --mbconv exhaustive measures all
 ~2,200); a space-filling sample of 40 transformer blocks, 27 injection modules and 6 pyramid-pool configs;
-then adaptive sampling (a random forest's least certain candidates: +40 MBConv, +20 transformer,
-+9 injection, +4 pool); then --e2e subnets end to end (smallest, presets, random) for the predictor's correction.
+then adaptive sampling in rounds (each round measures the candidates a random forest fitted on everything
+measured so far is least sure of, then refits it: +40 MBConv, +20 transformer, +9 injection, +4 pool in all); then --e2e subnets end to end (smallest, presets, random) for the predictor's correction.
 Each batch is converted in --workers processes (cached under OUT/cache, never twice) and timed on every
 device in one round trip, with a reference operator before and after (its latency is the drift record).
 
