@@ -49,6 +49,10 @@ FORMAT_VERSION = 3
 FILE_TAG = "latency-predictor"
 #: Kinds with at least this many measured rows get a gradient-boosting model; fewer: a linear fit on cost.
 MIN_ROWS_FOR_TREES = 12
+#: A whole-network correction may have an intercept from this many subnets on; fewer: a pure ratio. On the
+#: 512 px 1-thread table, leave-one-out on the first 4 subnets (the smallest config and the presets) chose a
+#: line 0.56 x sum + b that missed all 50 held-out subnets by over 10%; the ratio from 6 of them missed none.
+MIN_POINTS_FOR_AFFINE = 8
 
 
 class TreeEnsemble:
@@ -277,7 +281,7 @@ class Correction:
         x, y = np.asarray(op_sums, float), np.asarray(measured, float)
         if len(x) == 0:
             return cls()
-        if len(x) < 4 or np.ptp(x) <= 1e-9:
+        if len(x) < MIN_POINTS_FOR_AFFINE or np.ptp(x) <= 1e-9:
             return cls(*_ratio_fit(x, y), n=len(x), form="ratio")
         form = "affine" if _loo_mape(_affine_fit, x, y) < _loo_mape(_ratio_fit, x, y) else "ratio"
         a, b = (_affine_fit if form == "affine" else _ratio_fit)(x, y)

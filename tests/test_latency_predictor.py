@@ -107,8 +107,15 @@ def test_vectorised_path_equals_per_config_and_per_operator_paths(predictor):
 
 
 def test_correction_fit_recovers_a_line():
-    c = Correction.fit([1.0, 2.0, 3.0, 4.0], [1.5, 2.7, 3.9, 5.1])
+    x = np.arange(1.0, 9.0)
+    c = Correction.fit(x, 1.2 * x + 0.3)
     assert (c.a, c.b, c.form) == (pytest.approx(1.2), pytest.approx(0.3), "affine")
+
+
+def test_correction_on_fewer_than_eight_subnets_is_a_ratio():
+    """Four points on a line still give a ratio: a free line on so few extrapolates badly (latency/predictor.py)."""
+    c = Correction.fit([1.0, 2.0, 3.0, 4.0], [1.5, 2.7, 3.9, 5.1])
+    assert c.form == "ratio" and c.b == 0.0 and c.n == 4
 
 
 def test_correction_keeps_no_intercept_that_only_fits_noise():
