@@ -8,6 +8,13 @@ Protocol, per round: ``ref, A, ref, B, ref, C, ref`` (every network has a refere
 order rotated by one each round so no network always follows the same neighbour. Per network the result holds
 the median over rounds of ``network / mean(adjacent references)``, the reference's median over the whole run,
 and the network's raw median over rounds.
+
+Each visit's time in the ratio is the visit's *fastest* run when the device reports one (``min_ms``), its median
+otherwise: on this 2-core machine a 2-thread run is slowed whenever something else holds a core, for a run or
+for seconds, and the fastest run of a visit is the one nothing interrupted. Measured twice in a row (50 held-out
++ 16 correction subnets at 512 px, 3 rounds x 10 runs): the two ratios of a subnet differed by 1.4% (median;
+7.8% at the 90th percentile) with the fastest run, by 2.7% (8.5%) with the median; with 1 thread (5 runs a
+visit) 1.2% (3.0%) against 1.7% (4.8%) (latency/RESULTS.md). Raw latencies (``raw_ms``, ``ref_ms``) stay medians: what a user reads as "the latency".
 """
 from __future__ import annotations
 
@@ -51,21 +58,24 @@ def round_sequence(n: int, round_index: int) -> list[int]:
     return seq
 
 
-def summarize_rounds(n: int, rounds: Sequence[Sequence[float]], runs: int = 0) -> list[PairedResult]:
+def summarize_rounds(n: int, rounds: Sequence[Sequence[float]], runs: int = 0,
+                     fastest: Sequence[Sequence[float]] | None = None) -> list[PairedResult]:
     """Per-network :class:`PairedResult` from the medians (ms) timed in each round, in the order
-    :func:`round_sequence` gave (round ``r``'s list holds one median per entry of ``round_sequence(n, r)``)."""
+    :func:`round_sequence` gave (round ``r``'s list holds one median per entry of ``round_sequence(n, r)``);
+    ``fastest``: each visit's fastest run in the same layout, which the ratios are then taken on (module doc)."""
     ratios: list[list[float]] = [[] for _ in range(n)]
     raws: list[list[float]] = [[] for _ in range(n)]
     refs: list[float] = []
     for r, times in enumerate(rounds):
         seq = round_sequence(n, r)
-        if len(times) != len(seq):
+        low = fastest[r] if fastest is not None else times
+        if len(times) != len(seq) or len(low) != len(seq):
             raise ValueError(f"round {r} has {len(times)} timings, expected {len(seq)}")
         refs += [t for idx, t in zip(seq, times) if idx == 0]
         for pos in range(1, len(seq), 2):
             net = seq[pos] - 1
-            beside = (times[pos - 1] + times[pos + 1]) / 2
-            ratios[net].append(times[pos] / beside)
+            beside = (low[pos - 1] + low[pos + 1]) / 2
+            ratios[net].append(low[pos] / beside)
             raws[net].append(times[pos])
     if not refs:
         raise ValueError("no rounds")
@@ -86,12 +96,14 @@ def measure_paired(device: Any, models: Sequence[str | Path], reference_model: s
         return []
     paths = [Path(reference_model)] + [Path(m) for m in models]
     timings: list[list[float]] = []
+    fastest: list[list[float]] = []
     for r in range(rounds):
         seq = round_sequence(len(models), r)
         stats = device.benchmark_many([paths[i] for i in seq], runs=runs, warmup=warmup, threads=threads,
                                       cooldown_s=0.0 if getattr(device, "kind", "") == "local" else None)
         timings.append([float(s.median_ms) for s in stats])
-    return summarize_rounds(len(models), timings, runs)
+        fastest.append([float(getattr(s, "min_ms", None) or s.median_ms) for s in stats])
+    return summarize_rounds(len(models), timings, runs, fastest)
 
 
 def reference_network_path(cache_dir: str | Path, size: int, pool: Any = None, head: str | None = None,

@@ -206,3 +206,16 @@ def test_evaluate_uses_the_reference_beside_each_heldout_subnet_in_ratio_mode():
     assert slow["drift"]["change_pct"] == pytest.approx(res["drift"]["change_pct"] * 1.3 + 30, abs=1e-6)
     assert slow["metrics"]["reference_normalised"]["predictor"]["mape_pct"] == pytest.approx(
         res["metrics"]["reference_normalised"]["predictor"]["mape_pct"])  # scaled back: the same numbers
+
+
+def test_ratios_use_each_visits_fastest_run_when_given_and_raw_latencies_stay_medians():
+    """A visit slowed for part of its runs (median 30 where nothing interrupted gives 20) moves the median-based
+    ratio but not the fastest-run one."""
+    medians = [[10, 30, 10], [10, 20, 10], [10, 20, 10]]
+    fastest = [[10, 20, 10], [10, 20, 10], [10, 20, 10]]
+    (a,) = summarize_rounds(1, medians, runs=5, fastest=fastest)
+    assert a.ratio == pytest.approx(2.0) and a.raw_ms == pytest.approx(20.0) and a.ref_ms == pytest.approx(10.0)
+    (b,) = summarize_rounds(1, [[10, 30, 10], [10, 30, 10], [10, 20, 10]], runs=5)
+    assert b.ratio == pytest.approx(3.0)  # without fastest runs the slowed visits decide
+    with pytest.raises(ValueError):
+        summarize_rounds(1, medians, fastest=[[10, 20]] * 3)

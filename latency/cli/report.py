@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_setting_arguments(p)
     p.add_argument("--workers", type=positive_int, default=2, help="conversion processes (default 2)")
     p.add_argument("--batch", type=positive_int, default=6, help="subnets per measurement round trip (default 6)")
-    p.add_argument("--runs", type=positive_int, default=10, help="timed runs per subnet (default 10)")
+    p.add_argument("--runs", type=positive_int, default=30, help="timed runs per subnet, split over 3 rounds "
+                   "(default 30: each visit's fastest of 10 is what the ratio uses)")
     p.add_argument("--warmup", type=nonneg_int, default=2, help="warm-up runs per subnet (default 2)")
     p.add_argument("--window-h", type=positive_float, default=HELDOUT_WINDOW_H,
                    help=f"held-out rows older than this many hours expire (default {HELDOUT_WINDOW_H:g})")
