@@ -28,7 +28,7 @@ import pandas as pd
 from latency import table as tbl
 from latency import transfer as xfer
 from latency.predictor import LatencyPredictor, accuracy, load_for_device
-from latency.report import valid_heldout
+from latency.report import heldout_path, read_heldout, valid_heldout
 from latency.setting import Setting
 from supernet.space import ArchConfig
 
@@ -68,8 +68,7 @@ def main() -> int:
     target = tbl.read_ops(args.tables, tgt_setting)
     target = target[target["phase"] != xfer.MAPPED_PHASE]
     tgt_e2e = tbl.read_e2e(args.tables, tgt_setting)
-    held = tbl.read_csv_checked(tbl.table_stem(args.tables, tgt_setting).with_suffix(".heldout.csv"),
-                                tbl.E2E_REQUIRED, "arch_key", tbl.E2E_PAIRED + ["table_fingerprint"])
+    held = read_heldout(heldout_path(args.tables, tgt_setting))
     held = valid_heldout(held, tbl.ops_fingerprint(args.tables, tgt_setting), window_h=args.window_h)
     if len(held) < 10:
         sys.exit(f"bench_transfer: only {len(held)} valid held-out rows for {args.target}; run "

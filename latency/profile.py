@@ -463,7 +463,8 @@ class Profiler:
 
         def one(dev) -> list[PairedResult]:
             return measure_paired(dev, paths, ref_net, rounds=rounds, runs=runs, warmup=self.s.warmup,
-                                  threads=self.settings[dev.name].threads)
+                                  threads=self.settings[dev.name].threads,
+                                  baseline_ms=tbl.fastest_reference_ms(self.e2e[dev.name]))
         if len(self.devices) == 1:
             return {self.devices[0].name: one(self.devices[0])}
         with ThreadPoolExecutor(len(self.devices)) as ex:

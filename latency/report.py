@@ -75,6 +75,12 @@ def heldout_configs(n: int, exclude: set[str]) -> list[tuple[int, ArchConfig]]:
     return fresh_heldout_configs(n, exclude, set())
 
 
+def read_heldout(path: Path) -> pd.DataFrame:
+    """The held-out rows at ``path`` (an empty frame when there are none): end-to-end columns checked as in any
+    table, the ``table_fingerprint`` each was drawn for kept as text."""
+    return tbl.read_csv_checked(path, tbl.E2E_REQUIRED, "arch_key", tbl.E2E_PAIRED, text=["table_fingerprint"])
+
+
 def valid_heldout(rows: pd.DataFrame, fingerprint: str, now: float | None = None,
                   window_h: float = HELDOUT_WINDOW_H) -> pd.DataFrame:
     """The held-out rows still valid: drawn for this operator-table ``fingerprint`` and measured less than
@@ -101,8 +107,7 @@ def measure_heldout(setting: Setting, tables_dir: str, n: int, workers: int, bat
     e2e = tbl.read_e2e(tables_dir, setting)
     fp = tbl.ops_fingerprint(tables_dir, setting)
     path = heldout_path(tables_dir, setting)
-    rows = tbl.read_csv_checked(path, tbl.E2E_REQUIRED, "arch_key", tbl.E2E_PAIRED + ["table_fingerprint"])
-    rows["table_fingerprint"] = rows["table_fingerprint"].astype(object).where(rows["table_fingerprint"].notna(), "")
+    rows = read_heldout(path)
     rows = valid_heldout(rows, fp, window_h=window_h)
     if len(rows) >= n:
         return rows.head(n)
@@ -123,7 +128,7 @@ def measure_heldout(setting: Setting, tables_dir: str, n: int, workers: int, bat
             paths, _ = convert_networks([c for _, c in chunk], size, cache, pool, head=setting.head,
                                         precision=setting.precision)
             results = measure_paired(dev, paths, ref_net, rounds=rounds, runs=max(1, runs // rounds), warmup=warmup,
-                                     threads=setting.threads)
+                                     threads=setting.threads, baseline_ms=tbl.fastest_reference_ms(e2e))
             new = pd.DataFrame([{**e2e_row(setting, s, c, res, ref_nominal, "heldout"), "table_fingerprint": fp}
                                 for (s, c), res in zip(chunk, results)], columns=HELDOUT_COLUMNS)
             rows = pd.concat([rows, new], ignore_index=True) if len(rows) else new

@@ -135,16 +135,17 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def read_csv_checked(path: Path, columns: list[str], key: str | list[str],
-                     optional: Sequence[str] = ()) -> pd.DataFrame:
+                     optional: Sequence[str] = (), text: Sequence[str] = ()) -> pd.DataFrame:
     """Read a table CSV; missing columns, non-numeric/negative latencies or duplicate keys raise EtfError.
 
     ``key``: the column (or columns) unique per row; ``optional``: columns added as NaN when an older file lacks
-    them (validated as positive numbers where present)."""
+    them (validated as positive numbers where present); ``text``: columns read as text ("" when absent or
+    empty), e.g. a fingerprint that happens to be all digits."""
     keys = [key] if isinstance(key, str) else list(key)
     if not path.exists():
-        return pd.DataFrame(columns=columns + [c for c in optional if c not in columns])
+        return pd.DataFrame(columns=columns + [c for c in [*optional, *text] if c not in columns])
     try:
-        df = pd.read_csv(path, dtype={k: str for k in keys})
+        df = pd.read_csv(path, dtype={k: str for k in [*keys, *text]})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise EtfError(f"latency table {path} is corrupted: {str(exc).splitlines()[0]}") from None
     for col, value in (("precision", LEGACY_PRECISION), ("head", LEGACY_HEAD)):  # tables from before settings
@@ -179,6 +180,8 @@ def read_csv_checked(path: Path, columns: list[str], key: str | list[str],
             raise EtfError(f"latency table {path} line {row + 2}: {col}={df[col].iloc[row]!r} is not a positive "
                            "number; delete the line and measure it again")
         df[col] = values.astype(float)
+    for col in text:
+        df[col] = df[col].fillna("").astype(str) if col in df.columns else ""
     dup = df.duplicated(subset=keys)
     if dup.any():
         row = int(dup.idxmax())
@@ -290,6 +293,15 @@ def latest_reference_ms(e2e: pd.DataFrame) -> float | None:
         return None
     newest = paired.sort_values("timestamp", kind="stable").iloc[-1]
     return float(newest["ref_net_ms"])
+
+
+def fastest_reference_ms(e2e: pd.DataFrame) -> float | None:
+    """The fastest whole-network reference latency (ms) of the paired rows, or None without any: the device's
+    normal state, which an off-regime round is told from (latency/measure.py)."""
+    if not len(e2e) or "ref_net_ms" not in e2e:
+        return None
+    refs = pd.to_numeric(e2e["ref_net_ms"], errors="coerce").dropna()
+    return float(refs.min()) if len(refs) else None
 
 
 def ops_fingerprint(tables_dir: str | Path, setting: Setting) -> str:

@@ -144,13 +144,24 @@ def resolve(device: str) -> Any:
 
 
 def measure_paired(device: Any, model: str | Path, reference: str | Path, runs: int, warmup: int,
-                   threads: int | None, rounds: int = 3) -> Any:
+                   threads: int | None, rounds: int = 3, baseline_ms: float | None = None) -> Any:
     """Time ``model`` beside the whole-network ``reference`` (latency/measure.py's paired protocol, ``runs`` split
-    over ``rounds``); returns its ``PairedResult`` (raw median, reference median, ratio)."""
+    over ``rounds``, off-regime rounds against ``baseline_ms`` timed again); returns its ``PairedResult`` (raw
+    median, reference median, ratio)."""
     from latency.measure import measure_paired as paired
 
     return paired(device, [model], reference, rounds=rounds, runs=max(1, runs // rounds), warmup=warmup,
-                  threads=threads)[0]
+                  threads=threads, baseline_ms=baseline_ms)[0]
+
+
+def reference_baseline(tables_dir: str | Path, setting: Any) -> float | None:
+    """The fastest whole-network reference recorded in ``setting``'s table (None without one): what a round of a
+    winner's measurement is checked against (latency/measure.py's off-regime rounds)."""
+    from latency import table as tbl
+
+    if not tbl.ops_path(tables_dir, setting).exists():
+        return None
+    return tbl.fastest_reference_ms(tbl.read_e2e(tables_dir, setting))
 
 
 def record_and_refit(tables_dir: str | Path, setting: Any, measurements: list[tuple], purpose: str) -> Any:

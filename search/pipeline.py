@@ -434,7 +434,8 @@ def _export_and_measure(job: SearchJob, best: ArchConfig, out: Path, evaluator, 
         say(f"exporting the whole-network reference ({REFERENCE_PRESET}, {latency_classes} classes, head {job.head}) ...")
         reference = pieces.export_winner(PRESETS[REFERENCE_PRESET], reference.parent, job.size, None, latency_classes,
                                          head=job.head, precision=job.precision)
-    paired = pieces.measure_paired(device, timed, reference, job.runs, job.warmup, setting.threads)
+    paired = pieces.measure_paired(device, timed, reference, job.runs, job.warmup, setting.threads,
+                                   baseline_ms=pieces.reference_baseline(job.tables, setting))
     measured = float(paired.raw_ms)
     stats = paired
     res.update({"measured_ms": measured, "measured_std_ms": float(paired.std_ms), "reference_ms": paired.ref_ms,
