@@ -3,7 +3,9 @@
 Each batch: convert the batch's operators that are not in the content-addressed cache (``--workers``
 processes; conversion is the bottleneck), then time the whole batch on every device with one
 ``benchmark_many`` call (one push/run round trip on a phone), bracketed by a fixed reference operator whose
-latency records the device's drift. After every batch the table is rewritten atomically, so an interrupted run
+latency records the device's drift (a batch whose reference ran more than 25% slower than the device's fastest
+batch so far was timed in another state, e.g. a core taken by something else: it is timed again, up to twice,
+as whole networks are in latency/measure.py). After every batch the table is rewritten atomically, so an interrupted run
 resumes where it stopped and neither loses nor duplicates a row. Phases: the designed sample, adaptive
 sampling where a random forest is least sure (in rounds: each round refits the forest on everything measured so
 far), then a handful of end-to-end subnets for the predictor's whole-network correction. With a transfer source
@@ -23,7 +25,7 @@ import pandas as pd
 
 from latency import table as tbl
 from latency.export_op import cache_path, convert_cached, converter_version, ignore_sigint, sigint_ignored
-from latency.measure import PairedResult, measure_paired, reference_network_path
+from latency.measure import REGIME_RETRIES, PairedResult, measure_paired, off_regime, reference_network_path
 from latency.operators import MBConv, Operator, parse_key
 from latency.plan import candidates, designed_sample, interleave, most_uncertain, stage_sides
 from latency.setting import DEFAULT_PRECISION, Setting
@@ -241,6 +243,14 @@ class Profiler:
         ok = [op for op in ops if op.key in paths]
         t0 = time.monotonic()
         results = self._measure_all([paths[op.key] for op in ok]) if ok else {}
+        for attempt in range(REGIME_RETRIES):  # a batch timed while the device was in another state: again
+            off = [name for name, (_, refs) in results.items() if off_regime(sum(refs) / len(refs), self._fastest_ref(name))]
+            if not off:
+                break
+            for name in off:
+                self.meta[name]["timing"]["retried_batches"] = self.meta[name]["timing"].get("retried_batches", 0) + 1
+            time.sleep(2.0 * (attempt + 1))
+            results = self._measure_all([paths[op.key] for op in ok])
         meas_wall = time.monotonic() - t0
         for dev in self.devices:
             meta = self.meta[dev.name]
@@ -268,6 +278,11 @@ class Profiler:
         if self._bar is not None:
             self._bar.update(len(ops))
             self._bar.set_postfix_str(f"convert {conv_wall:.0f}s measure {meas_wall:.0f}s", refresh=True)
+
+    def _fastest_ref(self, dev_name: str) -> float | None:
+        """The fastest reference-operator latency of the device's earlier batches (its normal state), or None."""
+        refs = [d["ref_ms"] for d in self.meta[dev_name]["drift"]]
+        return min(refs) if refs else None
 
     def _row(self, dev, op: Operator, st, ref_ms: float, batch: int, phase: str) -> dict[str, Any]:
         return {"key": op.key, "kind": op.kind, "phase": phase, "device": dev.name, "device_kind": dev.kind,

@@ -262,6 +262,36 @@ def test_adaptive_sampling_is_a_loop_that_refits_between_rounds(profiled14, tmp_
     assert [(n, len(keys)) for n, keys in picks_seen] == [(14, 1), (15, 1), (16, 0)]  # refitted on 14, then 15 rows
 
 
+def test_a_batch_whose_reference_ran_off_regime_is_timed_again(profiled14, tmp_path, monkeypatch):
+    """The reference operator ran 2x slower than the device's fastest batch: the batch is timed again and the
+    rows come from the second timing (latency/profile.py, off-regime batches)."""
+    from latency.profile import ProfileSettings, Profiler
+
+    out = tmp_path / "regime"
+    shutil.copytree(profiled14, out, ignore=shutil.ignore_patterns("*.predictor.json"))
+    prof = Profiler(["local"], ProfileSettings(size=SIZE, tables_dir=str(out), runs=3, warmup=1, e2e=0),
+                    progress=False)
+    fastest = prof._fastest_ref("local")
+    monkeypatch.setattr("latency.profile.time.sleep", lambda s: None)
+    calls = []
+
+    def fake(paths, interleave=False):
+        slow = not calls
+        calls.append(len(paths))
+        stats = [type("S", (), {"runtime": "x", "threads": 1, "median_ms": 9.0 if slow else 1.0, "mean_ms": 1.0,
+                                "std_ms": 0.0, "min_ms": 1.0, "max_ms": 1.0, "cv": 0.0, "runs": 3, "warmup": 1})()
+                 for _ in paths]
+        return {"local": (stats, [2 * fastest if slow else fastest])}
+    prof._measure_all = fake
+    from latency.operators import parse_key
+    pools = [parse_key(k) for k in prof.tables["local"]["key"] if k.startswith("pool")]
+    prof.tables["local"] = prof.tables["local"][~prof.tables["local"]["key"].str.startswith("pool")]
+    prof.run_batch(pools, "design")
+    rows = prof.tables["local"]
+    assert calls == [len(pools), len(pools)] and prof.meta["local"]["timing"]["retried_batches"] == 1
+    assert (rows[rows["kind"] == "pool"]["median_ms"] == 1.0).all()
+
+
 @pytest.mark.slow
 def test_transfer_to_two_threads_measures_a_subset_maps_the_rest_and_a_full_run_replaces_the_mapped_rows(
         profiled14, tmp_path, capsys):
