@@ -21,8 +21,9 @@ for tens of seconds, TopFormer-Tiny ran 12.8 ms instead of 7.5 and larger networ
 fell by 14-42% (18 of 50 held-out subnets of one report; the other 32, timed at 7.3-7.7 ms, were within -4..+6%
 of the prediction). Such a round is *off-regime*: its reference ran more than ``REGIME_TOLERANCE`` slower than the
 fastest reference known for the setting (the caller's ``baseline_ms``, e.g. the table's fastest, or an earlier
-round). It is timed again after a pause, up to ``REGIME_RETRIES`` times, then kept (a device that stays slower
-has drifted, and drift is what the ratio cancels). Raw latencies (``raw_ms``, ``ref_ms``) stay medians: what a user reads as "the latency".
+round). It is timed again after a pause, up to ``REGIME_RETRIES`` times, then kept; when a retry is no faster
+than the attempt before, the device has drifted (drift is what the ratio cancels): that speed becomes the call's
+baseline and no further round is retried for it, so a stale baseline costs one extra round, not three per round. Raw latencies (``raw_ms``, ``ref_ms``) stay medians: what a user reads as "the latency".
 """
 from __future__ import annotations
 
@@ -110,12 +111,14 @@ def off_regime(round_ref_ms: float, baseline_ms: float | None, tolerance: float 
 
 def measure_paired(device: Any, models: Sequence[str | Path], reference_model: str | Path, rounds: int = 3,
                    runs: int = 10, warmup: int = 2, threads: int | None = None, baseline_ms: float | None = None,
-                   retries: int = REGIME_RETRIES, pause_s: float = 2.0) -> list[PairedResult]:
+                   retries: int = REGIME_RETRIES, pause_s: float = 1.0) -> list[PairedResult]:
     """Time ``models`` on ``device`` with the paired protocol (``rounds`` rounds, ``runs`` timed runs per model
     per visit); one ``benchmark_many`` round trip per round. A round whose reference ran off-regime
     (:func:`off_regime` against ``baseline_ms`` or the fastest reference of this call's earlier rounds) is timed
-    again after ``pause_s`` x attempt, up to ``retries`` times; then it is kept. Returns one :class:`PairedResult`
-    per model (``retried``: rounds timed again)."""
+    again after ``pause_s`` x attempt, up to ``retries`` times; then it is kept. A retry whose reference is no
+    faster than the attempt before means the device is slower now, not interrupted (a stale ``baseline_ms``,
+    a warm phone): that state becomes the call's baseline and nothing more is retried for it. Returns one
+    :class:`PairedResult` per model (``retried``: rounds timed again)."""
     if rounds < 1 or runs < 1:
         raise EtfError(f"paired measurement needs rounds >= 1 and runs >= 1, not {rounds} and {runs}")
     if not models:
@@ -127,14 +130,19 @@ def measure_paired(device: Any, models: Sequence[str | Path], reference_model: s
     best = baseline_ms
     for r in range(rounds):
         seq = round_sequence(len(models), r)
+        previous = None
         for attempt in range(retries + 1):
             stats = device.benchmark_many([paths[i] for i in seq], runs=runs, warmup=warmup, threads=threads,
                                           cooldown_s=0.0 if getattr(device, "kind", "") == "local" else None)
             low = [float(getattr(s, "min_ms", None) or s.median_ms) for s in stats]
             ref_now = statistics.median(t for i, t in zip(seq, low) if i == 0)
+            if previous is not None and ref_now >= 0.9 * previous:
+                best = ref_now  # timed again and no faster: the device is slower now (drift), not interrupted
+                break
             if attempt == retries or not off_regime(ref_now, best):
                 break
             retried += 1
+            previous = ref_now
             time.sleep(pause_s * (attempt + 1))
         best = ref_now if best is None else min(best, ref_now)
         timings.append([float(s.median_ms) for s in stats])

@@ -243,13 +243,17 @@ class Profiler:
         ok = [op for op in ops if op.key in paths]
         t0 = time.monotonic()
         results = self._measure_all([paths[op.key] for op in ok]) if ok else {}
+        previous: dict[str, float] = {}
         for attempt in range(REGIME_RETRIES):  # a batch timed while the device was in another state: again
-            off = [name for name, (_, refs) in results.items() if off_regime(sum(refs) / len(refs), self._fastest_ref(name))]
+            refs_now = {name: sum(refs) / len(refs) for name, (_, refs) in results.items()}
+            off = [name for name, ref in refs_now.items() if off_regime(ref, self._fastest_ref(name))
+                   and not (name in previous and ref >= 0.9 * previous[name])]  # no faster when retried: drift
             if not off:
                 break
             for name in off:
                 self.meta[name]["timing"]["retried_batches"] = self.meta[name]["timing"].get("retried_batches", 0) + 1
-            time.sleep(2.0 * (attempt + 1))
+            previous = refs_now
+            time.sleep(1.0 * (attempt + 1))
             results = self._measure_all([paths[op.key] for op in ok])
         meas_wall = time.monotonic() - t0
         for dev in self.devices:

@@ -62,7 +62,7 @@ class DemoScale:
 
 QUICK = DemoScale(train_images=24, val_images=12, data_size=64, classes=5, train_iters=12, train_batch=4,
                   train_size=64, train_lr=2e-3, train_head_lr_mult=10.0, train_random=2, deploy_size=64,
-                  profile_minutes=1.0, profile_e2e=2, eval_size=64, n_calib=2, n_val=6, budget=6, compare_budget=0,
+                  profile_minutes=0.5, profile_e2e=2, eval_size=64, n_calib=2, n_val=6, budget=6, compare_budget=0,
                   bench_runs=10, finetune_iters=2, finetune_lr=5e-4)
 #: The full demo trains like the documented run (docs/training.md: 750 iterations at 96 px, where the presets
 #: come out ordered Base >= Small >= Tiny), shorter and with one random subnet per sandwich step (1.2 -> 0.8 s
