@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import pandas as pd
 
@@ -29,16 +28,8 @@ from latency import table as tbl
 from latency import transfer as xfer
 from latency.predictor import LatencyPredictor, accuracy, load_for_device
 from latency.report import heldout_path, read_heldout, valid_heldout
-from latency.setting import Setting
+from etf.common import EtfError
 from supernet.space import ArchConfig
-
-
-def setting_of(tables: str, stem: str) -> Setting:
-    rows = tbl.read_csv_checked(Path(tables) / f"{stem}.csv", tbl.OP_COLUMNS, "key")
-    setting = tbl.setting_of_rows(rows, stem)
-    if setting is None:
-        sys.exit(f"bench_transfer: {stem} has no rows")
-    return setting
 
 
 def score(pred: LatencyPredictor, held: pd.DataFrame) -> dict[str, float]:
@@ -62,11 +53,12 @@ def main() -> int:
     ap.add_argument("--window-h", type=float, default=24.0, help="held-out rows older than this are not used")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    src_setting, tgt_setting = setting_of(args.tables, args.source), setting_of(args.tables, args.target)
-    xfer.check_transfer(src_setting, tgt_setting)
-    source, _, _ = xfer.source_table(args.source, args.tables)
-    target = tbl.read_ops(args.tables, tgt_setting)
-    target = target[target["phase"] != xfer.MAPPED_PHASE]
+    try:  # each table read once: its measured rows (mapped rows of a transfer dropped) and its setting
+        source, src_setting, _ = xfer.source_table(args.source, args.tables)
+        target, tgt_setting, _ = xfer.source_table(args.target, args.tables)
+        xfer.check_transfer(src_setting, tgt_setting)
+    except EtfError as exc:
+        sys.exit(f"bench_transfer: {exc}")
     tgt_e2e = tbl.read_e2e(args.tables, tgt_setting)
     held = read_heldout(heldout_path(args.tables, tgt_setting))
     held = valid_heldout(held, tbl.ops_fingerprint(args.tables, tgt_setting), window_h=args.window_h)

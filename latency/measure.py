@@ -109,6 +109,19 @@ def off_regime(round_ref_ms: float, baseline_ms: float | None, tolerance: float 
     return baseline_ms is not None and round_ref_ms > (1.0 + tolerance) * baseline_ms
 
 
+#: A retry whose reference came back at least this fraction of the attempt before is "no faster": drift.
+NO_FASTER = 0.9
+
+
+def time_again(ref_ms: float, baseline_ms: float | None, previous_ms: float | None = None) -> bool:
+    """Whether a round (or a profiling batch) whose reference took ``ref_ms`` is timed again: it ran
+    :func:`off_regime` against ``baseline_ms``, and it is not a retry that came back no faster than the attempt
+    before (``previous_ms``: then the device is slower now, not interrupted, and timing again would not help)."""
+    if previous_ms is not None and ref_ms >= NO_FASTER * previous_ms:
+        return False
+    return off_regime(ref_ms, baseline_ms)
+
+
 def measure_paired(device: Any, models: Sequence[str | Path], reference_model: str | Path, rounds: int = 3,
                    runs: int = 10, warmup: int = 2, threads: int | None = None, baseline_ms: float | None = None,
                    retries: int = REGIME_RETRIES, pause_s: float = 1.0) -> list[PairedResult]:
@@ -136,10 +149,9 @@ def measure_paired(device: Any, models: Sequence[str | Path], reference_model: s
                                           cooldown_s=0.0 if getattr(device, "kind", "") == "local" else None)
             low = [float(getattr(s, "min_ms", None) or s.median_ms) for s in stats]
             ref_now = statistics.median(t for i, t in zip(seq, low) if i == 0)
-            if previous is not None and ref_now >= 0.9 * previous:
-                best = ref_now  # timed again and no faster: the device is slower now (drift), not interrupted
-                break
-            if attempt == retries or not off_regime(ref_now, best):
+            if attempt == retries or not time_again(ref_now, best, previous):
+                if previous is not None and ref_now >= NO_FASTER * previous:
+                    best = ref_now  # timed again and no faster: the device is slower now (drift), not interrupted
                 break
             retried += 1
             previous = ref_now
@@ -169,5 +181,5 @@ def reference_network_path(cache_dir: str | Path, size: int, pool: Any = None, h
     return path
 
 
-__all__ = ["REFERENCE_PRESET", "REGIME_TOLERANCE", "REGIME_RETRIES", "off_regime", "PairedResult", "measure_paired", "round_order", "round_sequence", "summarize_rounds",
+__all__ = ["REFERENCE_PRESET", "REGIME_TOLERANCE", "REGIME_RETRIES", "off_regime", "time_again", "NO_FASTER", "PairedResult", "measure_paired", "round_order", "round_sequence", "summarize_rounds",
            "reference_network_path"]

@@ -25,7 +25,7 @@ import pandas as pd
 
 from latency import table as tbl
 from latency.export_op import cache_path, convert_cached, converter_version, ignore_sigint, sigint_ignored
-from latency.measure import REGIME_RETRIES, PairedResult, measure_paired, off_regime, reference_network_path
+from latency.measure import REGIME_RETRIES, PairedResult, measure_paired, reference_network_path, time_again
 from latency.operators import MBConv, Operator, parse_key
 from latency.plan import candidates, designed_sample, interleave, most_uncertain, stage_sides
 from latency.setting import DEFAULT_PRECISION, Setting
@@ -246,8 +246,8 @@ class Profiler:
         previous: dict[str, float] = {}
         for attempt in range(REGIME_RETRIES):  # a batch timed while the device was in another state: again
             refs_now = {name: sum(refs) / len(refs) for name, (_, refs) in results.items()}
-            off = [name for name, ref in refs_now.items() if off_regime(ref, self._fastest_ref(name))
-                   and not (name in previous and ref >= 0.9 * previous[name])]  # no faster when retried: drift
+            off = [name for name, ref in refs_now.items()
+                   if time_again(ref, self._fastest_ref(name), previous.get(name))]
             if not off:
                 break
             for name in off:
