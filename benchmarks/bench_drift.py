@@ -34,9 +34,10 @@ from pathlib import Path
 import numpy as np
 
 from latency import table as tbl
-from latency.measure import REFERENCE_PRESET, measure_paired, reference_network_path
+from latency.measure import REFERENCE_PRESET, measure_paired
+from latency.networks import convert_networks, reference_network_path
 from latency.predictor import Correction, accuracy, load_for_device
-from latency.profile import convert_networks, get_device
+from latency.profile import get_device
 from latency.setting import make_setting
 from supernet.presets import PRESETS
 from supernet.size import model_size

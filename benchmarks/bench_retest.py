@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 
 from latency import table as tbl
-from latency.measure import round_sequence, reference_network_path
+from latency.measure import round_sequence
+from latency.networks import network_path, reference_network_path
 from latency.predictor import Correction, accuracy, load_for_device
-from latency.profile import get_device, network_path
+from latency.profile import get_device
 from latency.setting import Setting
 from supernet.space import ArchConfig
 

@@ -35,8 +35,7 @@ from typing import Any, Sequence
 
 from etf.common import EtfError
 
-#: The whole-network reference: this preset deployed at the same setting as the networks it is timed beside.
-REFERENCE_PRESET = "topformer-tiny"
+from latency.networks import REFERENCE_PRESET  # noqa: F401 (re-exported: the preset a measurement pairs with)
 #: A round whose reference ran this much slower than the fastest known is off-regime and timed again.
 REGIME_TOLERANCE = 0.25
 #: At most this many extra attempts per off-regime round (then it is kept as it is).
@@ -162,24 +161,4 @@ def measure_paired(device: Any, models: Sequence[str | Path], reference_model: s
     return [replace(res, retried=retried) for res in summarize_rounds(len(models), timings, runs, fastest)]
 
 
-def reference_network_path(cache_dir: str | Path, size: int, pool: Any = None, head: str | None = None,
-                           precision: str = "fp32") -> Path:
-    """The whole-network reference of a setting: TopFormer-Tiny deployed at ``size`` with output ``head``
-    (default: the default head) and ``precision``, converted once and cached."""
-    from latency.profile import convert_network_worker, network_path
-    from supernet.heads import DEFAULT_HEAD
-    from supernet.presets import PRESETS
-
-    cfg, head = PRESETS[REFERENCE_PRESET], head or DEFAULT_HEAD
-    path = network_path(str(cache_dir), cfg, size, head, precision)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if pool is not None:
-            pool.submit(convert_network_worker, cfg.to_json(indent=None), size, str(path), head, precision).result()
-        else:
-            convert_network_worker(cfg.to_json(indent=None), size, str(path), head, precision)
-    return path
-
-
-__all__ = ["REFERENCE_PRESET", "REGIME_TOLERANCE", "REGIME_RETRIES", "off_regime", "time_again", "NO_FASTER", "PairedResult", "measure_paired", "round_order", "round_sequence", "summarize_rounds",
-           "reference_network_path"]
+__all__ = ["REFERENCE_PRESET", "REGIME_TOLERANCE", "REGIME_RETRIES", "off_regime", "time_again", "NO_FASTER", "PairedResult", "measure_paired", "round_order", "round_sequence", "summarize_rounds"]

@@ -25,7 +25,9 @@ import pandas as pd
 
 from latency import table as tbl
 from latency.export_op import cache_path, convert_cached, converter_version, ignore_sigint, sigint_ignored
-from latency.measure import REGIME_RETRIES, PairedResult, measure_paired, reference_network_path, time_again
+from latency.measure import REGIME_RETRIES, PairedResult, measure_paired, time_again
+from latency import networks
+from latency.networks import convert_networks, reference_network_path
 from latency.operators import MBConv, Operator, parse_key
 from latency.plan import candidates, designed_sample, interleave, most_uncertain, stage_sides
 from latency.setting import DEFAULT_PRECISION, Setting
@@ -99,7 +101,7 @@ class ProfileSettings:
     transfer_ops: int = xfer.DEFAULT_TRANSFER_OPS
 
     def cache(self) -> str:
-        return self.cache_dir or str(Path(self.tables_dir) / "cache")
+        return self.cache_dir or str(networks.cache_dir(self.tables_dir))
 
     def setting(self, dev) -> Setting:
         """The setting measured on ``dev``: its default threads unless ``threads`` is given."""
@@ -564,54 +566,4 @@ def e2e_row(setting: Setting, seed: int | None, cfg, res: PairedResult, ref_ms: 
             "timestamp": _now(), "threads": setting.threads, "precision": setting.precision, "head": setting.head,
             "ref_net_ms": res.ref_ms, "ratio": res.ratio}
 
-
-def network_path(cache_dir: str, cfg, size: int, head: str = DEFAULT_HEAD, precision: str = "fp32") -> Path:
-    """Cache location of the deployed network of ``cfg`` at ``size`` with output ``head`` and ``precision``."""
-    tag = "" if precision == "fp32" else f"_{precision}"
-    return Path(cache_dir) / "nets" / f"{cfg.key()}_{size}_{head}{tag}_{converter_version()}.tflite"
-
-
-def convert_network_worker(arch_json: str, size: int, path: str, head: str = DEFAULT_HEAD,
-                           precision: str = "fp32") -> float:
-    """Worker entry point: export ``Deployed(TopFormer(cfg), head)`` at ``size`` to ``path`` (quantized to
-    ``precision`` for timing, :func:`android_bench.export.quantize.quantize_for_latency`); returns seconds."""
-    import torch
-
-    from android_bench.export.deploy import randomize_batchnorm_
-    from android_bench.export.convert import export_tflite
-    from supernet.heads import Deployed
-    from supernet.space import ArchConfig
-    from supernet.topformer import TopFormer
-
-    start = time.perf_counter()
-    torch.manual_seed(0)
-    net = randomize_batchnorm_(TopFormer(ArchConfig.from_json(arch_json)))  # as an untrained etf-export does
-    if precision == "fp32":
-        export_tflite(Deployed(net, head), (1, 3, size, size), path)
-        return time.perf_counter() - start
-    import tempfile
-
-    from android_bench.export.quantize import quantize_for_latency
-    from etf.common import atomic_path
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=Path(path).parent) as work:
-        fp32 = export_tflite(Deployed(net, head), (1, 3, size, size), Path(work) / "fp32.tflite")
-        with atomic_path(path) as tmp:
-            quantize_for_latency(fp32, tmp, precision)
-    return time.perf_counter() - start
-
-
-def convert_networks(cfgs: Sequence, size: int, cache_dir: str, pool: ProcessPoolExecutor,
-                     head: str = DEFAULT_HEAD, precision: str = "fp32") -> tuple[list[Path], float]:
-    """Convert whole networks with output ``head`` in the worker pool (cached); returns their paths and the wall
-    seconds."""
-    start = time.monotonic()
-    paths = [network_path(cache_dir, c, size, head, precision) for c in cfgs]
-    with sigint_ignored():
-        futs = [pool.submit(convert_network_worker, c.to_json(indent=None), size, str(p), head, precision)
-                for c, p in zip(cfgs, paths) if not p.exists()]
-    for f in futs:
-        f.result()
-    return paths, time.monotonic() - start
 

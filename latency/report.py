@@ -21,9 +21,10 @@ import pandas as pd
 from etf.common import EtfError, atomic_open
 from latency import table as tbl
 from latency.export_op import ignore_sigint
-from latency.measure import REFERENCE_PRESET, measure_paired, reference_network_path
+from latency.measure import REFERENCE_PRESET, measure_paired
+from latency.networks import cache_dir, convert_networks, reference_network_path
 from latency.predictor import accuracy
-from latency.profile import convert_networks, e2e_row, get_device
+from latency.profile import e2e_row, get_device
 from latency.setting import Setting
 from supernet.size import model_size
 from supernet.space import TABLE1, ArchConfig
@@ -117,7 +118,7 @@ def measure_heldout(setting: Setting, tables_dir: str, n: int, workers: int, bat
     todo = fresh_heldout_configs(n - len(rows), set(e2e["arch_key"]) | set(rows["arch_key"]), used)
     ledger[fp] = sorted(used | {s for s, _ in todo})
     tbl.write_json_atomic(ledger, ledger_path)  # drawn = used, even if the run stops before measuring them
-    cache = str(Path(tables_dir) / "cache")
+    cache = str(cache_dir(tables_dir))
     ref_nominal = float(tbl.read_ops(tables_dir, setting)["ref_ms"].median())
     ctx = multiprocessing.get_context("spawn")
     bar = progress_bar(len(todo), "held-out subnets", enabled=progress, unit="net")

@@ -5,7 +5,7 @@ Stages (each skipped when its artefact exists, so a rerun resumes):
   2. train a small supernet (etf-train)     -> OUT/train/last.pt
   3. profile this CPU (etf-profile, reduced) -> OUT/tables (for --head, default logits8: the model's output)
   4. fit the latency predictor               (latency.predictor.load_for_device)
-  5. measure TopFormer-Tiny and -Small end to end (TFLite, this CPU) -> OUT/presets/*/model.tflite
+  5. measure TopFormer-Tiny and -Small end to end (TFLite, this CPU; timing files in OUT/tables/cache/nets)
   6. search at a target between their measured latencies, export, re-benchmark -> OUT/search
   7. search at each preset's measured latency (the preset comparison) -> OUT/search_at_tiny, OUT/search_at_small
   8. fine-tune each of those winners and its preset the same way (etf-finetune)  -> OUT/finetune
@@ -196,12 +196,12 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
     spread: dict[str, float] = state.get("preset_std_ms", {}) if same_head else {}
     paired: dict[str, list[float]] = state.get("preset_paired", {}) if same_head else {}  # [reference ms, ratio]
     names = ("topformer-tiny", "topformer-small")
-    models = {name: out / "presets" / head / name / "model.tflite" for name in names}
-    if not all(n in measured and n in spread and n in paired and models[n].exists() for n in names):
-        for name, model in models.items():
-            if not model.exists():
-                print(f"      exporting {name} ({latency_classes} classes, head {head}) ...", flush=True)
-                pieces.export_winner(PRESETS[name], model.parent, scale.deploy_size, None, latency_classes, head=head)
+    if not all(n in measured and n in spread and n in paired for n in names):
+        # timing files from the table's cache (latency/networks.py: random weights, the table's class count;
+        # TopFormer-Tiny is the table's own whole-network reference, converted once)
+        print(f"      converting {', '.join(names)} for timing ({latency_classes} classes, head {head}; cached in "
+              f"{pieces.timing_cache(tables)}) ...", flush=True)
+        models = {n: pieces.timing_network(tables, PRESETS[n], scale.deploy_size, head, "fp32") for n in names}
         # the paired protocol: both presets timed beside the reference (TopFormer-Tiny itself: its ratio ~1)
         from latency.measure import REFERENCE_PRESET, measure_paired
 
@@ -214,7 +214,7 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
         atomic_write_json(state_path, state)
     tiny_ms, small_ms = measured["topformer-tiny"], measured["topformer-small"]
     st.done(t, f"TopFormer-Tiny {tiny_ms:.2f} ms, -Small {small_ms:.2f} ms measured (paired, 3 rounds, head {head})",
-            out / "presets" / head)
+            state_path)
     before = {n: float(predict([PRESETS[n]])[0]) for n in measured}
     # the closed loop: the presets measured end to end become 'preset' rows of the setting's end-to-end table
     # (a reduced table's few random subnets are mostly far larger than the presets, so the correction

@@ -136,6 +136,21 @@ def export_winner(cfg: ArchConfig, out_dir: str | Path, size: int, evaluator: An
     return Path(res.files["tflite"])
 
 
+def timing_cache(tables_dir: str | Path) -> Path:
+    """Where ``tables_dir``'s timing networks are converted once (latency/networks.py)."""
+    from latency.networks import cache_dir
+
+    return cache_dir(tables_dir) / "nets"
+
+
+def timing_network(tables_dir: str | Path, cfg: ArchConfig, size: int, head: str, precision: str) -> Path:
+    """The timing file of ``cfg`` (random weights, the table's 150 classes) from ``tables_dir``'s cache,
+    converted there once if missing: what a winner or a preset is timed as, beside the table's own reference."""
+    from latency.networks import cache_dir, timing_network as cached
+
+    return cached(cache_dir(tables_dir), cfg, size, head, precision)
+
+
 def resolve(device: str) -> Any:
     """The ``android_bench`` device called ``device`` (unknown names: one-line EtfError)."""
     from android_bench.device_config import resolve_device

@@ -28,6 +28,7 @@ from search.log import SearchLog, run_id
 from search.objective import Budget, EvalRecord, Objective
 from search.pareto import plot_pareto
 from latency.measure import REFERENCE_PRESET
+from latency.operators import NUM_CLASSES as TABLE_CLASSES  # every latency table times a 150-class head
 from search.report import ReportScorer, compare_on_report, report_lines
 
 #: The measured latency of the winner should be within this fraction above the target (the issue's +5%).
@@ -418,22 +419,24 @@ def _export_and_measure(job: SearchJob, best: ArchConfig, out: Path, evaluator, 
     timed = model
     latency_classes = pieces.predictor_num_classes(predictor, num_classes)
     if latency_classes != num_classes:
-        # the predictor models the deployed network with its own class count (e.g. ADE20K's 150): time that one
-        timed = out / "latency_model" / "model.tflite"
-        if not (timed.exists() and fresh):
-            say(f"the predictor models a {latency_classes}-class head, the supernet has {num_classes} classes: "
-                f"exporting the winner with a {latency_classes}-class head for the latency check ...")
-            timed = pieces.export_winner(best, timed.parent, job.size, None, latency_classes, head=job.head,
-                                         precision=job.precision)
+        # the predictor models the deployed network with the table's class count (150, as on ADE20K): time that
+        # one, from the table's cache of timing networks (latency/networks.py; random weights, converted once)
+        say(f"the predictor models a {latency_classes}-class head, the supernet has {num_classes} classes: timing "
+            f"the winner with a {latency_classes}-class head (converted once into {pieces.timing_cache(job.tables)})")
+        timed = pieces.timing_network(job.tables, best, job.size, job.head, job.precision)
         res["latency_model_tflite"] = str(timed)
     res["latency_model_classes"] = latency_classes
-    reference = out / "reference_model" / "model.tflite"
-    if not (reference.exists() and previous.get("reference_size") == job.size
-            and previous.get("reference_classes") == latency_classes and previous.get("reference_head") == job.head
-            and previous.get("reference_precision", "fp32") == job.precision):
-        say(f"exporting the whole-network reference ({REFERENCE_PRESET}, {latency_classes} classes, head {job.head}) ...")
-        reference = pieces.export_winner(PRESETS[REFERENCE_PRESET], reference.parent, job.size, None, latency_classes,
-                                         head=job.head, precision=job.precision)
+    if latency_classes == TABLE_CLASSES:
+        reference = pieces.timing_network(job.tables, PRESETS[REFERENCE_PRESET], job.size, job.head, job.precision)
+    else:  # no table (a supernet with its own class count): the reference with the winner's head
+        reference = out / "reference_model" / "model.tflite"
+        if not (reference.exists() and previous.get("reference_size") == job.size
+                and previous.get("reference_classes") == latency_classes and previous.get("reference_head") == job.head
+                and previous.get("reference_precision", "fp32") == job.precision):
+            say(f"exporting the whole-network reference ({REFERENCE_PRESET}, {latency_classes} classes, head "
+                f"{job.head}) ...")
+            reference = pieces.export_winner(PRESETS[REFERENCE_PRESET], reference.parent, job.size, None,
+                                             latency_classes, head=job.head, precision=job.precision)
     paired = pieces.measure_paired(device, timed, reference, job.runs, job.warmup, setting.threads,
                                    baseline_ms=pieces.reference_baseline(job.tables, setting))
     measured = float(paired.raw_ms)

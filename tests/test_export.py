@@ -282,6 +282,8 @@ def test_recalibrated_export_ships_the_evaluators_bn_statistics(tiny_ckpt, tiny_
 
 @pytest.mark.slow
 def test_cli_export_with_data_ships_recalibrated_bn_and_checks_that_model(tmp_path, tiny_ckpt, tiny_data):
+    """The CLI as a user runs it (subprocess, human output) on a subnet of a supernet checkpoint with --data: the
+    file computes the recalibrated subnet, and the fidelity check catches the same subnet with other statistics."""
     from supernet.evaluation.evaluator import CalibrationSpec
 
     cfg = TABLE1.sample(5)
@@ -290,8 +292,13 @@ def test_cli_export_with_data_ships_recalibrated_bn_and_checks_that_model(tmp_pa
     r = subprocess.run([sys.executable, "-m", "android_bench.cli.export", "--arch", str(tmp_path / "arch.json"),
                         "--weights", str(tiny_ckpt), "--data", str(tiny_data), "--dataset", "synthetic",
                         "--calib-size", "32", "--n-calib", "2", "--calib-batch", "4", "--size", "64", "--no-onnx",
-                        "--json", "-o", str(out)], capture_output=True, text=True, timeout=900)
+                        "-o", str(out)], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
+    assert "5 classes" in r.stdout and "(supernet, BN recalibrated)" in r.stdout
+    assert f"{out / 'model.tflite'}" in r.stdout and "converted in" in r.stdout and " MB" in r.stdout
+    assert "fidelity tflite max abs error" in r.stdout and "FAILED" not in r.stdout and "0 stray" in r.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["arch.json", "export.json", "model.tflite"]
+    assert json.loads((out / "arch.json").read_text()) == json.loads(cfg.to_json())
     report = json.loads((out / "export.json").read_text())
     assert report["bn"] == "recalibrated" and report["calibration"]["n_batches"] == 2
     assert all(f["ok"] for f in report["fidelity"])
@@ -300,7 +307,8 @@ def test_cli_export_with_data_ships_recalibrated_bn_and_checks_that_model(tmp_pa
     shipped, _, _ = build_deployed_model(cfg, tiny_ckpt, calib_batches=batches)
     stale, _, _ = build_deployed_model(cfg, tiny_ckpt)
     assert check_fidelity(shipped, {"tflite": out / "model.tflite"}, (1, 3, 64, 64))[0].ok
-    assert not check_fidelity(stale, {"tflite": out / "model.tflite"}, (1, 3, 64, 64), raise_on_fail=False)[0].ok
+    with pytest.raises(EtfError, match="fidelity check failed: tflite max abs error"):
+        check_fidelity(stale, {"tflite": out / "model.tflite"}, (1, 3, 64, 64))
 
 
 def test_cli_bad_input_keeps_an_existing_folder_untouched(tmp_path):
@@ -346,8 +354,11 @@ def _check_export(res, cfg, size, out):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("preset", list(PRESETS))
+@pytest.mark.parametrize("preset", ["topformer-base"])
 def test_preset_export_fidelity_nhwc_and_only_attention_transposes(tmp_path, preset):
+    """TopFormer-Base: the preset with the most attention heads and blocks (each conversion costs ~25 s here;
+    Tiny and Small are converted by the head tests and the demo, all three at 512 px by the export sweep in
+    benchmarks/bench_export.py)."""
     cfg = PRESETS[preset]
     res = export_subnet(preset, tmp_path / "out", size=128, num_classes=CLASSES)
     ops = _check_export(res, cfg, 128, tmp_path / "out")
@@ -360,15 +371,9 @@ def test_preset_export_fidelity_nhwc_and_only_attention_transposes(tmp_path, pre
 
 
 @pytest.mark.slow
-def test_random_config_export_fidelity(tmp_path):
-    cfg = TABLE1.sample(1)
-    res = export_subnet(cfg, tmp_path / "out", size=64, num_classes=CLASSES, seed=1)
-    _check_export(res, cfg, 64, tmp_path / "out")
-    assert res.stray_transposes == []
-
-
-@pytest.mark.slow
 def test_cli_json_on_a_random_config(tmp_path, capsys):
+    """A random config through the CLI: both files pass the fidelity check, NHWC at the boundary, no stray
+    transpose, and the JSON report is export.json."""
     cfg = TABLE1.sample(2)
     save_config(cfg, tmp_path / "arch.json")
     out = tmp_path / "out"
@@ -386,27 +391,9 @@ def test_cli_json_on_a_random_config(tmp_path, capsys):
     assert report["stray_transposes"] == 0 and report["op_counts"]["CONV_2D"] > 0
     assert sorted(p.name for p in out.iterdir()) == ["arch.json", "export.json", "model.onnx", "model.tflite"]
     assert report["file_bytes"]["onnx"] == (out / "model.onnx").stat().st_size
-
-
-@pytest.mark.slow
-def test_cli_exports_a_supernet_subnet_and_the_check_catches_another_model(tmp_path, supernet_ckpt):
-    """The CLI as a user runs it (subprocess, human output), weights from a supernet checkpoint."""
-    _, ckpt = supernet_ckpt
-    cfg = TABLE1.sample(3)
-    save_config(cfg, tmp_path / "arch.json")
-    out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "android_bench.cli.export", "--arch", str(tmp_path / "arch.json"),
-                        "--weights", str(ckpt), "--size", "64", "--no-onnx", "--no-recalibrate", "-o", str(out)],
-                       capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "3 classes" in r.stdout and "(supernet, BN uncalibrated)" in r.stdout
-    assert f"{out / 'model.tflite'}" in r.stdout and "converted in" in r.stdout and " MB" in r.stdout
-    assert "fidelity tflite max abs error" in r.stdout and "FAILED" not in r.stdout and "0 stray" in r.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["arch.json", "export.json", "model.tflite"]
-    assert json.loads((out / "arch.json").read_text()) == json.loads(cfg.to_json())
-    other, _, _ = build_deployed_model(cfg, num_classes=3, seed=1)  # same arch, other weights
-    with pytest.raises(EtfError, match="fidelity check failed: tflite max abs error"):
-        check_fidelity(other, {"tflite": out / "model.tflite"}, (1, 3, 64, 64))
+    ops = tflite_ops(out / "model.tflite")
+    edge = [op for op in ops if op.reads_model_input or op.writes_model_output]
+    assert edge and all(op.name != "TRANSPOSE" for op in edge)
 
 
 # -- output heads (slow: one real conversion per head at 64 px) ------------------------------------------------

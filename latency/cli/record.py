@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def read_export(model: Path) -> tuple:
-    """(config, input size, classes, head) of an etf export, from the ``arch.json`` / ``export.json`` beside it."""
+    """(config, input size, classes, head, precision) of an etf export, from the ``arch.json`` / ``export.json`` beside it."""
     from supernet.space import load_config
 
     arch, report = model.parent / "arch.json", model.parent / "export.json"
@@ -55,7 +55,7 @@ def read_export(model: Path) -> tuple:
     try:
         meta = json.loads(report.read_text())
         return (load_config(str(arch)), int(meta["size"]), int(meta["num_classes"]),
-                str(meta.get("head", LEGACY_HEAD)))
+                str(meta.get("head", LEGACY_HEAD)), str(meta.get("precision", "fp32")))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise EtfError(f"{report} is unreadable ({type(exc).__name__}: {exc})".splitlines()[0]) from None
 
@@ -73,34 +73,31 @@ def main(argv: list[str] | None = None) -> int:
 
     models = [Path(m) for m in args.models]
     exports = [read_export(m) for m in models]
-    kinds = {(size, head) for _, size, _, head in exports}
+    kinds = {(size, head, precision) for _, size, _, head, precision in exports}
     if len(kinds) != 1:
-        raise EtfError(f"the models were exported at different input sizes/heads ({sorted(kinds)}): record one "
-                       "setting at a time")
-    size, head = kinds.pop()
-    other = [(m, k) for m, (_, _, k, _) in zip(models, exports) if k != NUM_CLASSES]
+        raise EtfError(f"the models were exported at different input sizes/heads/precisions ({sorted(kinds)}): "
+                       "record one setting at a time")
+    size, head, precision = kinds.pop()
+    other = [(m, k) for m, (_, _, k, _, _) in zip(models, exports) if k != NUM_CLASSES]
     if other:
         raise EtfError(f"{other[0][0]} has a {other[0][1]}-class head; the latency table models a {NUM_CLASSES}-class "
                        f"head: export with --num-classes {NUM_CLASSES} to record it")
-    setting = make_setting(args.device, size, args.threads, "fp32", head)
+    setting = make_setting(args.device, size, args.threads, precision, head)
     if not tbl.ops_path(args.tables, setting).exists():
         raise EtfError(tbl.missing_table_hint(args.tables, setting))
     dev = get_device(args.device)
-    from android_bench.export.convert import export_subnet
-    from supernet.presets import PRESETS
+    from latency.networks import cache_dir, reference_network_path
 
-    ref_dir = Path(args.tables) / "cache" / "reference" / f"{REFERENCE_PRESET}_{size}_{NUM_CLASSES}_{head}"
-    ref = ref_dir / "model.tflite"
-    if not ref.exists():
-        export_subnet(PRESETS[REFERENCE_PRESET], ref_dir, size, num_classes=NUM_CLASSES, onnx=False, head=head)
+    # the table's own reference file (converted when the table was profiled, or now, once)
+    ref = reference_network_path(cache_dir(args.tables), size, head=head, precision=precision)
     results = measure_paired(dev, models, ref, rounds=args.rounds, runs=args.runs, warmup=args.warmup,
-                             threads=setting.threads)
+                             threads=setting.threads, baseline_ms=tbl.fastest_reference_ms(tbl.read_e2e(args.tables, setting)))
     pred = record_and_refit(args.tables, setting,
                             [(cfg, r.raw_ms, r.std_ms, r.runs * r.rounds, r.ref_ms, r.ratio)
-                             for (cfg, _, _, _), r in zip(exports, results)], "bench")
+                             for (cfg, *_), r in zip(exports, results)], "bench")
     rows = [{"model": str(m), "arch_key": cfg.key(), "measured_ms": r.raw_ms, "reference_ms": r.ref_ms,
              "ratio": r.ratio, "predicted_ms_after_refit": float(pred.predict(cfg)) if pred else None}
-            for m, (cfg, _, _, _), r in zip(models, exports, results)]
+            for m, (cfg, *_), r in zip(models, exports, results)]
     out = {"device": args.device, "size": size, "setting": setting.to_dict(), "reference": REFERENCE_PRESET, "rounds": args.rounds,
            "runs": args.runs, "recorded": rows, "predictor_mode": pred.mode if pred else None}
     if args.json:

@@ -1,0 +1,100 @@
+"""Whole networks converted for timing: one content-addressed cache per tables folder, shared by every command.
+
+A network timed for latency (a correction or held-out subnet, the whole-network reference TopFormer-Tiny, a
+preset, a search winner at the table's class count) is ``Deployed(TopFormer(cfg), head)`` with random weights
+(weights do not change latency) and the table's 150 classes, converted once to ``<tables>/cache/nets/`` under a
+name made of the architecture key, input size, head, precision and converter version. The profiler, the report,
+the search's winner check, ``etf-record`` and the demo all read it here, so the reference the table was profiled
+with is the very file a later measurement is paired with, and none is converted twice.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any, Sequence
+
+from etf.common import atomic_path
+from latency.export_op import converter_version, sigint_ignored
+from supernet.heads import DEFAULT_HEAD
+
+#: The whole-network reference: this preset deployed at the same setting as the networks it is timed beside.
+REFERENCE_PRESET = "topformer-tiny"
+
+
+def cache_dir(tables_dir: str | Path) -> Path:
+    """The conversion cache of a tables folder (operators under ``ops``-style names, networks under ``nets/``)."""
+    return Path(tables_dir) / "cache"
+
+
+def network_path(cache: str | Path, cfg: Any, size: int, head: str = DEFAULT_HEAD, precision: str = "fp32") -> Path:
+    """Cache location of the deployed network of ``cfg`` at ``size`` with output ``head`` and ``precision``."""
+    tag = "" if precision == "fp32" else f"_{precision}"
+    return Path(cache) / "nets" / f"{cfg.key()}_{size}_{head}{tag}_{converter_version()}.tflite"
+
+
+def convert_network_worker(arch_json: str, size: int, path: str, head: str = DEFAULT_HEAD,
+                           precision: str = "fp32") -> float:
+    """Worker entry point: export ``Deployed(TopFormer(cfg), head)`` at ``size`` to ``path`` (quantized to
+    ``precision`` for timing, :func:`android_bench.export.quantize.quantize_for_latency`); returns seconds."""
+    import torch
+
+    from android_bench.export.convert import export_tflite
+    from android_bench.export.deploy import randomize_batchnorm_
+    from supernet.heads import Deployed
+    from supernet.space import ArchConfig
+    from supernet.topformer import TopFormer
+
+    start = time.perf_counter()
+    torch.manual_seed(0)
+    net = randomize_batchnorm_(TopFormer(ArchConfig.from_json(arch_json)))  # as an untrained etf-export does
+    if precision == "fp32":
+        export_tflite(Deployed(net, head), (1, 3, size, size), path)  # written atomically
+        return time.perf_counter() - start
+    from android_bench.export.quantize import quantize_for_latency
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=Path(path).parent) as work:
+        fp32 = export_tflite(Deployed(net, head), (1, 3, size, size), Path(work) / "fp32.tflite")
+        with atomic_path(path) as tmp:
+            quantize_for_latency(fp32, tmp, precision)
+    return time.perf_counter() - start
+
+
+def convert_networks(cfgs: Sequence, size: int, cache: str | Path, pool: Executor | None = None,
+                     head: str = DEFAULT_HEAD, precision: str = "fp32") -> tuple[list[Path], float]:
+    """The cached timing files of ``cfgs`` (converted in ``pool``'s workers when missing, in this process without
+    a pool); returns their paths and the wall seconds spent."""
+    start = time.monotonic()
+    paths = [network_path(cache, c, size, head, precision) for c in cfgs]
+    todo = [(c, p) for c, p in zip(cfgs, paths) if not p.exists()]
+    if pool is None:
+        for c, p in todo:
+            convert_network_worker(c.to_json(indent=None), size, str(p), head, precision)
+    else:
+        with sigint_ignored():
+            futs = [pool.submit(convert_network_worker, c.to_json(indent=None), size, str(p), head, precision)
+                    for c, p in todo]
+        for f in futs:
+            f.result()
+    return paths, time.monotonic() - start
+
+
+def timing_network(cache: str | Path, cfg: Any, size: int, head: str | None = None, precision: str = "fp32",
+                   pool: Executor | None = None) -> Path:
+    """One network's cached timing file (see :func:`convert_networks`)."""
+    return convert_networks([cfg], size, cache, pool, head or DEFAULT_HEAD, precision)[0][0]
+
+
+def reference_network_path(cache: str | Path, size: int, pool: Executor | None = None, head: str | None = None,
+                           precision: str = "fp32") -> Path:
+    """The whole-network reference of a setting: TopFormer-Tiny deployed at ``size`` with output ``head``
+    (default: the default head) and ``precision``, converted once and cached."""
+    from supernet.presets import PRESETS
+
+    return timing_network(cache, PRESETS[REFERENCE_PRESET], size, head, precision, pool)
+
+
+__all__ = ["REFERENCE_PRESET", "cache_dir", "network_path", "convert_network_worker", "convert_networks",
+           "timing_network", "reference_network_path"]
