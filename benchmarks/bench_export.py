@@ -23,6 +23,11 @@ order, so drift hits all files alike; the table gives the median of the round me
 (min-max) and the ratio to fp32. Smoke run: ``--precision --size 64 --presets topformer-tiny --rounds 2
 --runs 3 --warmup 1``. Numbers for a report need a quiet machine (or a phone via etf-bench).
 
+``--sweep N`` instead exports the presets and N random configs with every head (logits8, labels, logits) and every
+precision (fp32, fp16, int8) through ``export_subnet`` and prints one row per export (output, fidelity,
+agreement, seconds); the fp16/int8 exports reuse the fp32 conversion. Exit status 1 if any failed. The issue's
+run: ``--sweep 10 --size 512``.
+
 ``--compare`` instead times, per preset, a straightforward ``litert_torch.convert`` of the same static network
 (NCHW input, logits at 1/8, no layout work) next to etf's export with each ``--compare-heads`` head at fp32 and
 int8, in ``--rounds`` interleaved rounds, with each file's ratio to the straightforward one.
@@ -36,6 +41,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -46,6 +52,7 @@ from android_bench.export.calib_data import noise_calibration
 from android_bench.export.convert import export_subnet
 from android_bench.export.quantize import quantize_tflite
 from android_bench.export.fidelity import fixed_input, run_tflite
+from etf.common import EtfError
 from supernet.heads import HEADS
 from supernet.presets import PRESETS
 from supernet.size import model_size
@@ -189,6 +196,71 @@ def print_random(rows: list[dict], args) -> None:
 PRECISION_ORDER = ("fp32", "fp16", "int8")
 
 
+def sweep_configs(args) -> list[tuple[str, Any]]:
+    """The presets, then ``args.sweep`` random configs (``TABLE1.sample(seed)``, seeds 0..N-1)."""
+    return [(name, PRESETS[name]) for name in args.presets] + [(f"random {s}", TABLE1.sample(s))
+                                                                for s in range(args.sweep)]
+
+
+def bench_sweep(args, out_root: Path) -> list[dict]:
+    """Every config x every head x fp32/fp16/int8 through ``export_subnet``, as ``etf-export`` runs it: the fp32
+    export converts (fidelity-checked against PyTorch, with ONNX unless ``--no-onnx``); the fp16 and int8 exports
+    reuse that conversion (``fp32_tflite``: the fidelity check runs again on it) and quantize it (int8 calibrated
+    on ``--calib-count`` seeded noise inputs), each with its agreement report and its output checked against the
+    head's definition. A failure is a row with its one-line error, not the end of the sweep."""
+    calib = noise_calibration(args.size, args.calib_count, seed=0)
+    rows = []
+    jobs = [(label, cfg, head, prec) for label, cfg in sweep_configs(args) for head in HEADS for prec in PRECISION_ORDER]
+    fp32_files: dict[tuple[str, str], Path] = {}
+    for label, cfg, head, prec in tqdm(jobs, desc="exports", file=sys.stderr):
+        out = out_root / label.replace(" ", "") / head / prec
+        row = {"config": label, "arch_key": cfg.key(), "head": head, "precision": prec, "ok": False, "error": None}
+        t0 = time.perf_counter()
+        try:
+            if prec != "fp32" and (label, head) not in fp32_files:
+                raise EtfError("its fp32 export failed")
+            res = export_subnet(cfg, out, size=args.size, num_classes=args.classes, head=head, precision=prec,
+                                onnx=prec == "fp32" and not args.no_onnx,
+                                quant_calibration=calib if prec != "fp32" else None,
+                                fp32_tflite=fp32_files.get((label, head)))
+        except EtfError as exc:
+            row["error"] = str(exc)
+        else:
+            if prec == "fp32":
+                fp32_files[(label, head)] = res.files["tflite"]
+            o = res.to_dict()["output"]
+            rel = [f.relative_error for f in res.fidelity if hasattr(f, "relative_error")]  # labels: equal pixels
+            row.update(ok=True, output=f"{o['dtype']} {'x'.join(map(str, o['shape']))}",
+                       files=sorted(res.files), mb=res.file_bytes["tflite"] / 1e6, worst_rel=max(rel) if rel else None,
+                       agreement=res.agreement.label_agreement if res.agreement is not None else None)
+        row["seconds"] = time.perf_counter() - t0
+        rows.append(row)
+    return rows
+
+
+def print_sweep(rows: list[dict], args) -> None:
+    configs = len({r["config"] for r in rows})
+    failed = [r for r in rows if not r["ok"]]
+    print(f"export sweep: {configs} configs ({', '.join(args.presets)} and {args.sweep} random: TABLE1.sample(0.."
+          f"{args.sweep - 1})) x heads {', '.join(HEADS)} x {', '.join(PRECISION_ORDER)} at {args.size}x{args.size}, "
+          f"{args.classes} classes; fp32 also ONNX: {'no' if args.no_onnx else 'yes'}; int8 calibrated on "
+          f"{args.calib_count} seeded noise inputs")
+    print(f"{'config':16s} {'head':8s} {'prec':5s} {'ok':>3s} {'output':24s} {'MB':>6s} {'fid rel':>8s} "
+          f"{'agree':>7s} {'s':>6s}")
+    for r in rows:
+        if not r["ok"]:
+            print(f"{r['config']:16s} {r['head']:8s} {r['precision']:5s} {'NO':>3s} {r['error']}")
+            continue
+        rel = f"{r['worst_rel']:.1e}" if r["worst_rel"] is not None else "labels"
+        agree = f"{100 * r['agreement']:6.2f}%" if r["agreement"] is not None else "-"
+        print(f"{r['config']:16s} {r['head']:8s} {r['precision']:5s} {'yes':>3s} {r['output']:24s} {r['mb']:6.2f} "
+              f"{rel:>8s} {agree:>7s} {r['seconds']:6.1f}")
+    print(f"{len(rows) - len(failed)} of {len(rows)} exports succeeded"
+          + (f"; FAILED: {len(failed)}" if failed else "") + ". fid rel = worst fidelity error / max |logit| of the "
+          "fp32 conversion (TFLite, and ONNX for fp32); agree = top-1 labels of the quantized file equal to fp32 "
+          "PyTorch on held-out noise inputs")
+
+
 def interleaved_medians(device, files: dict[tuple[str, str], Path], args) -> dict[tuple[str, str], list[float]]:
     """Each file's median latency in each of ``args.rounds`` rounds; every round times every file once in a
     rotated order (no file always first or last), so drift hits all files alike."""
@@ -200,6 +272,19 @@ def interleaved_medians(device, files: dict[tuple[str, str], Path], args) -> dic
             medians[key].append(device.benchmark(files[key], runs=args.runs, warmup=args.warmup,
                                                  threads=args.threads).median_ms)
     return medians
+
+
+def rows_against(medians: dict[tuple[str, str], list[float]], files: dict[tuple[str, str], Path], what: str,
+                 base: str, ratio: str) -> list[dict]:
+    """One row per (preset, ``what``) file: size, median of the round medians, their min-max, and ``ratio``, the
+    median over the median of the same preset's ``base`` file (timed in the same rounds)."""
+    rows = [{"preset": name, what: variant, "mb": files[(name, variant)].stat().st_size / 1e6,
+             "median_ms": statistics.median(v), "min_ms": min(v), "max_ms": max(v), "rounds": len(v)}
+            for (name, variant), v in medians.items()]
+    for row in rows:
+        ref = next(r for r in rows if r["preset"] == row["preset"] and r[what] == base)
+        row[ratio] = row["median_ms"] / ref["median_ms"]
+    return rows
 
 
 def bench_precision(args, out_root: Path) -> list[dict]:
@@ -214,16 +299,7 @@ def bench_precision(args, out_root: Path) -> list[dict]:
         for prec in PRECISION_ORDER[1:]:
             files[(name, prec)] = out_root / name / prec / "model.tflite"
             quantize_tflite(res.files["tflite"], files[(name, prec)], prec, calib)
-    medians = interleaved_medians(device, files, args)
-    rows = []
-    for (name, prec), values in medians.items():
-        rows.append({"preset": name, "precision": prec, "mb": files[(name, prec)].stat().st_size / 1e6,
-                     "median_ms": statistics.median(values), "min_ms": min(values), "max_ms": max(values),
-                     "rounds": len(values)})
-    for row in rows:
-        base = next(r for r in rows if r["preset"] == row["preset"] and r["precision"] == "fp32")
-        row["vs_fp32"] = row["median_ms"] / base["median_ms"]
-    return rows
+    return rows_against(interleaved_medians(device, files, args), files, "precision", "fp32", "vs_fp32")
 
 
 def print_precision(rows: list[dict], args) -> None:
@@ -271,14 +347,8 @@ def bench_compare(args, out_root: Path) -> list[dict]:
             int8 = out_root / name / head / "int8" / "model.tflite"
             quantize_tflite(res.files["tflite"], int8, "int8", calib)
             files[(name, f"etf {head} int8")] = int8
-    medians = interleaved_medians(device, files, args)
-    rows = [{"preset": name, "variant": variant, "mb": files[(name, variant)].stat().st_size / 1e6,
-             "median_ms": statistics.median(v), "min_ms": min(v), "max_ms": max(v), "rounds": len(v)}
-            for (name, variant), v in medians.items()]
-    for row in rows:
-        base = next(r for r in rows if r["preset"] == row["preset"] and r["variant"] == "straightforward fp32")
-        row["vs_straightforward"] = row["median_ms"] / base["median_ms"]
-    return rows
+    return rows_against(interleaved_medians(device, files, args), files, "variant", "straightforward fp32",
+                        "vs_straightforward")
 
 
 def print_compare(rows: list[dict], args) -> None:
@@ -302,6 +372,10 @@ def main() -> None:
     ap.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS), help="presets to run")
     ap.add_argument("--random", type=int, default=0, metavar="N",
                     help="instead: export N random configs (seeds 0..N-1) and print their fidelity")
+    ap.add_argument("--sweep", type=int, default=None, metavar="N",
+                    help="instead: export the presets and N random configs with every head and precision "
+                         "(fp16/int8 reuse the fp32 conversion); exit 1 if any export failed")
+    ap.add_argument("--no-onnx", action="store_true", help="--sweep: skip the ONNX export of the fp32 files")
     ap.add_argument("--precision", action="store_true",
                     help="instead: time fp32 vs fp16 vs int8 .tflite per preset in interleaved rounds")
     ap.add_argument("--rounds", type=int, default=5, help="--precision: interleaved rounds [5]")
@@ -321,7 +395,9 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="etf-bench-export-") as tmp:
         out_root = args.out or Path(tmp)
-        if args.compare:
+        if args.sweep is not None:
+            rows = bench_sweep(args, out_root)
+        elif args.compare:
             rows = bench_compare(args, out_root)
         elif args.precision:
             rows = bench_precision(args, out_root)
@@ -330,6 +406,8 @@ def main() -> None:
                     else bench_presets(args, out_root))
     if args.json:
         print(json.dumps([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows], indent=2))
+    elif args.sweep is not None:
+        print_sweep(rows, args)
     elif args.compare:
         print_compare(rows, args)
     elif args.precision:
@@ -340,6 +418,9 @@ def main() -> None:
         print_random(rows, args)
     else:
         print_presets(rows, args)
+
+    if args.sweep is not None and not all(r["ok"] for r in rows):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Run (the synthetic numbers in docs/deployment.md):
     PYTHONPATH=. python benchmarks/bench_precision.py --ckpt RUN/last.pt --data DATA --size 64 -o OUT
 
-Per preset: the subnet of the supernet checkpoint with BN recalibrated on ``--calib-batches`` x 8 training crops
+Per preset and output head (``--heads``, default logits8): the subnet of the supernet checkpoint with BN recalibrated on ``--calib-batches`` x 8 training crops
 (exactly as ``etf-eval`` / the search score it; saved as ``OUT/PRESET/subnet.pt``), then
 
 * PyTorch mIoU of that subnet on the validation split (``SubnetEvaluator``: short side ``--size``),
@@ -33,6 +33,7 @@ from android_bench.export.quantize import quantize_tflite
 from search.pieces import subnet_weights
 from supernet.data.datasets import detect_dataset
 from supernet.evaluation.evaluator import SubnetEvaluator
+from supernet.heads import HEADS
 from supernet.presets import PRESETS
 
 
@@ -46,27 +47,29 @@ def run(args: argparse.Namespace) -> list[dict]:
     rows = []
     for name in args.presets:
         cfg = PRESETS[name]
-        out = args.out / name
         torch_miou = evaluator.metrics(cfg)["mIoU"]
-        weights = subnet_weights(cfg, evaluator, out / "subnet.pt")
-        say(f"{name}: PyTorch mIoU {100 * torch_miou:.2f}; exporting fp32 ...")
-        t0 = time.perf_counter()
-        res = export_subnet(cfg, out / "fp32", size=args.size, weights=weights, onnx=False)
-        files = {"fp32": res.files["tflite"]}
-        model, _, _ = build_deployed_model(cfg, weights)
-        row = {"preset": name, "torch_miou": torch_miou, "convert_s": time.perf_counter() - t0}
-        for prec in ("fp16", "int8"):
-            files[prec] = out / prec / "model.tflite"
-            quantize_tflite(files["fp32"], files[prec], prec, cal.inputs)
-            agree = measure_agreement(model, files[prec], cal.held_out, prec, "held-out train images")
-            row[f"{prec}_agreement"] = agree.label_agreement
-            row[f"{prec}_mean_err_rel"] = agree.mean_abs_error / agree.max_abs_logit
-        for prec, path in files.items():
-            score = evaluate_tflite(path, args.data, dataset, limit=args.limit)
-            row[f"{prec}_miou"], row[f"{prec}_mb"] = score["miou"], path.stat().st_size / 1e6
-            row["images"] = score["images"]
-        say(f"{name}: " + "  ".join(f"{p} {100 * row[f'{p}_miou']:.2f}" for p in files))
-        rows.append(row)
+        weights = subnet_weights(cfg, evaluator, args.out / name / "subnet.pt")
+        for head in args.heads:
+            out = args.out / name / head
+            say(f"{name}, head {head}: PyTorch mIoU {100 * torch_miou:.2f}; exporting fp32 ...")
+            t0 = time.perf_counter()
+            res = export_subnet(cfg, out / "fp32", size=args.size, weights=weights, onnx=False, head=head)
+            files = {"fp32": res.files["tflite"]}
+            model, _, _ = build_deployed_model(cfg, weights, head=head)
+            row = {"preset": name, "head": head, "torch_miou": torch_miou, "convert_s": time.perf_counter() - t0}
+            for prec in ("fp16", "int8"):
+                files[prec] = out / prec / "model.tflite"
+                quantize_tflite(files["fp32"], files[prec], prec, cal.inputs)
+                agree = measure_agreement(model, files[prec], cal.held_out, prec, "held-out train images")
+                row[f"{prec}_agreement"] = agree.label_agreement
+                row[f"{prec}_mean_err_rel"] = (agree.mean_abs_error / agree.max_abs_logit
+                                               if agree.mean_abs_error is not None else None)  # labels: no logits
+            for prec, path in files.items():
+                score = evaluate_tflite(path, args.data, dataset, limit=args.limit)
+                row[f"{prec}_miou"], row[f"{prec}_mb"] = score["miou"], path.stat().st_size / 1e6
+                row["images"] = score["images"]
+            say(f"{name}, head {head}: " + "  ".join(f"{p} {100 * row[f'{p}_miou']:.2f}" for p in files))
+            rows.append(row)
     return rows
 
 
@@ -74,17 +77,18 @@ def print_table(rows: list[dict], args: argparse.Namespace) -> None:
     print(f"{args.data} val split ({rows[0]['images'] if rows else 0} images), input {args.size}x{args.size}; BN "
           f"recalibrated on {args.calib_batches}x8 train crops; int8 calibrated on {args.calib_used} train images; "
           f"agreement on {args.agreement_inputs} held-out train images; mIoU in %")
-    print(f"{'preset':16s} {'PyTorch':>7s} {'fp32':>6s} {'fp16':>6s} {'int8':>6s} {'int8-fp32':>9s} "
+    print(f"{'preset':16s} {'head':8s} {'PyTorch':>7s} {'fp32':>6s} {'fp16':>6s} {'int8':>6s} {'int8-fp32':>9s} "
           f"{'fp32 MB':>7s} {'fp16 MB':>7s} {'int8 MB':>7s} {'fp16 agree':>10s} {'int8 agree':>10s} "
           f"{'int8 mean err':>13s}")
     for r in rows:
         pct = {k: 100 * r[f"{k}_miou"] for k in ("fp32", "fp16", "int8")}
-        print(f"{r['preset']:16s} {100 * r['torch_miou']:7.2f} {pct['fp32']:6.2f} {pct['fp16']:6.2f} "
+        err = r["int8_mean_err_rel"]
+        print(f"{r['preset']:16s} {r['head']:8s} {100 * r['torch_miou']:7.2f} {pct['fp32']:6.2f} {pct['fp16']:6.2f} "
               f"{pct['int8']:6.2f} {pct['int8'] - pct['fp32']:+9.2f} {r['fp32_mb']:7.2f} {r['fp16_mb']:7.2f} "
               f"{r['int8_mb']:7.2f} {100 * r['fp16_agreement']:9.2f}% {100 * r['int8_agreement']:9.2f}% "
-              f"{100 * r['int8_mean_err_rel']:12.2f}%")
+              + (f"{100 * err:12.2f}%" if err is not None else f"{'-':>13s}"))
     print("agree = top-1 labels equal to the fp32 PyTorch model, share of pixels; int8 mean err = mean |logit "
-          "error| / max |logit|")
+          "error| / max |logit| (none for the labels head, which returns labels)")
 
 
 def main() -> None:
@@ -94,6 +98,8 @@ def main() -> None:
     ap.add_argument("--dataset", default=None, help="dataset kind [detected]")
     ap.add_argument("--size", type=int, default=64, help="export input size, multiple of 64 [64]")
     ap.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    ap.add_argument("--heads", nargs="+", default=["logits8"], choices=list(HEADS),
+                    help="output heads to export and score, each at fp32/fp16/int8 [logits8]")
     ap.add_argument("--calib-batches", type=int, default=10, help="BN recalibration batches of 8 crops [10]")
     ap.add_argument("--calib-count", type=int, default=200, help="int8 calibration images [200]")
     ap.add_argument("--agreement-inputs", type=int, default=8, help="held-out images for the agreement [8]")

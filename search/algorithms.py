@@ -65,13 +65,15 @@ def run_search(algo: str, accuracy_fn: AccuracyFn, latency_fn: LatencyFn, target
                budget: Budget = Budget(), seed: int = 0, space: SearchSpace = TABLE1,
                start: ArchConfig | None = None, presets: Mapping[str, ArchConfig] | None = None,
                cache: Mapping[str, float] | None = None, on_evaluate: Callable[[EvalRecord], None] | None = None,
-               unit: str = "ms", order: str = "space", anchors: bool = False) -> SearchResult:
+               unit: str = "ms", order: str = "space", anchors: bool = False, floor: float = 0.0) -> SearchResult:
     """Run one search algorithm under ``latency_fn(cfgs) <= target`` and return its :class:`SearchResult`.
 
     Deterministic for a deterministic accuracy function (or a ``cache`` holding the previous run's values),
     the same ``seed`` and an evaluation budget: that is what makes a killed search resumable from its log.
     ``order`` is the coordinate sweep order of cd / cd-block ('space', 'coarse-first' or 'shuffled' by ``seed``); ``anchors`` makes them
-    start from the most accurate feasible preset / min config instead of the largest feasible preset."""
+    start from the most accurate feasible preset / min config instead of the largest feasible preset. ``floor``
+    > 0 also requires ``latency_fn(cfg) >= floor`` (a search told to use its latency budget; cd / cd-block grow
+    their start into the band)."""
     if algo not in ALGORITHMS:
         raise EtfError(f"unknown search algorithm {algo!r}; use one of {', '.join(ALGORITHMS)}")
     if budget.max_evals is not None and budget.max_evals < 1:
@@ -79,7 +81,8 @@ def run_search(algo: str, accuracy_fn: AccuracyFn, latency_fn: LatencyFn, target
     if budget.max_minutes is not None and not budget.max_minutes > 0:
         raise EtfError(f"the time budget must be positive, not {budget.max_minutes:g} minutes")
     t0 = time.perf_counter()
-    obj = Objective(accuracy_fn, latency_fn, target, budget=budget, algo=algo, cache=cache, on_evaluate=on_evaluate)
+    obj = Objective(accuracy_fn, latency_fn, target, budget=budget, algo=algo, cache=cache, on_evaluate=on_evaluate,
+                    floor=floor)
     phases: list[Phase] = []
     if algo == "cd":
         _, phases, reason = coordinate_descent(obj, space, start, presets, unit=unit, order=order, anchors=anchors,

@@ -121,14 +121,24 @@ def infeasible_message(latency_fn: LatencyFn, target: float, unit: str, space: S
 
 def find_start(objective: Objective, space: SearchSpace = TABLE1, presets: Mapping[str, ArchConfig] | None = None,
                start: ArchConfig | None = None, unit: str = "ms") -> ArchConfig:
-    """A feasible starting config: ``start`` if given (must be feasible), else the largest feasible preset
-    (highest constraint value under the target), else the min config, else the min-latency config.
+    """A feasible starting config: ``start`` if given (must meet the target), else the largest preset under the
+    target (highest constraint value), else the min config, else the min-latency config. With a floor
+    (``objective.floor``) a start below it is grown into the band (:func:`grow_into_band`).
 
-    Raises :class:`EtfError` when even the fastest config found misses the target."""
+    Raises :class:`EtfError` when even the fastest config found misses the target, or no config reachable from
+    the start lies in the band."""
+    cfg = _start_under_target(objective, space, presets, start, unit)
+    if not objective.is_feasible(objective.latency(cfg)):
+        cfg = grow_into_band(objective, space, cfg, unit)
+    return cfg
+
+
+def _start_under_target(objective: Objective, space: SearchSpace, presets: Mapping[str, ArchConfig] | None,
+                        start: ArchConfig | None, unit: str) -> ArchConfig:
     if start is not None:
         space.validate(start)
         lat = objective.latency(start)
-        if not objective.is_feasible(lat):
+        if not objective.under_target(lat):
             raise EtfError(f"the given start config is predicted at {lat:.3f} {unit}, above the target "
                            f"{objective.target:g} {unit}")
         return start
@@ -139,19 +149,45 @@ def find_start(objective: Objective, space: SearchSpace = TABLE1, presets: Mappi
     cands = list(presets.values())
     if cands:
         lats = objective.latencies(cands)
-        fits = [(lat, i) for i, lat in enumerate(lats) if objective.is_feasible(lat)]
+        fits = [(lat, i) for i, lat in enumerate(lats) if objective.under_target(lat)]
         if fits:
             return cands[max(fits)[1]]
     low_cfg = space.min_config()
-    if objective.is_feasible(objective.latency(low_cfg)):
+    if objective.under_target(objective.latency(low_cfg)):
         return low_cfg
     low_cfg, low = minimum_latency(objective.latency_fn, space)
     objective.latency(low_cfg)
-    if objective.is_feasible(low):
+    if objective.under_target(low):
         return low_cfg
     what = "predicted latency" if unit == "ms" else unit
     raise EtfError(f"target {objective.target:g} {unit} is infeasible: the smallest {what} the search space "
                    f"reaches is {low:.3f} {unit}; ask for at least that")
+
+
+def grow_into_band(objective: Objective, space: SearchSpace, cfg: ArchConfig, unit: str = "ms",
+                   max_steps: int = 200) -> ArchConfig:
+    """From ``cfg`` (under the target, below ``objective.floor``): single-coordinate moves that raise the constraint
+    without passing the target, until it lies in [floor, target]: the move that lands in the band with the
+    smallest value when there is one, else the largest step that stays below the floor. Predictor calls only (no
+    accuracy is evaluated): the search then runs inside the band from there. Raises :class:`EtfError` when no
+    move leads into the band."""
+    lat = objective.latency(cfg)
+    for _ in range(max_steps):
+        if objective.is_feasible(lat):
+            return cfg
+        cands = [space.with_value(cfg, coord, v) for coord in space.coordinates(cfg) for v in space.choices(coord)
+                 if v != space.value(cfg, coord)]
+        lats = objective.latencies(cands)
+        inside = [(float(v), i) for i, v in enumerate(lats) if objective.is_feasible(v)]
+        if inside:
+            return cands[min(inside)[1]]
+        up = [(float(v), i) for i, v in enumerate(lats) if lat < v and objective.under_target(v)]
+        if not up:
+            break
+        lat, i = max(up)
+        cfg = cands[i]
+    raise EtfError(f"no config predicted within [{objective.floor:.3f}, {objective.target:g}] {unit} is reachable "
+                   f"by growing the start (stuck at {lat:.3f} {unit})")
 
 
 def feasible_anchors(objective: Objective, space: SearchSpace = TABLE1,
@@ -266,6 +302,6 @@ def block_coordinate_descent(objective: Objective, space: SearchSpace = TABLE1, 
 
 __all__ = [
     "LatencyFn", "AccuracyFn", "Phase", "CNN_VIT_BLOCKS", "is_cnn_coordinate", "is_vit_coordinate",
-    "ORDERS", "ordered", "feasible_anchors", "is_per_block", "minimum_latency", "infeasible_message", "find_start", "best_along", "sweep", "coordinate_descent",
+    "ORDERS", "ordered", "feasible_anchors", "grow_into_band", "is_per_block", "minimum_latency", "infeasible_message", "find_start", "best_along", "sweep", "coordinate_descent",
     "block_coordinate_descent",
 ]

@@ -56,6 +56,7 @@ class DemoScale:
     budget: int
     compare_budget: int
     bench_runs: int
+    refine: int  # refinement rounds of each search (etf-search --refine)
     finetune_iters: int  # steps of etf-finetune for each searched winner and its preset
     finetune_lr: float
 
@@ -63,14 +64,14 @@ class DemoScale:
 QUICK = DemoScale(train_images=24, val_images=12, data_size=64, classes=5, train_iters=12, train_batch=4,
                   train_size=64, train_lr=2e-3, train_head_lr_mult=10.0, train_random=2, deploy_size=64,
                   profile_minutes=0.5, profile_e2e=2, eval_size=64, n_calib=2, n_val=6, budget=6, compare_budget=0,
-                  bench_runs=10, finetune_iters=2, finetune_lr=5e-4)
+                  bench_runs=10, refine=1, finetune_iters=2, finetune_lr=5e-4)
 #: The full demo trains like the documented run (docs/training.md: 750 iterations at 96 px, where the presets
 #: come out ordered Base >= Small >= Tiny), shorter and with one random subnet per sandwich step (1.2 -> 0.8 s
 #: a step here), so that the whole flow, fine-tuning included, fits in 30 minutes on 2 cores.
 FULL = DemoScale(train_images=800, val_images=100, data_size=128, classes=10, train_iters=600, train_batch=8,
                  train_size=96, train_lr=2e-3, train_head_lr_mult=1.0, train_random=1, deploy_size=256,
                  profile_minutes=6.0, profile_e2e=6, eval_size=96, n_calib=4, n_val=50, budget=150,
-                 compare_budget=80, bench_runs=30, finetune_iters=150, finetune_lr=5e-4)
+                 compare_budget=80, bench_runs=30, refine=2, finetune_iters=150, finetune_lr=5e-4)
 
 
 class Stages:
@@ -112,6 +113,30 @@ def torch_threads(requested: int | None) -> int:
     cores = os.cpu_count() or 1
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     return cores if load < cores - 0.5 else 1
+
+
+def _finished_search(job: SearchJob) -> dict[str, Any] | None:
+    """The summary of ``job`` when an earlier run finished this very job (same settings, refinement ended, the
+    shipped winner is best.json's), else None. A finished search is not run again: its refinements appended the
+    winners to the latency table, so a rerun would search under another predictor and could end elsewhere."""
+    from dataclasses import asdict
+
+    summary = _read_json(job.out / "summary.json")
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(job).items()}
+    if not ("refine_stop" in summary and summary.get("job") == settings and (job.out / "best.json").exists()):
+        return None
+    if job.export and summary.get("model_key") != load_config(job.out / "best.json").key():
+        return None
+    return summary
+
+
+def _search_stage(job: SearchJob, **parts: Any) -> dict[str, Any]:
+    """Run the search ``job``, or reuse its finished summary (printed as skipped)."""
+    done = _finished_search(job)
+    if done is not None:
+        print(f"      skipped, exists: search at {job.target:g} ms ({done['refine_stop']}) -> {job.out}", flush=True)
+        return done
+    return run_job(job, **parts)
 
 
 def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local",
@@ -235,9 +260,9 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
     t = st.start(f"coordinate-descent search at {target:.2f} ms (between Tiny and Small), export, re-benchmark")
     common = dict(unit="ms", algo="cd-block", device=device_name, tables=tables, supernet=ckpt, data=data,
                   dataset="synthetic", eval_size=scale.eval_size, n_calib=scale.n_calib, n_val=scale.n_val, batch=8,
-                  size=scale.deploy_size, runs=scale.bench_runs, warmup=3, head=head)
-    main_summary = run_job(SearchJob(out=out / "search", target=target, budget=scale.budget, **common),
-                           evaluator=evaluator, predictor=predictor, device=device, reporter=reporter)
+                  size=scale.deploy_size, runs=scale.bench_runs, warmup=3, head=head, refine=scale.refine)
+    main_summary = _search_stage(SearchJob(out=out / "search", target=target, budget=scale.budget, **common),
+                                 evaluator=evaluator, predictor=predictor, device=device, reporter=reporter)
     st.done(t, "search (best.json, search_log.csv, pareto.png, model.tflite)", out / "search")
 
     # 7. at each preset's measured latency
@@ -247,9 +272,10 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
         for name, ms in (("topformer-tiny", tiny_ms), ("topformer-small", small_ms)):
             short = name.split("-")[1]
             try:
-                compare[name] = run_job(SearchJob(out=out / f"search_at_{short}", target=round(ms, 2),
-                                                  budget=scale.compare_budget, **common),
-                                        evaluator=evaluator, predictor=predictor, device=device, reporter=reporter)
+                compare[name] = _search_stage(SearchJob(out=out / f"search_at_{short}", target=round(ms, 2),
+                                                        budget=scale.compare_budget, **common),
+                                              evaluator=evaluator, predictor=predictor, device=device,
+                                              reporter=reporter)
             except EtfError as exc:  # e.g. the predictor puts the whole space above the preset's measured latency
                 print(f"      NOT RUN at {name}'s {ms:.2f} ms: {exc}", flush=True)
                 compare[name] = {"error": str(exc), "target": round(ms, 2)}
@@ -258,7 +284,7 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
         for name in ("topformer-tiny", "topformer-small"):
             short = name.split("-")[1]
             pred_ms = float(predict([PRESETS[name]])[0])
-            compare[f"{name} (pred)"] = run_job(
+            compare[f"{name} (pred)"] = _search_stage(
                 SearchJob(out=out / f"search_at_{short}_predicted", target=round(pred_ms, 2) + 0.01,
                           budget=scale.compare_budget, export=False, **common),
                 evaluator=evaluator, predictor=predictor, device=device, reporter=reporter)

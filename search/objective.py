@@ -78,6 +78,7 @@ class Objective:
     cache: Mapping[str, float] | None = None
     on_evaluate: Callable[[EvalRecord], None] | None = None
     clock: Callable[[], float] = time.monotonic
+    floor: float = 0.0  # lower bound on the constraint (0: none): a search told to use its latency budget
 
     def __post_init__(self) -> None:
         self._memo: dict[str, float] = dict(self.cache or {})
@@ -120,6 +121,11 @@ class Objective:
         return self._latency[key]
 
     def is_feasible(self, value: float) -> bool:
+        """Within [``floor``, ``target``] (the floor is 0 unless the search must use its budget)."""
+        return self.floor - FEASIBILITY_EPS <= value <= self.target + FEASIBILITY_EPS
+
+    def under_target(self, value: float) -> bool:
+        """Meets the target, whatever the floor."""
         return value <= self.target + FEASIBILITY_EPS
 
     def feasible(self, cfgs: Sequence[ArchConfig]) -> list[ArchConfig]:
@@ -158,7 +164,8 @@ class Objective:
             raise BudgetExhausted(reason)
         latency = self.latency(cfg)
         if not self.is_feasible(latency):
-            raise ValueError(f"search asked for the accuracy of an infeasible config ({latency:.3f} > {self.target})")
+            raise ValueError(f"search asked for the accuracy of an infeasible config ({latency:.3f} outside "
+                             f"[{self.floor}, {self.target}])")
         cached = key in self._memo
         seconds = 0.0
         if not cached:

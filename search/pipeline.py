@@ -70,6 +70,7 @@ class SearchJob:
     start: str | None = None
     evaluate_presets: bool = True
     refine: int = 2  # re-searches with the predictor refitted on the measured winner until it is within +-5 %
+    fill: bool = True  # a winner measured > 5 % under the target is searched again within [95 %, 100 %] of it
     head: str = "logits8"  # output head of the deployed model: predictor setting, export and re-benchmark
     precision: str = "fp32"
     extra: dict = field(default_factory=dict)
@@ -260,17 +261,19 @@ def _run_job(job: SearchJob, info: Any, *, evaluator: Any, predictor: Any, devic
     refinements: list[dict[str, Any]] = []
     result = best = None
     stop = "not refined (no export, or the constraint is not measured latency)"
+    floor, search_start = 0.0, start_cfg  # a refinement that must use the budget searches in [floor, target]
     while True:
-        run_label = label if not refinements else f"{label}+refit{len(refinements)}"
+        run_label = (label if not refinements else f"{label}+refit{len(refinements)}") + ("+fill" if floor else "")
         try:
-            result, best = _search(job, run_label, job.target, accuracy, constraint, start_cfg, log, ms_of,
-                                   gflops_of, progress, info.is_main)
+            result, best = _search(job, run_label, job.target, accuracy, constraint, search_start, log, ms_of,
+                                   gflops_of, progress, info.is_main, floor=floor)
         except EtfError as exc:
             if result is None:
                 raise
-            say(f"the refitted predictor finds no config under {job.target:g} ms ({exc}); keeping the last winner")
+            where = f"within [{floor:.3g}, {job.target:g}] ms" if floor else f"under {job.target:g} ms"
+            say(f"the refitted predictor finds no config {where} ({exc}); keeping the last winner")
             refinements[-1]["infeasible"] = True  # best.json, pareto.png and model.tflite still hold that winner
-            stop = "infeasible under the refitted predictor"
+            stop = f"no config {where} under the refitted predictor"
             break
         summary: dict[str, Any] = {
             "out": str(out), "best_json": str(out / "best.json"), "search_log": str(out / "search_log.csv"),
@@ -291,12 +294,12 @@ def _run_job(job: SearchJob, info: Any, *, evaluator: Any, predictor: Any, devic
             f"({result.predictor_calls_per_s:,.0f} configs/s)")
         if not (job.export and job.unit == "ms"):
             if job.export:
-                measured = (_export_and_measure(job, best, out, evaluator, predictor, device, num_classes, say,
-                                                summary["best_predicted_ms"], setting) if info.is_main else None)
+                measured = (_time_winner(job, best, out, evaluator, predictor, device, num_classes, say,
+                                         summary["best_predicted_ms"], setting) if info.is_main else None)
                 summary.update(broadcast_object(measured, info))
             break
-        measured = (_export_and_measure(job, best, out, evaluator, predictor, device, num_classes, say,
-                                        summary["best_predicted_ms"], setting) if info.is_main else None)
+        measured = (_time_winner(job, best, out, evaluator, predictor, device, num_classes, say,
+                                 summary["best_predicted_ms"], setting) if info.is_main else None)
         summary.update(broadcast_object(measured, info))
         # the closed loop: the measured winner joins the setting's end-to-end table, the correction is refitted
         refitted = (pieces.record_and_refit(job.tables, setting,
@@ -307,7 +310,7 @@ def _run_job(job: SearchJob, info: Any, *, evaluator: Any, predictor: Any, devic
         step = {"round": len(refinements), "best_key": best.key(), "best_accuracy": result.best_accuracy,
                 "predicted_ms": summary["best_predicted_ms"], "measured_ms": summary["measured_ms"],
                 "reference_ms": summary["reference_ms"], "ratio": summary["measured_ratio"],
-                "recorded": refitted is not None}
+                "recorded": refitted is not None, "floor_ms": floor or None}
         if refitted is not None:
             predictor = refitted
             predict_ms = pieces.predictor_latency_fn(predictor)
@@ -316,19 +319,28 @@ def _run_job(job: SearchJob, info: Any, *, evaluator: Any, predictor: Any, devic
             step["refitted_mode"] = predictor.mode
         repeated = bool(refinements) and refinements[-1]["best_key"] == best.key()
         stop = refine_stop(summary["measured_ms"], job.target, len(refinements), job.refine, repeated,
-                           refitted is not None, summary["best_predicted_ms"])
+                           refitted is not None, summary["best_predicted_ms"], fill=job.fill)
         refinements.append(step)
         if stop is not None:
             break
+        if job.fill and summary["measured_ms"] < job.target * (1 - MEASURED_TOLERANCE):
+            # under by more than the tolerance: use the budget. Search the band [95 %, 100 %] of the target
+            # under the refitted predictor, from the winner grown into it
+            floor = job.target * (1 - MEASURED_TOLERANCE)
+            search_start = best if float(predict_ms([best])[0]) <= job.target else None
+        where = (f"within [{floor:.3g}, {job.target:g}] ms (the band: the target's latency used, from the winner "
+                 f"grown into it)" if floor else f"under {job.target:g} ms")
         say(f"the winner measures {summary['measured_vs_target_pct']:+.1f} % from the target (outside "
             f"±{MEASURED_TOLERANCE:.0%}); the predictor was refitted with it ({predictor.mode} mode, now predicts "
-            f"{step['refitted_predicted_ms']:.2f} ms for it): searching again under {job.target:g} ms "
+            f"{step['refitted_predicted_ms']:.2f} ms for it): searching again {where} "
             f"(refinement {len(refinements)} of {job.refine}, evaluated configs are replayed from the log)")
     summary["refinements"] = refinements
     summary["refine_stop"] = stop
     if job.export and job.unit == "ms":
         say(f"refinement stopped: {stop}")
-    summary["refinements"] = refinements
+    if job.export and summary.get("model_key") != best.key():  # the rounds timed a timing file: ship the winner
+        shipped = _ship_winner(job, best, out, evaluator, num_classes, say) if info.is_main else None
+        summary.update(broadcast_object(shipped, info))
     if reporter is None and job.data is not None:
         reporter = pieces.load_report_evaluator(evaluator, job.data, job.dataset, job.eval_size, job.n_report,
                                                 job.batch, job.report_fraction, job.split_seed)
@@ -346,16 +358,16 @@ def _run_job(job: SearchJob, info: Any, *, evaluator: Any, predictor: Any, devic
 
 
 def refine_stop(measured_ms: float, target: float, rounds_done: int, round_limit: int, repeated: bool,
-                recorded: bool, predicted_ms: float | None = None) -> str | None:
+                recorded: bool, predicted_ms: float | None = None, fill: bool = False) -> str | None:
     """Why the refinement stops after a measured winner, or None to search again with the refitted predictor:
-    within ±:data:`MEASURED_TOLERANCE` of the target; under the target with the predictor within
+    within ±:data:`MEASURED_TOLERANCE` of the target; without ``fill``, under the target with the predictor within
     ±:data:`MEASURED_TOLERANCE` of the measurement (the winner is small because the search found nothing more
-    accurate nearer the target, not because the predictor erred: a refit cannot change that); the same winner as
-    the round before (the refit changed nothing); no table to record into (nothing to refit); or the round
-    limit (``--refine``)."""
+    accurate nearer the target, not because the predictor erred: only a search told to use the budget, ``fill``,
+    changes that); the same winner as the round before (the refit changed nothing); no table to record into
+    (nothing to refit); or the round limit (``--refine``)."""
     if abs(measured_ms - target) <= target * MEASURED_TOLERANCE:
         return f"measured winner within ±{MEASURED_TOLERANCE:.0%} of the target"
-    if (predicted_ms is not None and measured_ms < target
+    if (not fill and predicted_ms is not None and measured_ms < target
             and abs(predicted_ms - measured_ms) <= measured_ms * MEASURED_TOLERANCE):
         return (f"winner under the target and predicted within ±{MEASURED_TOLERANCE:.0%} of its measurement: the "
                 "predictor is right, the search found nothing more accurate nearer the target")
@@ -369,9 +381,9 @@ def refine_stop(measured_ms: float, target: float, rounds_done: int, round_limit
 
 
 def _search(job: SearchJob, label: str, target: float, accuracy, constraint, start_cfg, log: SearchLog, ms_of,
-            gflops_of, progress: bool, writes: bool = True) -> tuple[SearchResult, ArchConfig]:
-    """One search run under ``target`` (resumable from ``log``); writes best.json and pareto.png (``writes``:
-    only rank 0 under torchrun)."""
+            gflops_of, progress: bool, writes: bool = True, floor: float = 0.0) -> tuple[SearchResult, ArchConfig]:
+    """One search run under ``target`` (and over ``floor`` when > 0; resumable from ``log``); writes best.json and
+    pareto.png (``writes``: only rank 0 under torchrun)."""
     out = Path(job.out)
     bar = _Progress(job.budget, f"{job.algo} search", progress)
     on_eval = (log.writer(run_id(label, target, job.unit, job.seed, job.budget), ms_of, gflops_of) if writes
@@ -385,7 +397,7 @@ def _search(job: SearchJob, label: str, target: float, accuracy, constraint, sta
         result: SearchResult = run_search(job.algo, accuracy, constraint, target,
                                           budget=Budget(job.budget, job.minutes), seed=job.seed, start=start_cfg,
                                           presets=PRESETS, cache=log.cache(), on_evaluate=on_evaluate, unit=job.unit,
-                                          order=job.order, anchors=job.anchors)
+                                          order=job.order, anchors=job.anchors, floor=floor)
     finally:
         bar.close()
     best = result.best
@@ -396,11 +408,10 @@ def _search(job: SearchJob, label: str, target: float, accuracy, constraint, sta
     return result, best
 
 
-def _export_and_measure(job: SearchJob, best: ArchConfig, out: Path, evaluator, predictor, device, num_classes: int,
-                        say: Callable[[str], None], predicted: float | None, setting: Any) -> dict[str, Any]:
-    """Export the winner with the setting's head to TFLite, time it on the device with the setting's threads and
-    compare with the prediction and the target."""
-    res: dict[str, Any] = {}
+def _ship_winner(job: SearchJob, best: ArchConfig, out: Path, evaluator, num_classes: int,
+                 say: Callable[[str], None]) -> dict[str, Any]:
+    """Export the winner with the setting's head and precision, with the weights it was scored with, to
+    ``out/model.tflite``: the file a user ships (kept when ``out`` already holds this winner's)."""
     model = out / "model.tflite"
     previous = _read_json(out / "summary.json")
     fresh = (previous.get("model_key") == best.key() and previous.get("model_size") == job.size
@@ -414,18 +425,31 @@ def _export_and_measure(job: SearchJob, best: ArchConfig, out: Path, evaluator, 
         model = pieces.export_winner(best, out, job.size, evaluator, num_classes, head=job.head,
                                      precision=job.precision,
                                      calib_data=(job.data, job.dataset) if job.data is not None else None)
-    res.update({"model_key": best.key(), "model_size": job.size, "model_head": job.head,
-                "model_precision": job.precision, "model_tflite": str(model)})
-    timed = model
+    res = {"model_key": best.key(), "model_size": job.size, "model_head": job.head,
+           "model_precision": job.precision, "model_tflite": str(model)}
+    # written now, so that a rerun knows which winner model.tflite holds
+    atomic_write_json(out / "summary.json", {**previous, **res})
+    return res
+
+
+def _time_winner(job: SearchJob, best: ArchConfig, out: Path, evaluator, predictor, device, num_classes: int,
+                 say: Callable[[str], None], predicted: float | None, setting: Any) -> dict[str, Any]:
+    """Time the winner on the device beside the whole-network reference (the setting's threads) and compare with
+    the prediction and the target. The file timed is the network the predictor models: the shipped file when
+    the supernet has the table's class count (exported here), else the winner's timing file with the table's
+    150 classes (latency/networks.py: random weights, cached), so a refinement round converts one file."""
+    res: dict[str, Any] = {}
     latency_classes = pieces.predictor_num_classes(predictor, num_classes)
-    if latency_classes != num_classes:
-        # the predictor models the deployed network with the table's class count (150, as on ADE20K): time that
-        # one, from the table's cache of timing networks (latency/networks.py; random weights, converted once)
+    if latency_classes == num_classes:
+        res.update(_ship_winner(job, best, out, evaluator, num_classes, say))
+        timed = Path(res["model_tflite"])
+    else:
         say(f"the predictor models a {latency_classes}-class head, the supernet has {num_classes} classes: timing "
             f"the winner with a {latency_classes}-class head (converted once into {pieces.timing_cache(job.tables)})")
         timed = pieces.timing_network(job.tables, best, job.size, job.head, job.precision)
         res["latency_model_tflite"] = str(timed)
     res["latency_model_classes"] = latency_classes
+    previous = _read_json(out / "summary.json")
     if latency_classes == TABLE_CLASSES:
         reference = pieces.timing_network(job.tables, PRESETS[REFERENCE_PRESET], job.size, job.head, job.precision)
     else:  # no table (a supernet with its own class count): the reference with the winner's head
@@ -440,10 +464,9 @@ def _export_and_measure(job: SearchJob, best: ArchConfig, out: Path, evaluator, 
     paired = pieces.measure_paired(device, timed, reference, job.runs, job.warmup, setting.threads,
                                    baseline_ms=pieces.reference_baseline(job.tables, setting))
     measured = float(paired.raw_ms)
-    stats = paired
-    res.update({"measured_ms": measured, "measured_std_ms": float(paired.std_ms), "reference_ms": paired.ref_ms,
-                "measured_ratio": paired.ratio, "reference_tflite": str(reference), "reference_size": job.size,
-                "reference_classes": latency_classes, "reference_head": job.head,
+    res.update({"measured_key": best.key(), "measured_ms": measured, "measured_std_ms": float(paired.std_ms),
+                "reference_ms": paired.ref_ms, "measured_ratio": paired.ratio, "reference_tflite": str(reference),
+                "reference_size": job.size, "reference_classes": latency_classes, "reference_head": job.head,
                 "reference_precision": job.precision,
                 "device": getattr(device, "name", job.device), "measured_setting": setting.to_dict()})
     if predicted is not None:
@@ -454,12 +477,11 @@ def _export_and_measure(job: SearchJob, best: ArchConfig, out: Path, evaluator, 
         res["within_band"] = abs(measured - job.target) <= job.target * MEASURED_TOLERANCE
     say(f"winner on {res['device']}: predicted " + (f"{predicted:.2f} ms" if predicted is not None else "n/a")
         + f", measured {measured:.2f} ms (paired with {REFERENCE_PRESET} at {paired.ref_ms:.2f} ms, ratio "
-          f"{paired.ratio:.3f}; {paired.rounds} rounds of {paired.runs} runs, std {stats.std_ms:.2f}, "
+          f"{paired.ratio:.3f}; {paired.rounds} rounds of {paired.runs} runs, std {paired.std_ms:.2f}, "
           f"{latency_classes} classes, {setting.describe()})"
         + (f"; target {job.target:g} ms, measured {res['measured_vs_target_pct']:+.1f} % "
-           f"({'meets it' if res['within_tolerance'] else 'OVER it by more than'} +{MEASURED_TOLERANCE:.0%})"
-           if job.unit == "ms" else "") + f" -> {timed}")
-    # written now, so that a rerun knows which winner model.tflite holds
+           f"({'within' if res['within_band'] else 'under' if measured < job.target else 'OVER'} "
+           f"±{MEASURED_TOLERANCE:.0%})" if job.unit == "ms" else "") + f" -> {timed}")
     atomic_write_json(out / "summary.json", {**previous, **res})
     return res
 

@@ -460,3 +460,20 @@ def test_fidelity_for_labels_allows_only_near_ties():
     assert res.ok and res.near_ties == 1 and res.equal_fraction == 0.75
     wrong = np.array([[1, 1], [2, 3]])  # differs where the margin is clear: a real error
     assert not compare_labels("x", wrong, ref, margin, 1.0).ok
+
+
+@pytest.mark.slow
+def test_a_quantized_export_reuses_the_fp32_conversion_and_still_checks_it(head_exports, tmp_path):
+    """``fp32_tflite`` (the export sweep's fp16/int8 exports): no second conversion, the same fidelity check."""
+    fp32 = head_exports["logits8"].files["tflite"]
+    res = export_subnet("topformer-tiny", tmp_path / "fp16", size=64, num_classes=CLASSES, precision="fp16",
+                        onnx=False, fp32_tflite=fp32)
+    assert "tflite" not in res.seconds and "quantize" in res.seconds and res.precision == "fp16"
+    assert [f.runtime for f in res.fidelity] == ["tflite-fp32"] and res.fidelity[0].ok
+    assert res.agreement is not None and res.agreement.label_agreement > 0.9
+    assert sorted(p.name for p in (tmp_path / "fp16").iterdir()) == ["arch.json", "export.json", "model.tflite"]
+    # the same architecture with other random weights (seed 1): the reused file is not its conversion
+    with pytest.raises(EtfError, match="fidelity check failed"):
+        export_subnet("topformer-tiny", tmp_path / "other", size=64, num_classes=CLASSES, precision="fp16",
+                      onnx=False, seed=1, fp32_tflite=fp32)
+    assert not (tmp_path / "other" / "model.tflite").exists()

@@ -260,3 +260,32 @@ def test_anchors_start_from_the_most_accurate_feasible_landmark(algo):
                        start=TABLE1.min_config())
     assert given.records[0].key == TABLE1.min_config().key()
     assert PRESETS["topformer-tiny"].key() not in [r.key for r in given.records[:1]]
+
+
+def test_grow_into_band_lands_between_floor_and_target_without_evaluating_accuracy():
+    from search.coordinate_descent import grow_into_band
+
+    acc = ProxyAccuracy()
+    obj = Objective(acc, gflops, TARGET, budget=Budget(None), floor=0.95 * TARGET)
+    small = TABLE1.min_config()
+    assert gflops([small])[0] < 0.95 * TARGET
+    grown = grow_into_band(obj, TABLE1, small, unit="GFLOPs")
+    assert 0.95 * TARGET <= gflops([grown])[0] <= TARGET and acc.calls == []
+    assert obj.is_feasible(gflops([grown])[0]) and not obj.is_feasible(gflops([small])[0])
+    assert obj.under_target(gflops([small])[0])
+    # a band no move can enter (narrower than any step from the start) is one clear error
+    tight = Objective(acc, gflops, TARGET, budget=Budget(None), floor=TARGET - 1e-7)
+    with pytest.raises(EtfError, match=r"no config predicted within \[.*\] GFLOPs is reachable"):
+        grow_into_band(tight, TABLE1, small, unit="GFLOPs")
+
+
+@pytest.mark.parametrize("algo", ["cd", "cd-block", "random"])
+def test_a_floor_keeps_every_evaluated_config_in_the_band(algo):
+    """A search told to use its budget (the refinement's fill): every config it scores lies in [floor, target]."""
+    floor = 0.9 * TARGET
+    start = TABLE1.min_config() if algo.startswith("cd") else None  # far below the band: grown into it
+    res = run_search(algo, ProxyAccuracy(), gflops, TARGET, budget=Budget(max_evals=12), seed=2, unit="GFLOPs",
+                     start=start, floor=floor)
+    values = gflops([r.cfg for r in res.records])
+    assert res.evaluations >= 1 and np.all(values >= floor - 1e-9) and np.all(values <= TARGET + 1e-9)
+    assert floor <= res.best_latency <= TARGET

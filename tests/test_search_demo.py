@@ -59,6 +59,13 @@ def test_quick_demo_runs_the_whole_flow_and_resumes(tmp_path):
     # the shipped file itself, scored in LiteRT on the same report images at the same size (64 px here), gives
     # the search's recalibrated score: the file that was benchmarked is the one that was scored
     assert found["tflite_miou"] == pytest.approx(found["miou"], abs=0.5)
+    # the closed loop: a winner measured more than 5% under the target is searched again in [95%, 100%] of it
+    loop = json.loads((search / "summary.json").read_text())
+    rounds = loop["refinements"]
+    if rounds[0]["measured_ms"] < 0.95 * found["target_ms"] and not rounds[0].get("infeasible"):
+        assert len(rounds) == 2 and rounds[1]["floor_ms"] == pytest.approx(0.95 * found["target_ms"])
+        assert 0.95 * found["target_ms"] - 1e-6 <= rounds[1]["predicted_ms"] <= found["target_ms"] + 1e-6
+    assert loop["refine_stop"] and loop["model_key"] == best.key()
 
     # rerun: every stage is skipped or replayed from its log; nothing is recomputed or relogged
     again = _run_demo(out)

@@ -35,6 +35,9 @@ def test_refine_stop_reasons():
     assert refine_stop(130.0, 100.0, 0, 0, False, True).startswith("round limit")  # --refine 0: record only
     # under the target and the predictor right about it (within 5%): a refit cannot help, stop
     assert "predictor is right" in refine_stop(80.0, 100.0, 0, 2, False, True, predicted_ms=82.0)
+    # told to fill the budget (etf-search's default), a right predictor is no reason to stop: search the band
+    assert refine_stop(80.0, 100.0, 0, 2, False, True, predicted_ms=82.0, fill=True) is None
+    assert "round limit" in refine_stop(80.0, 100.0, 2, 2, False, True, predicted_ms=82.0, fill=True)
     assert refine_stop(80.0, 100.0, 0, 2, False, True, predicted_ms=90.0) is None  # predictor 12% off: refit
     assert refine_stop(130.0, 100.0, 0, 2, False, True, predicted_ms=131.0) is None  # over the target: search again
 
@@ -74,7 +77,7 @@ def test_winner_is_recorded_and_the_refitted_predictor_searches_again(tmp_path):
     target = 1.0  # ms at 64x64: everything looks feasible to the biased predictor
     job = SearchJob(out=tmp_path / "search", target=target, algo="cd-block", budget=8, supernet=ckpt,
                     data=tmp_path / "data", eval_size=64, n_calib=1, n_val=4, batch=4, size=SIZE, runs=6, warmup=1,
-                    refine=1, device="local", tables=tables, evaluate_presets=False)
+                    refine=1, device="local", tables=tables, evaluate_presets=False, fill=False)
     lines: list[str] = []
     summary = run_job(job, device=device, say=lines.append, progress=False)
 

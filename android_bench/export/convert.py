@@ -212,7 +212,8 @@ def export_subnet(cfg_or_preset: ArchConfig | str | Path, out_dir: str | Path, s
                   progress: Callable[[str], None] | None = None, calibration: Any = None,
                   allow_uncalibrated: bool = False, head: str = DEFAULT_HEAD, precision: str = "fp32",
                   quant_calibration: CalibrationSet | None = None,
-                  agreement_inputs: int = DEFAULT_AGREEMENT_INPUTS) -> ExportResult:
+                  agreement_inputs: int = DEFAULT_AGREEMENT_INPUTS,
+                  fp32_tflite: str | Path | None = None) -> ExportResult:
     """Export the deployed model of a config (``ArchConfig``, preset name or JSON path) with output ``head``
     (``supernet.heads``: logits8, labels, logits) to ``out_dir``: ``model.tflite``, ``model.onnx`` (unless
     ``onnx`` is False), ``arch.json`` and ``export.json`` (which records the head and the output's name, NHWC
@@ -236,6 +237,10 @@ def export_subnet(cfg_or_preset: ArchConfig | str | Path, out_dir: str | Path, s
     file gets an agreement report against the fp32 model instead of a hard limit: top-1 label agreement per
     pixel and logit errors on ``agreement_inputs`` held-out calibration-source images (seeded noise without a
     dataset). ``model.onnx`` stays fp32.
+
+    ``fp32_tflite``: an fp32 conversion of the same model made earlier (e.g. the fp32 export of a sweep over
+    precisions): copied instead of converted again (~20-60 s saved); the fidelity check still compares it with
+    the model, so a file of another model is refused like a bad conversion.
     """
     say = progress or (lambda _msg: None)
     if head not in HEADS:
@@ -278,10 +283,17 @@ def export_subnet(cfg_or_preset: ArchConfig | str | Path, out_dir: str | Path, s
         notes: list[str] = []
         quantized = precision != "fp32"
         files = {"tflite": stage / (".fp32.tflite" if quantized else TFLITE_NAME)}
-        say(f"converting to TFLite ({size}x{size}, head {head})")
         t0 = time.perf_counter()
-        export_tflite(model, shape, files["tflite"])
-        seconds["tflite"] = time.perf_counter() - t0
+        if fp32_tflite is not None:
+            say(f"reusing the fp32 conversion {fp32_tflite}")
+            try:
+                shutil.copyfile(fp32_tflite, files["tflite"])
+            except OSError as exc:
+                raise EtfError(f"cannot read the fp32 conversion {fp32_tflite}: {exc.strerror or exc}") from None
+        else:
+            say(f"converting to TFLite ({size}x{size}, head {head})")
+            export_tflite(model, shape, files["tflite"])
+            seconds["tflite"] = time.perf_counter() - t0
         if onnx:
             say("exporting to ONNX")
             files["onnx"] = stage / ONNX_NAME

@@ -105,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "--target-ms, search again with the predictor refitted on it (evaluated configs are "
                         "replayed from the log), at most N times; summary.json 'refine_stop' says why it "
                         "stopped; 0: record only [2]")
+    p.add_argument("--no-fill", action="store_true",
+                   help="a winner measured more than 5%% under --target-ms ends the refinement when the predictor "
+                        "was right about it (the most accurate config found, wherever it lands); by default the "
+                        "refinement searches again within [95%%, 100%%] of the target, from the winner grown into "
+                        "that band, so the latency paid for is used")
     p.add_argument("--runs", type=positive_int, default=30,
                    help="timed runs of the re-benchmark, split over 3 paired rounds [30]")
     p.add_argument("--warmup", type=nonneg_int, default=5, help="warm-up runs of the re-benchmark [5]")
@@ -130,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         predictor=args.predictor, supernet=args.supernet, data=args.data, dataset=args.dataset,
         eval_size=args.eval_size, n_calib=args.n_calib, n_val=args.n_val, batch=args.batch, size=args.size,
         export=not args.no_export, runs=args.runs, warmup=args.warmup, threads=args.threads, start=args.start,
-        evaluate_presets=not args.no_presets, refine=args.refine, report_fraction=args.report_fraction,
+        evaluate_presets=not args.no_presets, refine=args.refine, fill=not args.no_fill, report_fraction=args.report_fraction,
         split_seed=args.split_seed, n_report=args.n_report, bootstrap=args.bootstrap, head=args.head,
         precision=args.precision)
     say = (lambda s: print(s, file=sys.stderr)) if args.json else print
