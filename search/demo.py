@@ -260,7 +260,8 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
     t = st.start(f"coordinate-descent search at {target:.2f} ms (between Tiny and Small), export, re-benchmark")
     common = dict(unit="ms", algo="cd-block", device=device_name, tables=tables, supernet=ckpt, data=data,
                   dataset="synthetic", eval_size=scale.eval_size, n_calib=scale.n_calib, n_val=scale.n_val, batch=8,
-                  size=scale.deploy_size, runs=scale.bench_runs, warmup=3, head=head, refine=scale.refine)
+                  size=scale.deploy_size, runs=scale.bench_runs, warmup=3, head=head, refine=scale.refine,
+                  frame_ms=round(float(paired["topformer-tiny"][0]), 4))  # the speed the targets were measured at
     main_summary = _search_stage(SearchJob(out=out / "search", target=target, budget=scale.budget, **common),
                                  evaluator=evaluator, predictor=predictor, device=device, reporter=reporter)
     st.done(t, "search (best.json, search_log.csv, pareto.png, model.tflite)", out / "search")

@@ -197,11 +197,13 @@ def test_profiling_another_head_writes_another_table_whose_predictor_refuses_the
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("precision", ["int8", "fp16"])
+@pytest.mark.parametrize("precision", ["int8"])
 def test_a_quantized_setting_has_its_own_table_of_quantized_operators(profiled, tmp_path, capsys, precision):
-    """--precision int8/fp16 at 64 px: every planned operator (multi-input pool, injection and head included)
+    """--precision int8 at 64 px: every planned operator (multi-input pool, injection and head included)
     converted and quantized like a shipped file of that precision, into its own table and cache files; its
-    predictor refuses fp32 and the fp32 predictor refuses it."""
+    predictor refuses fp32 and the fp32 predictor refuses it. (fp16 takes the same path with another recipe,
+    android_bench.export.quantize.recipe_for, whose fp16 file tests/test_precision.py checks: one conversion
+    run here is ~18 s of the suite.)"""
     from android_bench.export.oplist import tflite_ops
     from latency.cli.profile import main
     from latency.export_op import cache_path

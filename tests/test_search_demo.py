@@ -66,6 +66,11 @@ def test_quick_demo_runs_the_whole_flow_and_resumes(tmp_path):
         assert len(rounds) == 2 and rounds[1]["floor_ms"] == pytest.approx(0.95 * found["target_ms"])
         assert 0.95 * found["target_ms"] - 1e-6 <= rounds[1]["predicted_ms"] <= found["target_ms"] + 1e-6
     assert loop["refine_stop"] and loop["model_key"] == best.key()
+    # every round is judged at the speed the target was measured at (TopFormer-Tiny beside the presets): its
+    # measured ratio times that reference latency, whatever the device's speed during the round
+    state = json.loads((out / "demo_state.json").read_text())
+    assert loop["frame_ref_ms"] == pytest.approx(state["preset_paired"]["topformer-tiny"][0], rel=1e-3)
+    assert all(r["measured_in_frame_ms"] == pytest.approx(r["ratio"] * loop["frame_ref_ms"]) for r in rounds)
 
     # rerun: every stage is skipped or replayed from its log; nothing is recomputed or relogged
     again = _run_demo(out)
