@@ -17,6 +17,8 @@ from latency.operators import parse_key
 from latency.export_op import export_operator
 from android_bench.export.convert import export_tflite
 
+if len(sys.argv) != 2:
+    sys.exit("usage: PYTHONPATH=. python benchmarks/bench_convert_cost.py TABLE.csv")
 rows = pd.read_csv(sys.argv[1])
 small = rows.sort_values('median_ms').iloc[0]['key']; big = rows[rows.kind=='transformer'].sort_values('median_ms').iloc[-1]['key']
 mid = rows[rows.kind=='mbconv'].sort_values('median_ms').iloc[len(rows[rows.kind=='mbconv'])//2]['key']
