@@ -119,11 +119,8 @@ def _finished_search(job: SearchJob) -> dict[str, Any] | None:
     """The summary of ``job`` when an earlier run finished this very job (same settings, refinement ended, the
     shipped winner is best.json's), else None. A finished search is not run again: its refinements appended the
     winners to the latency table, so a rerun would search under another predictor and could end elsewhere."""
-    from dataclasses import asdict
-
     summary = _read_json(job.out / "summary.json")
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(job).items()}
-    if not ("refine_stop" in summary and summary.get("job") == settings and (job.out / "best.json").exists()):
+    if not ("refine_stop" in summary and summary.get("job") == job.to_dict() and (job.out / "best.json").exists()):
         return None
     if job.export and summary.get("model_key") != load_config(job.out / "best.json").key():
         return None

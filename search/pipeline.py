@@ -76,6 +76,10 @@ class SearchJob:
     precision: str = "fp32"
     extra: dict = field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The job as JSON-ready values (paths as strings): what summary.json records as ``job``."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
     def setting(self) -> Any:
         """The latency setting (device, size, threads, precision, head) the constraint and the re-benchmark use."""
         from latency.setting import make_setting
@@ -289,7 +293,7 @@ def _run_job(job: SearchJob, info: Any, *, evaluator: Any, predictor: Any, devic
             "search_target": job.target, "best_predicted_ms": ms_of(best), "best_gflops": gflops_of(best),
             "best_params_m": model_size(best, job.size, num_classes).params / 1e6,
             "predictor_mode": getattr(predictor, "mode", None),
-            "presets": refs, "job": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(job).items()},
+            "presets": refs, "job": job.to_dict(),
             "setting": setting.to_dict(),
         }
         say(f"best ({run_label}, {result.evaluations} evaluations, stop: {result.stop_reason}): "
@@ -479,7 +483,7 @@ def _time_winner(job: SearchJob, best: ArchConfig, out: Path, evaluator, predict
     measured = float(paired.raw_ms)
     frame_ms = frame_ms or float(paired.ref_ms)  # the first measurement of a job sets its frame
     in_frame = float(paired.ratio) * frame_ms
-    res.update({"measured_key": best.key(), "measured_ms": measured, "measured_in_frame_ms": in_frame,
+    res.update({"measured_ms": measured, "measured_in_frame_ms": in_frame,
                 "frame_ref_ms": frame_ms, "measured_std_ms": float(paired.std_ms),
                 "reference_ms": paired.ref_ms, "measured_ratio": paired.ratio, "reference_tflite": str(reference),
                 "reference_size": job.size, "reference_classes": latency_classes, "reference_head": job.head,
