@@ -33,7 +33,8 @@ CONVERTER_PACKAGES = ("litert-torch", "ai-edge-litert", "torch", "ai-edge-quanti
 #: The code that shapes an operator's converted file: the network's layers, the operator builders and keys,
 #: the conversion path (layout rewrites, NHWC boundary, BN randomisation) and this module.
 CONVERSION_SOURCES = ("supernet.space", "supernet.topformer", "supernet.heads", "android_bench.export.convert",
-                      "android_bench.export.layout", "android_bench.export.deploy", "latency.operators",
+                      "android_bench.export.layout", "android_bench.export.deploy", "android_bench.export.cia_memo",
+                      "latency.operators",
                       "latency.export_op")
 
 
@@ -75,6 +76,7 @@ def export_operator(op: Operator, path: str | Path, precision: str = "fp32") -> 
                 quantize_for_latency(fp32, tmp, precision)
         return path
     from android_bench.export.deploy import randomize_batchnorm_
+    from android_bench.export.cia_memo import memoize_cia_scan
     from android_bench.export.convert import export_tflite, quiet_converter
 
     shapes = op.input_shapes()
@@ -85,6 +87,7 @@ def export_operator(op: Operator, path: str | Path, precision: str = "fp32") -> 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     samples = tuple(torch.randn(*s).permute(0, 2, 3, 1).contiguous() for s in shapes)
+    memoize_cia_scan()
     try:
         with quiet_converter(f"TFLite conversion of {op.key}"), atomic_path(path) as tmp:
             import litert_torch

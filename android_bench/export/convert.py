@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from android_bench.export.calib_data import CalibrationSet
+from android_bench.export.cia_memo import memoize_cia_scan
 from android_bench.export.deploy import SUPERNET, build_deployed_model
 from android_bench.litert_runner import TfliteRunner
 from etf.common import EtfError, atomic_path
@@ -77,6 +78,7 @@ def export_tflite(module: nn.Module, input_shape: tuple[int, ...], path: str | P
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    memoize_cia_scan()
     module = channel_last_attention_(copy.deepcopy(module)).eval()
     sample = _nhwc_sample(input_shape, nhwc)
     try:
@@ -102,6 +104,7 @@ def export_onnx(module: nn.Module, input_shape: tuple[int, ...], path: str | Pat
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    memoize_cia_scan()
     wrapped = (NHWCBoundary(module) if nhwc else module).eval()
     sample = _nhwc_sample(input_shape, nhwc)
     try:
