@@ -44,6 +44,12 @@ E2E_SEED_BASE = 1000
 E2E_ROUNDS = 3
 
 
+#: Whole networks measured end to end for the correction by default: the correction is one ratio (or a line), and
+#: refitting two tables' predictors with only their first 8 of 16 changed held-out accuracy by noise
+#: (latency/RESULTS.md), while each network costs ~30 s of conversion.
+DEFAULT_E2E = 8
+
+
 def correction_subnets(n: int) -> list[tuple[int | None, "ArchConfig"]]:
     """The ``n`` subnets measured end to end for the whole-network correction, as (seed or None, config):
     first the smallest config and the three TopFormer presets (the sizes a latency-constrained search ends at,
@@ -89,7 +95,7 @@ class ProfileSettings:
     budget_min: float | None = None
     mbconv: str = "grid"
     adaptive: dict[str, int] = field(default_factory=lambda: dict(ADAPTIVE))
-    e2e: int = 16
+    e2e: int = DEFAULT_E2E
     limit: int | None = None
     seed: int = 0
     e2e_only: bool = False

@@ -6,7 +6,7 @@ import json
 import sys
 
 from android_bench.device_config import resolve_device
-from latency.profile import ADAPTIVE, ProfileSettings, Profiler
+from latency.profile import ADAPTIVE, DEFAULT_E2E, ProfileSettings, Profiler
 from etf.args import Parser, add_verbose, device_names, nonneg_int, output_dir, positive_float, positive_int, rule
 from etf.common import EtfError, cli_entry
 from etf.quiet import set_verbose
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MBConv blocks to measure: a designed grid (~280 at 512, default) or all (~2,200)")
     p.add_argument("--no-adaptive", action="store_true", help="skip the adaptive-sampling phase")
     p.add_argument("--e2e", type=nonneg_int, default=None, help="subnets measured end to end for the whole-network "
-                   f"correction: the smallest config and the 3 presets, then random ones (default 16; "
+                   f"correction: the smallest config and the 3 presets, then random ones (default {DEFAULT_E2E}; "
                    f"{DEFAULT_TRANSFER_E2E} with --transfer-from)")
     p.add_argument("--transfer-from", default="", metavar="TABLE",
                    help="a finished table of another setting (its .csv path, or its stem in --out): measure "
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.transfer_from and args.e2e_only:
         raise EtfError("--transfer-from measures operators; it cannot be combined with --e2e-only")
     if args.e2e is None:
-        args.e2e = DEFAULT_TRANSFER_E2E if args.transfer_from else 16
+        args.e2e = DEFAULT_TRANSFER_E2E if args.transfer_from else DEFAULT_E2E
     for name in names:  # an unknown device fails now, not after the first batch is converted
         resolve_device(name)
     settings = ProfileSettings(size=args.size, tables_dir=str(args.out), cache_dir=str(args.cache), workers=args.workers, batch=args.batch,
