@@ -267,15 +267,14 @@ def _run_job(job: SearchJob, info: Any, *, evaluator: Any, predictor: Any, devic
                 say(f"evaluating preset {name} (reference point) ...")
             refs[name] = {"constraint": lat, "feasible": lat <= job.target, "accuracy": ref_obj.accuracy(cfg)}
 
-    label = job.algo
-    if job.algo.startswith("cd"):
-        label += ("+anchors" if job.anchors else "") + (f"@{job.order}" if job.order != "space" else "")
+    label = _variant(job, start_cfg)
     refinements: list[dict[str, Any]] = []
     result = best = None
     stop = "not refined (no export, or the constraint is not measured latency)"
     floor, search_start = 0.0, start_cfg  # a refinement that must use the budget searches in [floor, target]
     while True:
-        run_label = (label if not refinements else f"{label}+refit{len(refinements)}") + ("+fill" if floor else "")
+        base = _variant(job, search_start)  # a round that starts from a config evaluates no anchors
+        run_label = (base if not refinements else f"{base}+refit{len(refinements)}") + ("+fill" if floor else "")
         try:
             result, best = _search(job, run_label, job.target, accuracy, constraint, search_start, log, ms_of,
                                    gflops_of, progress, info.is_main, floor=floor)
@@ -369,6 +368,15 @@ def _run_job(job: SearchJob, info: Any, *, evaluator: Any, predictor: Any, devic
         atomic_write_json(out / "summary.json", summary)
     barrier(info)
     return summary
+
+
+def _variant(job: SearchJob, start: Any) -> str:
+    """The search's name in logs and summaries: the algorithm, "+anchors" when cd / cd-block evaluate the
+    feasible presets first (only without a start config), and a non-default sweep order."""
+    label = job.algo
+    if job.algo.startswith("cd"):
+        label += ("+anchors" if job.anchors and start is None else "") + (f"@{job.order}" if job.order != "space" else "")
+    return label
 
 
 def refine_stop(measured_ms: float, target: float, rounds_done: int, round_limit: int, repeated: bool,

@@ -98,3 +98,14 @@ def test_winner_is_recorded_and_the_refitted_predictor_searches_again(tmp_path):
         assert summary["search_target"] == target
     else:
         assert "within" in summary["refine_stop"] or "same winner" in summary["refine_stop"], summary["refine_stop"]
+
+
+def test_a_round_that_starts_from_a_config_is_not_labelled_with_anchors(tmp_path):
+    from search.pipeline import _variant
+
+    job = SearchJob(out=tmp_path, target=1.0)
+    assert _variant(job, None) == "cd+anchors"
+    assert _variant(job, PRESETS["topformer-tiny"]) == "cd"  # anchors are evaluated only without a start
+    assert _variant(SearchJob(out=tmp_path, target=1.0, algo="cd-block", order="coarse-first", anchors=False),
+                    None) == "cd-block@coarse-first"
+    assert _variant(SearchJob(out=tmp_path, target=1.0, algo="random"), None) == "random"
