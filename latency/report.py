@@ -26,6 +26,7 @@ from latency.networks import cache_dir, convert_networks, reference_network_path
 from latency.predictor import accuracy
 from latency.profile import e2e_row, get_device
 from latency.setting import Setting
+from supernet.presets import PRESETS
 from supernet.size import model_size
 from supernet.space import TABLE1, ArchConfig
 
@@ -145,7 +146,10 @@ def evaluate(pred, e2e: pd.DataFrame, held: pd.DataFrame) -> dict[str, Any]:
     ``raw`` compares with the latency as measured (the headline: the predictor is fitted on raw latencies);
     ``reference_normalised`` scales each measurement by (the reference when the table was fitted / the reference
     timed next to it): TopFormer-Tiny for paired rows, the reference operator for old tables; ``drift`` says how
-    far that reference moved between the table's window and the report's.
+    far that reference moved between the table's window and the report's; ``paired_ratio`` (ratio-mode predictors
+    and held-out rows with ratios) compares predicted with measured ratios to the reference (each subnet's median of
+    per-round ratios, the drift-robust measure the search's verdicts use), in ms of the table's frame, and the
+    baselines as ratios to the reference's own FLOPs-line / operator-sum estimate.
     """
     fit = e2e[e2e["purpose"].isin(tbl.FIT_PURPOSES)]
     if len(fit) < 2:
@@ -174,6 +178,15 @@ def evaluate(pred, e2e: pd.DataFrame, held: pd.DataFrame) -> dict[str, Any]:
     drift = {"reference": reference, "table_ref_ms": table_ref, "report_ref_ms": float(np.median(beside)),
              "change_pct": 100 * (float(np.median(beside)) / table_ref - 1)}
     per_basis = {"raw": series, "reference_normalised": normalised}
+    ratio = pd.to_numeric(held["ratio"], errors="coerce").to_numpy(float) if "ratio" in held else None
+    if pred.mode == "ratio" and paired and ratio is not None and np.isfinite(ratio).all():
+        # the protocol's own measure: the median of per-round ratios to the reference, in the table's frame
+        ref_cfg = PRESETS[REFERENCE_PRESET]
+        ref_flops_ms = a * model_size(ref_cfg, pred.size).flops + b
+        measured["paired_ratio"] = ratio * table_ref
+        per_basis["paired_ratio"] = {"predictor": pred.predict_ratio_many(cfgs) * table_ref,
+                                     "flops_linear": series["flops_linear"] / ref_flops_ms * table_ref,
+                                     "operator_sum": series["operator_sum"] / pred.reference_sum() * table_ref}
     return {"series": series, "measured": measured, "drift": drift,
             "metrics": {m: {name: accuracy(p, y) for name, p in per_basis[m].items()} for m, y in measured.items()},
             "flops_fit": {"a_ms_per_gflop": a * 1e9, "b_ms": b}, "fit_subnets": int(len(fit))}

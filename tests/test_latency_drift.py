@@ -206,6 +206,11 @@ def test_evaluate_uses_the_reference_beside_each_heldout_subnet_in_ratio_mode():
     assert slow["drift"]["change_pct"] == pytest.approx(res["drift"]["change_pct"] * 1.3 + 30, abs=1e-6)
     assert slow["metrics"]["reference_normalised"]["predictor"]["mape_pct"] == pytest.approx(
         res["metrics"]["reference_normalised"]["predictor"]["mape_pct"])  # scaled back: the same numbers
+    # in ratio terms the held-out rows are predicted ratio vs measured ratio, in ms of the table's frame
+    paired = res["measured"]["paired_ratio"]
+    assert paired == pytest.approx(held["ratio"].to_numpy(float) * pred.ref_current_ms)
+    assert slow["metrics"]["paired_ratio"] == res["metrics"]["paired_ratio"]  # ratios do not move with the speed
+    assert set(res["metrics"]["paired_ratio"]) == {"predictor", "flops_linear", "operator_sum"}
 
 
 def test_ratios_use_each_visits_fastest_run_when_given_and_raw_latencies_stay_medians():

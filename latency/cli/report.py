@@ -81,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{result['fit_subnets']} end-to-end subnets + {pred.info['rows']} operator rows")
     d0 = result["drift"]
     for basis, label in (("raw", "latency as measured"),
-                         ("reference_normalised", f"scaled by the {d0['reference']} timed next to it")):
+                         ("reference_normalised", f"scaled by the {d0['reference']} timed next to it"),
+                         ("paired_ratio", f"median of per-round ratios to the {d0['reference']} x its latency when "
+                                          "the table was fitted (what the search's verdicts use)")):
+        if basis not in result["metrics"]:
+            continue
         print(f"\nmeasured = {label}")
         print(f"{'model':<14}{'RMSE ms':>9}{'MAPE %':>8}{'±5% %':>8}{'±10% %':>8}{'tau':>7}")
         for name, m in result["metrics"][basis].items():
