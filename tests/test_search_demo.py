@@ -71,6 +71,8 @@ def test_quick_demo_runs_the_whole_flow_and_resumes(tmp_path):
     state = json.loads((out / "demo_state.json").read_text())
     assert loop["frame_ref_ms"] == pytest.approx(state["preset_paired"]["topformer-tiny"][0], rel=1e-3)
     assert all(r["measured_in_frame_ms"] == pytest.approx(r["ratio"] * loop["frame_ref_ms"]) for r in rounds)
+    assert found["in_frame_ms"] == pytest.approx(loop["measured_in_frame_ms"])  # the table's 'vs tgt' uses it
+    assert "frame ms" in proc.stdout
 
     # rerun: every stage is skipped or replayed from its log; nothing is recomputed or relogged
     again = _run_demo(out)
