@@ -7,7 +7,11 @@ kind that depends on the operator's size (2 threads help a 10 ms convolution mor
 spread evenly over A's latency range, both ends included), fits per kind ``log t_B = a + b log t_A`` on them, maps
 every other row of A through that line, and measures the smallest subnet and the three presets end to end for
 B's whole-network correction. In the spirit of LitePred and HELP (adapt a source predictor with a few target
-samples), reduced to what a dozen points per kind can carry: two numbers per kind.
+samples), reduced to what a dozen points per kind can carry: two numbers per kind. Where a kind's speed-up also
+depends on the operator's shape (int8: 1.0-3.3x over MBConv blocks on this CPU, by channels, expansion and
+resolution), the line is extended with the operator key's own numbers (log channels, expansion, kernel, stride,
+resolution; standardised, ridge-penalised, clipped to the measured range) when that predicts the kind's measured
+operators better in leave-one-out; otherwise the line is kept.
 
 Rows measured on B keep phase ``transfer``; mapped rows get phase ``transferred`` and are regenerated from the
 measured ones on every run, so a later full ``etf-profile`` of B (without ``--transfer-from``) measures and
@@ -15,6 +19,7 @@ replaces them.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -43,16 +48,61 @@ MIN_POINTS_FOR_SLOPE = 4
 SLOPE_RANGE = (0.5, 1.5)
 
 
+#: A kind's line is extended with key features from this many measured operators on (and only when that wins
+#: in leave-one-out by :data:`FEATURES_MUST_WIN`).
+MIN_POINTS_FOR_FEATURES = 6
+#: Ridge penalty on the standardised key features (the source latency and the intercept are not penalised).
+FEATURE_RIDGE = 1.0
+#: The features' leave-one-out RMSE (log ms) must be below this fraction of the line's to be used.
+FEATURES_MUST_WIN = 0.9
+
+
+def key_features(keys: Sequence[str]) -> pd.DataFrame:
+    """The numbers in each operator key (:func:`latency.operators.parse_key`): log of every positive number,
+    0/1 for flags; one row per key, NaN where a key lacks a field."""
+    rows = []
+    for key in keys:
+        op = parse_key(key)
+        row = {}
+        for field in dataclasses.fields(op):
+            value = getattr(op, field.name)
+            if isinstance(value, bool):
+                row[field.name] = float(value)
+            elif isinstance(value, (int, float)) and value > 0:
+                row[field.name] = float(np.log(value))
+        rows.append(row)
+    return pd.DataFrame(rows, index=range(len(rows)), dtype=float)
+
+
 @dataclass(frozen=True)
 class KindMap:
-    """``log t_new = a + b log t_source`` for one operator kind, fitted on ``n`` operators measured in both."""
+    """``log t_new = a + b log t_source (+ w . z)`` for one operator kind, fitted on ``n`` operators measured in
+    both; ``z`` = the key features ``features`` standardised by ``mean`` / ``scale`` and clipped to what the
+    measured operators spanned (``low``..``high``), ``form`` 'line' or 'features'."""
 
     a: float
     b: float
     n: int
+    form: str = "line"
+    features: tuple[str, ...] = ()
+    mean: tuple[float, ...] = ()
+    scale: tuple[float, ...] = ()
+    low: tuple[float, ...] = ()
+    high: tuple[float, ...] = ()
+    weights: tuple[float, ...] = ()
 
-    def __call__(self, source_ms: np.ndarray) -> np.ndarray:
-        return np.exp(self.a + self.b * np.log(np.asarray(source_ms, float)))
+    def __call__(self, source_ms: np.ndarray, keys: Sequence[str] | None = None) -> np.ndarray:
+        log_t = self.a + self.b * np.log(np.asarray(source_ms, float))
+        if self.weights:
+            if keys is None:
+                raise ValueError("this kind's map uses the operator keys: pass them")
+            log_t = log_t + self._z(key_features(keys)) @ np.asarray(self.weights)
+        return np.exp(log_t)
+
+    def _z(self, feats: pd.DataFrame) -> np.ndarray:
+        x = feats.reindex(columns=list(self.features)).fillna(pd.Series(self.mean, index=list(self.features)))
+        z = (x.to_numpy(float) - np.asarray(self.mean)) / np.asarray(self.scale)
+        return np.clip(z, np.asarray(self.low), np.asarray(self.high))
 
 
 def source_table(spec: str, tables_dir: str | Path) -> tuple[pd.DataFrame, Setting, Path]:
@@ -112,6 +162,53 @@ def transfer_sample(source: pd.DataFrame, budget: dict[str, int]) -> list[Operat
     return picks
 
 
+def _ridge(x: np.ndarray, z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """[b, a, w...] of ``y = b x + a + w . z`` with :data:`FEATURE_RIDGE` on ``w`` only."""
+    design = np.column_stack([x, np.ones(len(x)), z])
+    penalty = np.eye(design.shape[1]) * FEATURE_RIDGE
+    penalty[0, 0] = penalty[1, 1] = 0.0
+    return np.linalg.lstsq(design.T @ design + penalty, design.T @ y, rcond=None)[0]
+
+
+def _loo_rmse(fit_predict, n: int) -> float:
+    errs = []
+    for i in range(n):
+        keep = np.arange(n) != i
+        errs.append(fit_predict(keep, i))
+    return float(np.sqrt(np.mean(np.square(errs))))
+
+
+def _fit_kind(keys: Sequence[str], x: np.ndarray, y: np.ndarray) -> KindMap:
+    """The line of one kind, or the line plus key features when they predict its measured operators better
+    in leave-one-out (see :data:`FEATURES_MUST_WIN`)."""
+    a, b = _fit_line(x, y)
+    line = KindMap(a, b, int(len(x)))
+    if len(x) < MIN_POINTS_FOR_FEATURES:
+        return line
+    feats = key_features(keys)
+    feats = feats.loc[:, feats.notna().all() & (feats.std(ddof=0) > 1e-9)]
+    if feats.shape[1] == 0:
+        return line
+    mean, scale = feats.mean().to_numpy(float), feats.std(ddof=0).to_numpy(float)
+    z = (feats.to_numpy(float) - mean) / scale
+
+    def line_err(keep: np.ndarray, i: int) -> float:
+        la, lb = _fit_line(x[keep], y[keep])
+        return float(y[i] - (la + lb * x[i]))
+
+    def ridge_err(keep: np.ndarray, i: int) -> float:
+        c = _ridge(x[keep], z[keep], y[keep])
+        return float(y[i] - (c[0] * x[i] + c[1] + z[i] @ c[2:]))
+
+    line_loo, ridge_loo = _loo_rmse(line_err, len(x)), _loo_rmse(ridge_err, len(x))
+    if ridge_loo >= FEATURES_MUST_WIN * line_loo or line_loo - ridge_loo < 0.005:  # 0.5% is noise, not shape
+        return line
+    c = _ridge(x, z, y)
+    return KindMap(float(c[1]), float(c[0]), int(len(x)), "features", tuple(map(str, feats.columns)),
+                   tuple(map(float, mean)), tuple(map(float, scale)), tuple(map(float, z.min(axis=0))),
+                   tuple(map(float, z.max(axis=0))), tuple(map(float, c[2:])))
+
+
 def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     if len(x) >= MIN_POINTS_FOR_SLOPE and np.ptp(x) > 1e-6:
         b, a = np.polyfit(x, y, 1)
@@ -121,16 +218,17 @@ def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def fit_maps(source: pd.DataFrame, measured: pd.DataFrame) -> dict[str, KindMap]:
-    """Per kind, the log-log line from the source's latencies to the new setting's, on the operators measured in
-    both; a kind with none measured takes the line of all kinds pooled."""
+    """Per kind, the log-log line from the source's latencies to the new setting's (extended with key features
+    where they win, :func:`_fit_kind`), on the operators measured in both; a kind with none measured takes the
+    line of all kinds pooled."""
     both = measured.merge(source[["key", "median_ms"]], on="key", suffixes=("", "_src"))
     if both.empty:
         raise EtfError("--transfer-from: none of the operators measured on this setting is in the source table; "
                        "nothing to map from")
     maps = {}
     for kind, rows in both.groupby("kind"):
-        a, b = _fit_line(np.log(rows["median_ms_src"].to_numpy(float)), np.log(rows["median_ms"].to_numpy(float)))
-        maps[str(kind)] = KindMap(a, b, int(len(rows)))
+        maps[str(kind)] = _fit_kind(list(rows["key"]), np.log(rows["median_ms_src"].to_numpy(float)),
+                                    np.log(rows["median_ms"].to_numpy(float)))
     a, b = _fit_line(np.log(both["median_ms_src"].to_numpy(float)), np.log(both["median_ms"].to_numpy(float)))
     pooled = KindMap(a, b, int(len(both)))
     for kind in source["kind"].unique():
@@ -149,7 +247,7 @@ def mapped_rows(source: pd.DataFrame, measured: pd.DataFrame, maps: dict[str, Ki
     for kind, idx in rest.groupby("kind").groups.items():
         pos = rest.index.get_indexer(idx)
         src = rest.loc[idx, "median_ms"].to_numpy(float)
-        new = maps[str(kind)](src)
+        new = maps[str(kind)](src, list(rest.loc[idx, "key"]))
         scale[pos] = new / src
     for col in ("median_ms", "mean_ms", "min_ms", "max_ms", "std_ms"):
         rest[col] = pd.to_numeric(rest[col], errors="coerce") * scale
@@ -187,6 +285,6 @@ def design_missing_from(source: pd.DataFrame, design: Sequence[Operator]) -> lis
     return [op for op in design if op.kind not in kinds]
 
 
-__all__ = ["KindMap", "MEASURED_PHASE", "MAPPED_PHASE", "KIND_WEIGHTS", "DEFAULT_TRANSFER_OPS",
+__all__ = ["KindMap", "key_features", "MEASURED_PHASE", "MAPPED_PHASE", "KIND_WEIGHTS", "DEFAULT_TRANSFER_OPS",
            "DEFAULT_TRANSFER_E2E", "source_table", "check_transfer", "kind_budget", "transfer_sample", "fit_maps",
            "mapped_rows", "transferred_table", "transfer_record", "design_missing_from"]

@@ -3,6 +3,8 @@ mapped rows, and the errors. Pure table math on operator keys of the real 64 px 
 etf-profile with real conversions and measurements is in tests/test_latency_profile.py."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -113,3 +115,38 @@ def test_source_errors_are_one_line(tmp_path, source):
         xfer.source_table(str(tmp_path / "x.e2e.csv"), tmp_path)
     with pytest.raises(EtfError, match="none of the operators measured"):
         xfer.fit_maps(source, table_of(B, {}, phase=xfer.MEASURED_PHASE))
+
+
+def test_a_speed_up_that_depends_on_the_operators_shape_is_mapped_through_its_key_features(source):
+    """int8 speeds a wide MBConv up more than a narrow one at the same fp32 latency: a line on the source latency
+    cannot carry that, the key features (here the expansion) can; the map survives JSON (the meta record)."""
+    import json
+
+    from latency.operators import parse_key
+
+    def truth(key: str, ms: float) -> float:
+        op = parse_key(key)
+        return 0.5 * ms * (op.e / 4.0) ** -0.6 if op.kind == "mbconv" else 0.5 * ms
+
+    law = {k: truth(k, v) for k, v in zip(source["key"], source["median_ms"])}
+    picked = xfer.transfer_sample(source, xfer.kind_budget(source, 40))
+    measured = table_of(B, {op.key: law[op.key] for op in picked}, phase=xfer.MEASURED_PHASE)
+    table, maps = xfer.transferred_table(source, measured, {"precision": "int8", "device": "local", "ref_ms": 0.7})
+    assert maps["mbconv"].form == "features" and "e" in maps["mbconv"].features
+    assert maps["transformer"].form == "line"  # a plain ratio there: the line wins, nothing to add
+    mapped = table[(table["phase"] == xfer.MAPPED_PHASE) & (table["kind"] == "mbconv")]
+    seen_e = [parse_key(op.key).e for op in picked if op.kind == "mbconv"]
+    inside = mapped[[min(seen_e) <= parse_key(k).e <= max(seen_e) for k in mapped["key"]]]  # beyond: clipped
+    assert len(inside) >= 0.5 * len(mapped)
+    mapped = inside
+    err = np.abs(mapped["median_ms"].to_numpy() / np.array([law[k] for k in mapped["key"]]) - 1)
+    assert np.median(err) < 0.03 and err.max() < 0.15
+    line_only = xfer.KindMap(maps["mbconv"].a, maps["mbconv"].b, maps["mbconv"].n)
+    src = source.set_index("key").loc[mapped["key"], "median_ms"].to_numpy()
+    assert np.median(np.abs(line_only(src) / np.array([law[k] for k in mapped["key"]]) - 1)) > np.median(err)
+    record = xfer.transfer_record(Path("a.csv"), A, len(source), maps, len(picked), 4, 8)
+    again = xfer.KindMap(**{k: tuple(v) if isinstance(v, list) else v
+                            for k, v in json.loads(json.dumps(record["maps"]))["mbconv"].items()})
+    np.testing.assert_allclose(again(src, list(mapped["key"])), mapped["median_ms"].to_numpy(), rtol=1e-12)
+    with pytest.raises(ValueError, match="keys"):
+        maps["mbconv"](src)
