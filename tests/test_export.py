@@ -407,7 +407,7 @@ def test_each_head_exports_with_the_recorded_output_and_passes_its_fidelity_chec
 @pytest.mark.slow
 def test_each_heads_graph_adds_exactly_what_decompose_adds(head_exports):
     """logits8 ends at the classifier; the labels graph adds the argmax and the label upsample (no float resize,
-    no transpose); the logits graph adds one bilinear resize, as decompose/trace add one operator per head."""
+    whole-map copies and one placement transpose, no BROADCAST_TO); the logits graph adds one bilinear resize, as decompose/trace add one operator per head."""
     cfg = PRESETS["topformer-tiny"]
     base = decompose(cfg, 64, CLASSES)
     counts = {h: Counter(op.name for op in tflite_ops(r.files["tflite"])) for h, r in head_exports.items()}
@@ -416,8 +416,10 @@ def test_each_heads_graph_adds_exactly_what_decompose_adds(head_exports):
     assert counts["logits"] - counts["logits8"] == Counter({"RESIZE_BILINEAR": 1})
     assert counts["logits8"] - counts["logits"] == Counter()
     added = counts["labels"] - counts["logits8"]
-    assert added["ARG_MAX"] == 1 and added["BROADCAST_TO"] == 1, added
-    assert set(added) <= {"ARG_MAX", "BROADCAST_TO", "RESHAPE", "CAST"}, added
+    assert added["ARG_MAX"] == 1 and added["CONCATENATION"] == 1 and added["TRANSPOSE"] == 1, added
+    assert set(added) <= {"ARG_MAX", "CONCATENATION", "TRANSPOSE", "RESHAPE", "CAST"}, added  # no BROADCAST_TO
+    roles = {t["role"] for t in head_exports["labels"].transposes} - {"attention-heads"}
+    assert roles == {"label-upsample"}, roles
     assert counts["logits8"] - counts["labels"] == Counter()
     last = [op for op in tflite_ops(head_exports["logits8"].files["tflite"]) if op.writes_model_output]
     assert [op.name for op in last] == ["CONV_2D"]  # the classifier's output is the model's output

@@ -32,7 +32,7 @@ from android_bench.export.quantize import NEEDS_CALIBRATION, PRECISIONS, quantiz
 from supernet.data.datasets import IMAGENET_MEAN, IMAGENET_STD
 from etf.quiet import captured
 from android_bench.export.layout import NHWCBoundary, channel_last_attention_
-from android_bench.export.oplist import ROLE_HEADS, op_counts, tflite_ops, transposes
+from android_bench.export.oplist import ROLE_HEADS, ROLE_LABEL_UPSAMPLE, op_counts, tflite_ops, transposes
 from supernet.heads import DEFAULT_HEAD, HEADS, output_spec
 from supernet.space import ArchConfig, load_config, save_config
 from supernet.trace import check_deploy_size
@@ -158,7 +158,7 @@ class ExportResult:
     @property
     def stray_transposes(self) -> list[dict]:
         """TRANSPOSE ops that the architecture does not need (boundary or layout ones): should be empty."""
-        return [t for t in self.transposes if t["role"] != ROLE_HEADS]
+        return [t for t in self.transposes if t["role"] not in (ROLE_HEADS, ROLE_LABEL_UPSAMPLE)]
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -11,9 +11,12 @@ from pathlib import Path
 
 from etf.common import EtfError
 from etf.quiet import captured
+from supernet.heads import UPSAMPLE_PERM
 
 #: Role of a TRANSPOSE that TopFormer's attention needs: moving the heads axis in front of the tokens.
 ROLE_HEADS = "attention-heads"
+#: Role of the TRANSPOSE that puts the labels head's upsampled copies in place (``supernet.heads.nearest_up``).
+ROLE_LABEL_UPSAMPLE = "label-upsample"
 #: Role of any other TRANSPOSE: a layout change the converter left in (unwanted).
 ROLE_LAYOUT = "layout"
 #: Role of a TRANSPOSE that reads the model input or writes the model output (unwanted: phones want NHWC).
@@ -70,10 +73,13 @@ def op_counts(ops: list[TfliteOp]) -> dict[str, int]:
 def transpose_role(op: TfliteOp, heads: set[int] | None = None) -> str:
     """Why a TRANSPOSE is there: ``boundary`` (touches the model input/output), ``attention-heads`` (a rank-4
     permute that moves a heads axis of size in ``heads`` next to the batch: the head split of q/k/v or the
-    head merge of the attention output), or ``layout`` (anything else: a stray NCHW<->NHWC change)."""
+    head merge of the attention output), ``label-upsample`` (the labels head's rank-6 placement of its copies),
+    or ``layout`` (anything else: a stray NCHW<->NHWC change)."""
     if op.reads_model_input or op.writes_model_output:
         return ROLE_BOUNDARY
     shape = op.input_shapes[0] if op.input_shapes else ()
+    if op.perm == UPSAMPLE_PERM and len(shape) == 6:
+        return ROLE_LABEL_UPSAMPLE
     if op.perm in _HEAD_PERMS and len(shape) == 4 and shape[0] == 1:
         split_axis, merge_axis = shape[2], shape[1]  # (1, N, heads, d) -> split; (1, heads, N, d) -> merge
         if heads is None or split_axis in heads or (op.perm == (0, 2, 1, 3) and merge_axis in heads):
