@@ -186,7 +186,7 @@ def evaluate(pred, e2e: pd.DataFrame, held: pd.DataFrame) -> dict[str, Any]:
         measured["paired_ratio"] = ratio * table_ref
         per_basis["paired_ratio"] = {"predictor": pred.predict_ratio_many(cfgs) * table_ref,
                                      "flops_linear": series["flops_linear"] / ref_flops_ms * table_ref,
-                                     "operator_sum": series["operator_sum"] / pred.reference_sum() * table_ref}
+                                     "operator_sum": series["operator_sum"] / pred.ref_sum * table_ref}
     return {"series": series, "measured": measured, "drift": drift,
             "metrics": {m: {name: accuracy(p, y) for name, p in per_basis[m].items()} for m, y in measured.items()},
             "flops_fit": {"a_ms_per_gflop": a * 1e9, "b_ms": b}, "fit_subnets": int(len(fit))}

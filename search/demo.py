@@ -368,7 +368,8 @@ def _search_row(label: str, s: dict[str, Any], ref: str, tuned: dict[str, Any] |
     search's own, optimistic, score is kept as ``search_miou``)."""
     rep = s["report"]
     row = {"model": label, "target_ms": s["target"], "predicted_ms": s["best_predicted_ms"],
-           "measured_ms": s.get("measured_ms"), "in_frame_ms": s.get("measured_in_frame_ms"), "gflops": s["best_gflops"], "miou": rep["winner"]["miou"],
+           "measured_ms": s.get("measured_ms"), "in_frame_ms": s.get("measured_in_frame_ms"),
+           "gflops": s["best_gflops"], "miou": rep["winner"]["miou"],
            "search_miou": s["best_accuracy"], "vs": {"ref": ref, **rep["refs"][ref]},
            "ft_miou": tuned["searched"]["miou"] if tuned else None,
            "ft_vs": tuned["searched_minus_preset"] if tuned else None, "tflite_miou": None}

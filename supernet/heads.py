@@ -82,17 +82,16 @@ UPSAMPLE_PERM = (0, 1, 4, 2, 5, 3)
 def nearest_up(t: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Nearest upsample of a (N, C, h, w) map of any dtype to ``size``: ``out[i, j] = t[i * h // H, j * w // W]``.
 
-    For an integer factor (the deployed sizes) it is fh*fw whole-map copies put in place by one transpose: an
-    exact copy of integers, no float round trip, which the converter lowers to CONCATENATION + TRANSPOSE (a
-    broadcast, ``reshape -> expand -> reshape``, lowered to TFLite's slow reference BROADCAST_TO). Otherwise a
-    float nearest resize (exact for labels below 2**24)."""
+    For an integer factor (the deployed sizes) it is fh*fw copies of the whole map put in place by one transpose:
+    exact for any dtype, no float round trip (so an integer map is left alone by the int8 quantizer), lowered to
+    CONCATENATION (block copies) + TRANSPOSE. A broadcast (``reshape -> expand -> reshape``) computes the same but
+    lowers to BROADCAST_TO, which TFLite runs in its per-element reference kernel: 3.6 ms against 0.46 ms for a
+    512x512 label map on this CPU (``benchmarks/bench_labels_head.py``). Otherwise a float nearest resize (exact
+    for labels below 2**24)."""
     n, c, h, w = t.shape
     hh, ww = int(size[0]), int(size[1])
     if hh % h == 0 and ww % w == 0:
         fh, fw = hh // h, ww // w
-        # fh*fw copies of the whole map (one CONCATENATION: block copies), then one transpose into place: exact
-        # for any dtype, and an integer map is left alone by the int8 quantizer. 0.49 ms for a 512x512 label map on this
-        # CPU where a broadcast (TFLite's reference BROADCAST_TO) took 3.9 ms (benchmarks/bench_labels_head.py)
         copies = torch.cat([t.unsqueeze(2)] * (fh * fw), dim=2) if fh * fw > 1 else t.unsqueeze(2)
         return copies.reshape(n, c, fh, fw, h, w).permute(*UPSAMPLE_PERM).reshape(n, c, hh, ww)
     return F.interpolate(t.float(), size=(hh, ww), mode="nearest").to(t.dtype)
