@@ -49,10 +49,18 @@ def converter_version() -> str:
     return f"{versions}-src{source_digest(CONVERSION_SOURCES)[:12]}-op{OPERATOR_EXPORT_REV}"
 
 
+def quant_tag() -> str:
+    """What a quantized file's cache name adds besides the precision: the quantizer recipe's revision (rev 1,
+    before :data:`android_bench.export.quantize.RECIPE_REV` existed, added nothing)."""
+    from android_bench.export.quantize import RECIPE_REV
+
+    return "" if RECIPE_REV == 1 else f"|q{RECIPE_REV}"
+
+
 def cache_path(cache_dir: str | Path, key: str, precision: str = "fp32") -> Path:
     """Where the converted ``.tflite`` of operator ``key`` at ``precision`` lives in the cache (fp32 names are
     those of caches written before precisions existed)."""
-    name = f"{converter_version()}|{key}" + ("" if precision == "fp32" else f"|{precision}")
+    name = f"{converter_version()}|{key}" + ("" if precision == "fp32" else f"|{precision}{quant_tag()}")
     digest = hashlib.sha256(name.encode()).hexdigest()[:24]
     return Path(cache_dir) / f"{digest}.tflite"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from etf.common import atomic_path
-from latency.export_op import converter_version, sigint_ignored
+from latency.export_op import converter_version, quant_tag, sigint_ignored
 from supernet.heads import DEFAULT_HEAD
 
 #: The whole-network reference: this preset deployed at the same setting as the networks it is timed beside.
@@ -30,7 +30,7 @@ def cache_dir(tables_dir: str | Path) -> Path:
 
 def network_path(cache: str | Path, cfg: Any, size: int, head: str = DEFAULT_HEAD, precision: str = "fp32") -> Path:
     """Cache location of the deployed network of ``cfg`` at ``size`` with output ``head`` and ``precision``."""
-    tag = "" if precision == "fp32" else f"_{precision}"
+    tag = "" if precision == "fp32" else f"_{precision}{quant_tag().replace('|', '_')}"
     return Path(cache) / "nets" / f"{cfg.key()}_{size}_{head}{tag}_{converter_version()}.tflite"
 
 

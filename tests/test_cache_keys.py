@@ -74,6 +74,23 @@ def test_conversion_cache_misses_when_the_export_revision_changes(tmp_path, monk
     assert _path(tmp_path) != before
 
 
+def test_quantized_files_miss_when_the_quantizer_recipe_changes_and_fp32_files_do_not(tmp_path, monkeypatch):
+    import android_bench.export.quantize as quantize
+    from latency.networks import network_path
+    from supernet.presets import PRESETS
+
+    def paths():
+        return (export_op.cache_path(tmp_path, KEY, "fp32"), export_op.cache_path(tmp_path, KEY, "int8"),
+                network_path(tmp_path, PRESETS["topformer-tiny"], 64, precision="fp32"),
+                network_path(tmp_path, PRESETS["topformer-tiny"], 64, precision="int8"))
+
+    before = paths()
+    monkeypatch.setattr(quantize, "RECIPE_REV", quantize.RECIPE_REV + 1)
+    after = paths()
+    assert after[0] == before[0] and after[2] == before[2]  # fp32: no quantizer involved
+    assert after[1] != before[1] and after[3] != before[3]
+
+
 # ----------------------------------------------------------------------------------------------------------
 # The search log's accuracy key
 # ----------------------------------------------------------------------------------------------------------

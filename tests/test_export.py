@@ -366,6 +366,7 @@ def test_cli_json_on_a_random_config(tmp_path, capsys):
     assert sum(op.name == "TRANSPOSE" for op in ops) == 4 * blocks == len(report["transposes"])
     assert all(t["role"] == ROLE_HEADS for t in report["transposes"])
     assert sum(op.name == "BATCH_MATMUL" for op in ops) == 2 * blocks
+    assert report["delegation"] == {"ops": len(ops), "parts": 1, "outside": {}}  # all in XNNPACK
 
 
 # -- output heads (slow: one real conversion per head at 64 px) ------------------------------------------------
@@ -421,6 +422,10 @@ def test_each_heads_graph_adds_exactly_what_decompose_adds(head_exports):
     roles = {t["role"] for t in head_exports["labels"].transposes} - {"attention-heads"}
     assert roles == {"label-upsample"}, roles
     assert counts["logits8"] - counts["labels"] == Counter()
+    # XNNPACK takes the whole fp32 graph except the labels head's integer tail, which runs after it
+    assert {h: r.delegation.parts for h, r in head_exports.items()} == {h: 1 for h in HEADS}
+    assert head_exports["logits8"].delegation.outside == {} == head_exports["logits"].delegation.outside
+    assert "ARG_MAX" in head_exports["labels"].delegation.outside
     last = [op for op in tflite_ops(head_exports["logits8"].files["tflite"]) if op.writes_model_output]
     assert [op.name for op in last] == ["CONV_2D"]  # the classifier's output is the model's output
 

@@ -21,6 +21,7 @@ from android_bench.export.calib_data import dataset_calibration, noise_calibrati
 from android_bench.export.convert import export_subnet
 from android_bench.export.deploy import build_deployed_model
 from android_bench.export.fidelity import labels_of, measure_agreement
+from android_bench.export.oplist import delegation
 from android_bench.export.quantize import quantize_tflite
 from android_bench.litert_runner import TensorInfo, TfliteRunner
 from etf.common import EtfError
@@ -193,6 +194,10 @@ def test_int8_export_records_precision_and_an_agreement_report(tmp_path, tiny_ck
     assert cal["dataset"] == "synthetic" and cal["split"] == "train" and cal["calibration_images"] == 8
     assert report["input"]["dtype"] == report["output"]["dtype"] == "float32"  # float in/out, int8 inside
     assert report["op_counts"]["QUANTIZE"] >= 1 and report["op_counts"]["DEQUANTIZE"] >= 1
+    # int8 ops XNNPACK has no kernel for (attention matmuls, softmax, token pooling) stay float, so the whole
+    # graph runs in one delegated part (the recipe without FLOAT_OPS gave 13 parts for TopFormer-Tiny)
+    assert report["delegation"] == {"ops": sum(report["op_counts"].values()), "parts": 1, "outside": {}}
+    assert "LiteRT CPU: all" in text and "in 1 XNNPACK part" in text
     assert [f["runtime"] for f in report["fidelity"]] == ["tflite-fp32"] and report["fidelity"][0]["ok"]
     assert report["file_bytes"]["tflite"] < 0.4 * fp32_export.file_bytes["tflite"]  # int8 weights: about a quarter
     agree = report["agreement"]
@@ -212,6 +217,21 @@ def test_int8_export_records_precision_and_an_agreement_report(tmp_path, tiny_ck
     assert y.dtype == np.float32 and y.shape == (1, LOW, LOW, CLASSES) and np.isfinite(y).all()
     score = evaluate_tflite(int8, data64, limit=3)
     assert score["precision"] == "int8" and score["images"] == 3 and 0.0 <= score["miou"] <= 1.0
+
+
+@pytest.mark.slow
+def test_int8_keeps_ops_float_that_xnnpack_would_run_outside_its_delegate(fp32_export, tmp_path, monkeypatch):
+    """With no float list at all, the delegation check finds the int8 ops XNNPACK leaves to TFLite (at 64 px the
+    converter decomposes the 1-token softmax into MAXIMUM/SUB/DIV...) and keeps them float: one delegated part."""
+    import android_bench.export.quantize as quantize
+
+    calib = noise_calibration(SIZE, 4, held_out=0, seed=0).inputs
+    monkeypatch.setattr(quantize, "FLOAT_OPS", ())
+    recipe = quantize.quantize_tflite(fp32_export.files["tflite"], tmp_path / "int8.tflite", "int8", calib)
+    assert {"MAXIMUM", "SUB", "DIV"} <= set(recipe["float_ops"])  # found by the check, not listed
+    found = delegation(tmp_path / "int8.tflite")
+    assert found.parts == 1 and found.outside == {}
+    assert recipe["recipe_rev"] == quantize.RECIPE_REV
 
 
 def test_noise_calibration_is_seeded_and_shaped():

@@ -173,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     n_tr = len(res.transposes)
     print(f"  tflite ops {n_ops}, TRANSPOSE {n_tr} ({n_tr - len(res.stray_transposes)} attention head split/merge, "
           f"{len(res.stray_transposes)} stray)")
+    if res.delegation is not None:
+        print(f"  LiteRT CPU: {res.delegation.describe()}")
     return 0
 
 

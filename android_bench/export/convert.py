@@ -32,7 +32,8 @@ from android_bench.export.quantize import NEEDS_CALIBRATION, PRECISIONS, quantiz
 from supernet.data.datasets import IMAGENET_MEAN, IMAGENET_STD
 from etf.quiet import captured
 from android_bench.export.layout import NHWCBoundary, channel_last_attention_
-from android_bench.export.oplist import ROLE_HEADS, ROLE_LABEL_UPSAMPLE, op_counts, tflite_ops, transposes
+from android_bench.export.oplist import (ROLE_HEADS, ROLE_LABEL_UPSAMPLE, Delegation, delegation, op_counts,
+                                         tflite_ops, transposes)
 from supernet.heads import DEFAULT_HEAD, HEADS, output_spec
 from supernet.space import ArchConfig, load_config, save_config
 from supernet.trace import check_deploy_size
@@ -154,6 +155,7 @@ class ExportResult:
     output: dict[str, Any] = field(default_factory=dict)  # name, shape, layout, dtype, head: read off the .tflite
     bn: str = "random"  # recalibrated | uncalibrated (explicitly allowed) | stored (static checkpoint) | random
     calibration: dict[str, Any] | None = None
+    delegation: Delegation | None = None  # how LiteRT's CPU delegate (XNNPACK) takes model.tflite
 
     @property
     def stray_transposes(self) -> list[dict]:
@@ -178,6 +180,7 @@ class ExportResult:
             "op_counts": self.op_counts, "transposes": self.transposes,
             "stray_transposes": len(self.stray_transposes), "notes": self.notes,
             "bn": self.bn, "calibration": self.calibration,
+            "delegation": self.delegation.to_dict() if self.delegation is not None else None,
         }
 
 
@@ -350,7 +353,8 @@ def export_subnet(cfg_or_preset: ArchConfig | str | Path, out_dir: str | Path, s
             op_counts=op_counts(ops), transposes=transposes(ops, heads), notes=notes, precision=precision,
             quantization=quant, agreement=agree, io=io, bn=bn,
             calibration=calibration.to_dict() if calibration is not None else None, head=head,
-            output={**spec.to_dict(), "shape": list(out_shape), "dtype": out_dtype})
+            output={**spec.to_dict(), "shape": list(out_shape), "dtype": out_dtype},
+            delegation=delegation(files["tflite"]))
         (stage / REPORT_NAME).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
         for name in [p.name for p in files.values()] + [ARCH_NAME, REPORT_NAME]:  # report last
             os.replace(stage / name, out_dir / name)

@@ -91,3 +91,55 @@ def transposes(ops: list[TfliteOp], heads: set[int] | None = None) -> list[dict]
     """Every TRANSPOSE with its permutation, input shape and role (see :func:`transpose_role`)."""
     return [{"index": op.index, "perm": list(op.perm or ()), "input_shape": list(op.input_shapes[0]),
              "role": transpose_role(op, heads)} for op in ops if op.name == "TRANSPOSE"]
+
+
+@dataclass(frozen=True)
+class Delegation:
+    """How LiteRT's default CPU delegate (XNNPACK) takes a file: how many delegated parts the graph is cut into
+    and which ops run outside them (in TFLite's own kernels). One part and nothing outside is the fast case:
+    every op outside a part costs a hand-off, and an int8 op outside also runs without XNNPACK's kernels."""
+
+    ops: int
+    parts: int
+    outside: dict[str, int]
+
+    def describe(self) -> str:
+        if not self.outside:
+            return f"all {self.ops} ops in {self.parts} XNNPACK part{'s' if self.parts != 1 else ''}"
+        rest = ", ".join(f"{name} x{n}" for name, n in self.outside.items())
+        return f"{self.parts} XNNPACK parts; outside them: {rest}"
+
+    def to_dict(self) -> dict:
+        return {"ops": self.ops, "parts": self.parts, "outside": self.outside}
+
+
+def delegation(path: str | Path) -> Delegation:
+    """:class:`Delegation` of the .tflite at ``path`` with LiteRT's default delegate, as an app would run it.
+
+    The interpreter lists the file's ops, then one DELEGATE node per delegated part; an op runs outside the
+    delegate when a tensor the executed graph needs (a model output, an input of a part or of another op outside)
+    has no producer among the parts."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        with captured("LiteRT interpreter creation", tail=False):
+            interp = Interpreter(model_path=str(path), num_threads=1)
+            n_file = len(interp._get_ops_details())
+            interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise EtfError(f"LiteRT cannot load {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+    details = interp._get_ops_details()
+    file_ops, parts = details[:n_file], [d for d in details[n_file:] if d["op_name"] == "DELEGATE"]
+    producer = {int(t): op for op in file_ops for t in op["outputs"]}
+    from_parts = {int(t) for part in parts for t in part["outputs"]}
+    needed = [int(d["index"]) for d in interp.get_output_details()]
+    needed += [int(t) for part in parts for t in part["inputs"] if t >= 0]
+    outside: dict[int, str] = {}
+    while needed:
+        t = needed.pop()
+        op = producer.get(t)
+        if op is None or t in from_parts or int(op["index"]) in outside:
+            continue  # model input, constant, made by a part, or already found
+        outside[int(op["index"])] = op["op_name"]
+        needed += [int(i) for i in op["inputs"] if i >= 0]
+    return Delegation(ops=n_file, parts=len(parts), outside=dict(Counter(outside.values()).most_common()))
