@@ -276,14 +276,19 @@ def interleaved_medians(device, files: dict[tuple[str, str], Path], args) -> dic
 
 def rows_against(medians: dict[tuple[str, str], list[float]], files: dict[tuple[str, str], Path], what: str,
                  base: str, ratio: str) -> list[dict]:
-    """One row per (preset, ``what``) file: size, median of the round medians, their min-max, and ``ratio``, the
-    median over the median of the same preset's ``base`` file (timed in the same rounds)."""
+    """One row per (preset, ``what``) file: size, median of the round medians, their min-max, ``ratio``, the
+    median over the median of the same preset's ``base`` file (timed in the same rounds), and ``ratio`` +
+    ``_paired``: the median of the per-round ratios (each round's median over the base's in that round: what
+    the machine's drift between rounds does not move)."""
     rows = [{"preset": name, what: variant, "mb": files[(name, variant)].stat().st_size / 1e6,
              "median_ms": statistics.median(v), "min_ms": min(v), "max_ms": max(v), "rounds": len(v)}
             for (name, variant), v in medians.items()]
     for row in rows:
         ref = next(r for r in rows if r["preset"] == row["preset"] and r[what] == base)
         row[ratio] = row["median_ms"] / ref["median_ms"]
+        base_rounds = medians[(row["preset"], base)]
+        row[f"{ratio}_paired"] = statistics.median(
+            a / b for a, b in zip(medians[(row["preset"], row[what])], base_rounds))
     return rows
 
 
@@ -306,10 +311,12 @@ def print_precision(rows: list[dict], args) -> None:
     print(f"input 1x{args.size}x{args.size}x3 NHWC, {args.classes} classes, head {args.head}, LiteRT+XNNPACK {args.threads} thread(s) "
           f"on this CPU; {args.rounds} interleaved rounds of {args.runs} runs after {args.warmup} warm-up; "
           f"median of round medians (min-max of round medians)")
-    print(f"{'preset':16s} {'precision':9s} {'MB':>6s} {'median ms':>10s} {'spread ms':>17s} {'vs fp32':>8s}")
+    print(f"{'preset':16s} {'precision':9s} {'MB':>6s} {'median ms':>10s} {'spread ms':>17s} {'vs fp32':>8s} "
+          f"{'per round':>9s}")
     for r in rows:
         print(f"{r['preset']:16s} {r['precision']:9s} {r['mb']:6.2f} {r['median_ms']:10.2f} "
-              f"{r['min_ms']:8.2f}-{r['max_ms']:<8.2f} {r['vs_fp32']:7.2f}x")
+              f"{r['min_ms']:8.2f}-{r['max_ms']:<8.2f} {r['vs_fp32']:7.2f}x {r['vs_fp32_paired']:8.2f}x")
+    print("per round = median over rounds of the file's round median / fp32's in the same round")
 
 
 def straightforward_tflite(name: str, size: int, classes: int, path: Path) -> Path:
@@ -347,8 +354,14 @@ def bench_compare(args, out_root: Path) -> list[dict]:
             int8 = out_root / name / head / "int8" / "model.tflite"
             quantize_tflite(res.files["tflite"], int8, "int8", calib)
             files[(name, f"etf {head} int8")] = int8
-    return rows_against(interleaved_medians(device, files, args), files, "variant", "straightforward fp32",
-                        "vs_straightforward")
+    medians = interleaved_medians(device, files, args)
+    rows = rows_against(medians, files, "variant", "straightforward fp32", "vs_straightforward")
+    for row in rows:  # int8's speed-up over the same head's fp32 file, per round (the issue's 2x target)
+        if row["variant"].endswith(" int8"):
+            fp32 = medians[(row["preset"], row["variant"].replace(" int8", " fp32"))]
+            int8 = medians[(row["preset"], row["variant"])]
+            row["int8_speedup_paired"] = statistics.median(a / b for a, b in zip(fp32, int8))
+    return rows
 
 
 def print_compare(rows: list[dict], args) -> None:
@@ -356,10 +369,15 @@ def print_compare(rows: list[dict], args) -> None:
           f"{args.rounds} interleaved rounds of {args.runs} runs after {args.warmup} warm-up; median of round medians "
           f"(min-max of round medians); straightforward = litert_torch.convert of the same static net, NCHW, logits "
           f"at 1/8")
-    print(f"{'preset':16s} {'variant':22s} {'MB':>6s} {'median ms':>10s} {'spread ms':>17s} {'vs plain':>9s}")
+    print(f"{'preset':16s} {'variant':22s} {'MB':>6s} {'median ms':>10s} {'spread ms':>17s} {'vs plain':>9s} "
+          f"{'per round':>9s} {'int8 speed-up':>13s}")
     for r in rows:
+        speedup = f"{r['int8_speedup_paired']:12.2f}x" if "int8_speedup_paired" in r else ""
         print(f"{r['preset']:16s} {r['variant']:22s} {r['mb']:6.2f} {r['median_ms']:10.2f} "
-              f"{r['min_ms']:8.2f}-{r['max_ms']:<8.2f} {r['vs_straightforward']:8.2f}x")
+              f"{r['min_ms']:8.2f}-{r['max_ms']:<8.2f} {r['vs_straightforward']:8.2f}x "
+              f"{r['vs_straightforward_paired']:8.2f}x {speedup}")
+    print("per round = median over rounds of the file's round median / the straightforward file's in the same "
+          "round; int8 speed-up = median over rounds of the same head's fp32 round median / the int8 file's")
 
 
 def main() -> None:
