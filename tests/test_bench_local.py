@@ -105,12 +105,13 @@ def test_etf_bench_json_single_file(models, capsys):
     assert bench_main([str(models["tflite"]), "--runs", "5", "--warmup", "1", "--json"]) == 0
     obj = json.loads(capsys.readouterr().out)
     assert REQUIRED <= obj.keys() and obj["runs"] == 5 and obj["device"] == "local"
+    assert obj["xnnpack_parts"] == 1 and obj["outside_xnnpack"] == {}  # the whole file in LiteRT's CPU delegate
 
 
 def test_etf_bench_table_for_several_files(models, capsys):
     assert bench_main([str(models["tflite"]), str(models["onnx"]), "-n", "3", "-w", "1", "--cooldown", "0"]) == 0
     out = capsys.readouterr().out
-    assert "tiny.tflite" in out and "tiny.onnx" in out and "median ms" in out
+    assert "tiny.tflite" in out and "tiny.onnx" in out and "median ms" in out and "XNNPACK parts" in out
 
 
 def test_etf_bench_json_list_for_several_files(models, capsys):

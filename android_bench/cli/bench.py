@@ -21,7 +21,8 @@ examples:
   etf-bench out/model.tflite --device pixel --json # a phone from ~/.config/etf/devices.toml
 
 The output head (logits8 / labels / logits) and precision are read from the export.json etf-export wrote next
-to each file and printed with its timing ("-" / null when there is none).
+to each file and printed with its timing ("-" / null when there is none). "XNNPACK parts" is how many delegated
+parts LiteRT on this machine cuts a .tflite into (1 is the fast case; a warning names the ops left outside).
 
 protocol: --warmup untimed runs, then --runs timed runs; median, mean, std, min, max; a --cooldown pause
 between models; a warning when std/mean is above {cv:.0%}. Devices: see `etf-devices` and android_bench/README.md.
@@ -42,8 +43,9 @@ def stats_table(results: list[BenchStats], settings: list[dict] | None = None) -
     table.add_column("", style="bold")
     for r in results:
         table.add_column(f"{r.model}\n{r.device} / {r.runtime}", justify="right")
-    for key in ("head", "precision"):
-        table.add_row(key, *[_fmt((s or {}).get(key)) for s in (settings or [{}] * len(results))])
+    for key in ("head", "precision", "xnnpack_parts"):
+        label = "XNNPACK parts (here)" if key == "xnnpack_parts" else key
+        table.add_row(label, *[_fmt((s or {}).get(key)) for s in (settings or [{}] * len(results))])
     rows = [
         ("median ms", "median_ms"), ("mean ms", "mean_ms"), ("std ms", "std_ms"), ("min ms", "min_ms"),
         ("max ms", "max_ms"), ("cv", "cv"), ("runs", "runs"), ("warm-up runs", "warmup"), ("threads", "threads"),
@@ -102,16 +104,31 @@ def main(argv: list[str] | None = None) -> int:
             results = device.benchmark_many(paths, runs=args.runs, warmup=args.warmup, threads=args.threads,
                                              cooldown_s=args.cooldown,
                                              progress=lambda done, total, name: bar.update(task, completed=done))
-    settings = [export_setting(p) for p in paths]  # head/precision from the export.json next to each file
+    settings = [export_setting(p) | _delegation(p) for p in paths]  # head/precision from the export.json
     if args.json:
         payload = [r.to_dict() | s for r, s in zip(results, settings)]
         print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
     else:
         out_console().print(stats_table(results, settings))
-    for r in results:
+    for r, s in zip(results, settings):
         for w in r.warnings:
             console.print(f"[yellow]warning[/yellow] ({r.model}): {w}")
+        if s.get("outside_xnnpack"):
+            ops = ", ".join(f"{k} x{v}" for k, v in s["outside_xnnpack"].items())
+            console.print(f"[yellow]warning[/yellow] ({r.model}): runs in {s['xnnpack_parts']} XNNPACK parts on "
+                          f"this CPU's LiteRT, with {ops} outside them (slower; an int8 file from etf-export keeps "
+                          f"such ops float)")
     return 0
+
+
+def _delegation(path: Path) -> dict:
+    """How LiteRT's CPU delegate takes a .tflite here (parts, ops outside): ``{}`` for other files."""
+    if path.suffix != ".tflite":
+        return {}
+    from android_bench.export.oplist import delegation
+
+    found = delegation(path)
+    return {"xnnpack_parts": found.parts, "outside_xnnpack": found.outside}
 
 
 if __name__ == "__main__":
