@@ -18,9 +18,10 @@ Precisions:
   tensors as the fp32 file. Operators that LiteRT's CPU delegate (XNNPACK) has no int8 kernel for stay float
   (:data:`FLOAT_OPS`, then whatever :func:`android_bench.export.oplist.delegation` still finds outside the
   delegate, e.g. the pieces of a softmax the converter decomposed): quantized, they ran in TFLite's own kernels
-  and cut TopFormer's delegated graph into 13 parts; in float the whole graph is one XNNPACK part, and int8
-  TopFormer-Tiny at 512 px went from 1.59x to 1.78x the speed of fp32 (-Small 1.85x -> 2.03x;
-  docs/deployment.md). They are a small share of the work (attention on tokens at 1/64 of the image).
+  and cut TopFormer's delegated graph into 13 parts; in float the whole graph is one XNNPACK part, and int8's
+  speed-up over fp32 at 512 px went from 1.51x to 1.63-1.88x for TopFormer-Tiny and from 1.80x to 1.86-2.11x
+  for -Small (docs/deployment.md). They are a small share of the work (attention on tokens at 1/64 of the
+  image).
 """
 from __future__ import annotations
 
