@@ -286,10 +286,13 @@ def rows_against(medians: dict[tuple[str, str], list[float]], files: dict[tuple[
     for row in rows:
         ref = next(r for r in rows if r["preset"] == row["preset"] and r[what] == base)
         row[ratio] = row["median_ms"] / ref["median_ms"]
-        base_rounds = medians[(row["preset"], base)]
-        row[f"{ratio}_paired"] = statistics.median(
-            a / b for a, b in zip(medians[(row["preset"], row[what])], base_rounds))
+        row[f"{ratio}_paired"] = per_round_ratio(medians[(row["preset"], row[what])], medians[(row["preset"], base)])
     return rows
+
+
+def per_round_ratio(num: list[float], den: list[float]) -> float:
+    """Median over rounds of ``num``'s round median / ``den``'s in the same round (drift between rounds cancels)."""
+    return statistics.median(a / b for a, b in zip(num, den))
 
 
 def bench_precision(args, out_root: Path) -> list[dict]:
@@ -358,9 +361,8 @@ def bench_compare(args, out_root: Path) -> list[dict]:
     rows = rows_against(medians, files, "variant", "straightforward fp32", "vs_straightforward")
     for row in rows:  # int8's speed-up over the same head's fp32 file, per round (the issue's 2x target)
         if row["variant"].endswith(" int8"):
-            fp32 = medians[(row["preset"], row["variant"].replace(" int8", " fp32"))]
-            int8 = medians[(row["preset"], row["variant"])]
-            row["int8_speedup_paired"] = statistics.median(a / b for a, b in zip(fp32, int8))
+            fp32 = (row["preset"], row["variant"].replace(" int8", " fp32"))
+            row["int8_speedup_paired"] = per_round_ratio(medians[fp32], medians[(row["preset"], row["variant"])])
     return rows
 
 

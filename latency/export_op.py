@@ -49,12 +49,12 @@ def converter_version() -> str:
     return f"{versions}-src{source_digest(CONVERSION_SOURCES)[:12]}-op{OPERATOR_EXPORT_REV}"
 
 
-def quant_tag() -> str:
-    """What a quantized file's cache name adds besides the precision: the quantizer recipe's revision (rev 1,
-    before :data:`android_bench.export.quantize.RECIPE_REV` existed, added nothing)."""
+def quant_tag(sep: str = "|") -> str:
+    """What a quantized file's cache name adds besides the precision: ``sep`` and the quantizer recipe's
+    revision (:data:`android_bench.export.quantize.RECIPE_REV`)."""
     from android_bench.export.quantize import RECIPE_REV
 
-    return "" if RECIPE_REV == 1 else f"|q{RECIPE_REV}"
+    return f"{sep}q{RECIPE_REV}"
 
 
 def cache_path(cache_dir: str | Path, key: str, precision: str = "fp32") -> Path:

@@ -30,7 +30,7 @@ def cache_dir(tables_dir: str | Path) -> Path:
 
 def network_path(cache: str | Path, cfg: Any, size: int, head: str = DEFAULT_HEAD, precision: str = "fp32") -> Path:
     """Cache location of the deployed network of ``cfg`` at ``size`` with output ``head`` and ``precision``."""
-    tag = "" if precision == "fp32" else f"_{precision}{quant_tag().replace('|', '_')}"
+    tag = "" if precision == "fp32" else f"_{precision}{quant_tag('_')}"
     return Path(cache) / "nets" / f"{cfg.key()}_{size}_{head}{tag}_{converter_version()}.tflite"
 
 

@@ -38,17 +38,26 @@ class TfliteOp:
     perm: tuple[int, ...] | None = None
 
 
-def tflite_ops(path: str | Path) -> list[TfliteOp]:
-    """Every operator of the .tflite at ``path`` in execution order (builtin resolver, no delegate)."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+def _load(path: str | Path, **options) -> tuple[object, int]:
+    """A LiteRT interpreter of the .tflite at ``path`` with tensors allocated (its default delegate applied unless
+    ``options`` say otherwise), and how many ops the file itself lists; a file LiteRT cannot load is one line."""
+    from ai_edge_litert.interpreter import Interpreter
 
     try:
         with captured("LiteRT interpreter creation", tail=False):
-            interp = Interpreter(model_path=str(path),
-                                 experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+            interp = Interpreter(model_path=str(path), **options)
+            n_file = len(interp._get_ops_details())
             interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise EtfError(f"LiteRT cannot load {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+    return interp, n_file
+
+
+def tflite_ops(path: str | Path) -> list[TfliteOp]:
+    """Every operator of the .tflite at ``path`` in execution order (builtin resolver, no delegate)."""
+    from ai_edge_litert.interpreter import OpResolverType
+
+    interp, _ = _load(path, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     shapes = {d["index"]: tuple(int(s) for s in d["shape"]) for d in interp.get_tensor_details()}
     model_in = {d["index"] for d in interp.get_input_details()}
     model_out = {d["index"] for d in interp.get_output_details()}
@@ -119,15 +128,7 @@ def delegation(path: str | Path) -> Delegation:
     The interpreter lists the file's ops, then one DELEGATE node per delegated part; an op runs outside the
     delegate when a tensor the executed graph needs (a model output, an input of a part or of another op outside)
     has no producer among the parts."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    try:
-        with captured("LiteRT interpreter creation", tail=False):
-            interp = Interpreter(model_path=str(path), num_threads=1)
-            n_file = len(interp._get_ops_details())
-            interp.allocate_tensors()
-    except (ValueError, RuntimeError) as exc:
-        raise EtfError(f"LiteRT cannot load {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+    interp, n_file = _load(path, num_threads=1)
     details = interp._get_ops_details()
     file_ops, parts = details[:n_file], [d for d in details[n_file:] if d["op_name"] == "DELEGATE"]
     producer = {int(t): op for op in file_ops for t in op["outputs"]}

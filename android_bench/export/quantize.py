@@ -31,7 +31,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -105,7 +105,7 @@ def _quantizer(fp32: Path, precision: str, floats: Sequence[str] = ()):
     return q
 
 
-def _quantizable(names: Sequence[str]) -> list[str]:
+def _quantizable(names: Iterable[str]) -> list[str]:
     """Those of ``names`` (TFLite builtin op names) that the quantizer has a recipe entry for."""
     from ai_edge_quantizer import qtyping
 
@@ -157,7 +157,7 @@ def quantize_tflite(fp32: str | Path, out: str | Path, precision: str,
             result = q.calibrate(data, num_threads=max(1, os.cpu_count() or 1)) if data is not None else None
             with atomic_path(out) as tmp:
                 tmp.write_bytes(bytes(q.quantize(result, enable_progress_report=False).quantized_model))
-                extra = ([n for n in _quantizable(list(delegation(tmp).outside)) if n not in floats]
+                extra = ([n for n in _quantizable(delegation(tmp).outside) if n not in floats]
                          if precision == "int8" else [])
                 if extra:  # int8 ops XNNPACK would not take: keep them float too
                     floats += extra
