@@ -24,6 +24,13 @@ fastest reference known for the setting (the caller's ``baseline_ms``, e.g. the 
 round). It is timed again after a pause, up to ``REGIME_RETRIES`` times, then kept; when a retry is no faster
 than the attempt before, the device has drifted (drift is what the ratio cancels): that speed becomes the call's
 baseline and no further round is retried for it, so a stale baseline costs one extra round, not three per round. Raw latencies (``raw_ms``, ``ref_ms``) stay medians: what a user reads as "the latency".
+
+How many rounds: at least ``MIN_ROUNDS``, then more, up to ``MAX_ROUNDS``, while any network's ratio has a
+relative standard error (:func:`ratio_se`) above ``TARGET_SE``; a quiet device stops at the minimum. On this
+shared CPU on 2026-11-28 one subnet's ratio moved by ~7% (standard deviation) from round to round, so the
+median of 3 rounds was itself uncertain by ~5%: 30 subnets timed in 15 rounds and scored on their first r rounds
+(the same predictor, nothing refitted) were 87% within ±10% of it at 3 rounds, 97% at 6-10 and 100% from 11, MAPE
+5.3% -> 3.5-4.0% from 6 rounds on (latency/RESULTS.md).
 """
 from __future__ import annotations
 
@@ -40,6 +47,12 @@ from latency.networks import REFERENCE_PRESET  # noqa: F401 (re-exported: the pr
 REGIME_TOLERANCE = 0.25
 #: At most this many extra attempts per off-regime round (then it is kept as it is).
 REGIME_RETRIES = 2
+#: Whole networks measured for the latency tables, the report and the search: at least this many rounds ...
+MIN_ROUNDS = 3
+#: ... and more, up to this many, while a network's ratio is less certain than ``TARGET_SE`` (module doc).
+MAX_ROUNDS = 9
+#: Relative standard error of a measured ratio (:func:`ratio_se`) at which no more rounds are timed.
+TARGET_SE = 0.015
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,8 @@ class PairedResult:
     runs: int
     #: rounds timed again because the reference ran off-regime (:func:`off_regime`)
     retried: int = 0
+    #: relative standard error of ``ratio`` (:func:`ratio_se`)
+    se: float = float("inf")
 
 
 def round_order(n: int, round_index: int) -> list[int]:
@@ -73,11 +88,9 @@ def round_sequence(n: int, round_index: int) -> list[int]:
     return seq
 
 
-def summarize_rounds(n: int, rounds: Sequence[Sequence[float]], runs: int = 0,
-                     fastest: Sequence[Sequence[float]] | None = None) -> list[PairedResult]:
-    """Per-network :class:`PairedResult` from the medians (ms) timed in each round, in the order
-    :func:`round_sequence` gave (round ``r``'s list holds one median per entry of ``round_sequence(n, r)``);
-    ``fastest``: each visit's fastest run in the same layout, which the ratios are then taken on (module doc)."""
+def _round_values(n: int, rounds: Sequence[Sequence[float]], fastest: Sequence[Sequence[float]] | None
+                  ) -> tuple[list[list[float]], list[list[float]], list[float]]:
+    """Per network its per-round ratios (on ``fastest`` when given) and raw medians, and every reference visit."""
     ratios: list[list[float]] = [[] for _ in range(n)]
     raws: list[list[float]] = [[] for _ in range(n)]
     refs: list[float] = []
@@ -92,12 +105,30 @@ def summarize_rounds(n: int, rounds: Sequence[Sequence[float]], runs: int = 0,
             beside = (low[pos - 1] + low[pos + 1]) / 2
             ratios[net].append(low[pos] / beside)
             raws[net].append(times[pos])
+    return ratios, raws, refs
+
+
+def ratio_se(ratios: Sequence[float]) -> float:
+    """Relative standard error of the median of a network's per-round ratios (1.2533 x sample standard deviation
+    / sqrt(rounds) / median): how far its measured ratio may sit from what more rounds would give; ``inf`` with
+    fewer than 3 rounds, where a spread says nothing."""
+    if len(ratios) < 3:
+        return float("inf")
+    return 1.2533 * statistics.stdev(ratios) / len(ratios) ** 0.5 / statistics.median(ratios)
+
+
+def summarize_rounds(n: int, rounds: Sequence[Sequence[float]], runs: int = 0,
+                     fastest: Sequence[Sequence[float]] | None = None) -> list[PairedResult]:
+    """Per-network :class:`PairedResult` from the medians (ms) timed in each round, in the order
+    :func:`round_sequence` gave (round ``r``'s list holds one median per entry of ``round_sequence(n, r)``);
+    ``fastest``: each visit's fastest run in the same layout, which the ratios are then taken on (module doc)."""
+    ratios, raws, refs = _round_values(n, rounds, fastest)
     if not refs:
         raise ValueError("no rounds")
     ref_med = statistics.median(refs)
     return [PairedResult(ratio=statistics.median(ratios[i]), ref_ms=ref_med, raw_ms=statistics.median(raws[i]),
                          std_ms=statistics.pstdev(raws[i]) if len(raws[i]) > 1 else 0.0, rounds=len(raws[i]),
-                         runs=runs)
+                         runs=runs, se=ratio_se(ratios[i]))
             for i in range(n)]
 
 
@@ -123,16 +154,21 @@ def time_again(ref_ms: float, baseline_ms: float | None, previous_ms: float | No
 
 def measure_paired(device: Any, models: Sequence[str | Path], reference_model: str | Path, rounds: int = 3,
                    runs: int = 10, warmup: int = 2, threads: int | None = None, baseline_ms: float | None = None,
-                   retries: int = REGIME_RETRIES, pause_s: float = 1.0) -> list[PairedResult]:
-    """Time ``models`` on ``device`` with the paired protocol (``rounds`` rounds, ``runs`` timed runs per model
-    per visit); one ``benchmark_many`` round trip per round. A round whose reference ran off-regime
+                   retries: int = REGIME_RETRIES, pause_s: float = 1.0, max_rounds: int | None = None,
+                   target_se: float = TARGET_SE) -> list[PairedResult]:
+    """Time ``models`` on ``device`` with the paired protocol (at least ``rounds`` rounds, ``runs`` timed runs per
+    model per visit); one ``benchmark_many`` round trip per round. More rounds follow, up to ``max_rounds``
+    (default ``rounds``: a fixed count), while any model's ratio is less certain than ``target_se``
+    (:func:`ratio_se`). A round whose reference ran off-regime
     (:func:`off_regime` against ``baseline_ms`` or the fastest reference of this call's earlier rounds) is timed
     again after ``pause_s`` x attempt, up to ``retries`` times; then it is kept. A retry whose reference is no
     faster than the attempt before means the device is slower now, not interrupted (a stale ``baseline_ms``,
     a warm phone): that state becomes the call's baseline and nothing more is retried for it. Returns one
-    :class:`PairedResult` per model (``retried``: rounds timed again)."""
-    if rounds < 1 or runs < 1:
-        raise EtfError(f"paired measurement needs rounds >= 1 and runs >= 1, not {rounds} and {runs}")
+    :class:`PairedResult` per model (``retried``: rounds timed again; ``se``: its ratio's standard error)."""
+    max_rounds = rounds if max_rounds is None else max_rounds
+    if rounds < 1 or runs < 1 or max_rounds < rounds:
+        raise EtfError(f"paired measurement needs rounds >= 1, runs >= 1 and max rounds >= rounds, not {rounds}, "
+                       f"{runs} and {max_rounds}")
     if not models:
         return []
     paths = [Path(reference_model)] + [Path(m) for m in models]
@@ -140,7 +176,8 @@ def measure_paired(device: Any, models: Sequence[str | Path], reference_model: s
     fastest: list[list[float]] = []
     retried = 0
     best = baseline_ms
-    for r in range(rounds):
+    r = 0
+    while r < rounds or (r < max_rounds and not settled(len(models), timings, fastest, target_se)):
         seq = round_sequence(len(models), r)
         previous = None
         for attempt in range(retries + 1):
@@ -158,7 +195,16 @@ def measure_paired(device: Any, models: Sequence[str | Path], reference_model: s
         best = ref_now if best is None else min(best, ref_now)
         timings.append([float(s.median_ms) for s in stats])
         fastest.append(low)
+        r += 1
     return [replace(res, retried=retried) for res in summarize_rounds(len(models), timings, runs, fastest)]
 
 
-__all__ = ["REFERENCE_PRESET", "REGIME_TOLERANCE", "REGIME_RETRIES", "off_regime", "time_again", "NO_FASTER", "PairedResult", "measure_paired", "round_order", "round_sequence", "summarize_rounds"]
+def settled(n: int, timings: Sequence[Sequence[float]], fastest: Sequence[Sequence[float]],
+            target_se: float = TARGET_SE) -> bool:
+    """Whether every one of ``n`` networks' ratios, over the rounds so far, is within ``target_se``."""
+    ratios, _, _ = _round_values(n, timings, fastest)
+    return all(ratio_se(r) <= target_se for r in ratios)
+
+
+__all__ = ["REFERENCE_PRESET", "REGIME_TOLERANCE", "REGIME_RETRIES", "MIN_ROUNDS", "MAX_ROUNDS", "TARGET_SE",
+           "ratio_se", "settled", "off_regime", "time_again", "NO_FASTER", "PairedResult", "measure_paired", "round_order", "round_sequence", "summarize_rounds"]

@@ -25,7 +25,7 @@ import pandas as pd
 
 from latency import table as tbl
 from latency.export_op import cache_path, convert_cached, converter_version, ignore_sigint, sigint_ignored
-from latency.measure import REGIME_RETRIES, PairedResult, measure_paired, time_again
+from latency.measure import MAX_ROUNDS, MIN_ROUNDS, REGIME_RETRIES, PairedResult, measure_paired, time_again
 from latency import networks
 from latency.networks import convert_networks, reference_network_path
 from latency.operators import MBConv, Operator, parse_key
@@ -40,8 +40,6 @@ from supernet.space import TABLE1, ArchConfig
 ADAPTIVE = {"mbconv": 40, "transformer": 20, "injection": 9, "pool": 4}
 #: Seeds of the subnets measured end to end for the whole-network correction (the report uses other seeds).
 E2E_SEED_BASE = 1000
-#: Rounds of the paired protocol for whole networks (``--runs`` is split over them).
-E2E_ROUNDS = 3
 
 
 #: Whole networks measured end to end for the correction by default: the correction is one ratio (or a line), and
@@ -484,12 +482,13 @@ class Profiler:
         return float(refs.median()) if len(refs) else float("nan")
 
     def _measure_paired_all(self, paths: list[Path], ref_net: Path) -> dict[str, list[PairedResult]]:
-        """Whole networks on every device with the paired protocol (latency/measure.py), runs split over rounds."""
-        rounds = E2E_ROUNDS
-        runs = max(1, self.s.runs // rounds)
+        """Whole networks on every device with the paired protocol (latency/measure.py): runs split over its
+        minimum rounds, more rounds while a ratio is uncertain."""
+        runs = max(1, self.s.runs // MIN_ROUNDS)
 
         def one(dev) -> list[PairedResult]:
-            return measure_paired(dev, paths, ref_net, rounds=rounds, runs=runs, warmup=self.s.warmup,
+            return measure_paired(dev, paths, ref_net, rounds=MIN_ROUNDS, max_rounds=MAX_ROUNDS, runs=runs,
+                                  warmup=self.s.warmup,
                                   threads=self.settings[dev.name].threads,
                                   baseline_ms=tbl.fastest_reference_ms(self.e2e[dev.name]))
         if len(self.devices) == 1:

@@ -21,7 +21,7 @@ import pandas as pd
 from etf.common import EtfError, atomic_open
 from latency import table as tbl
 from latency.export_op import ignore_sigint
-from latency.measure import REFERENCE_PRESET, measure_paired
+from latency.measure import MAX_ROUNDS, MIN_ROUNDS, REFERENCE_PRESET, measure_paired
 from latency.networks import cache_dir, convert_networks, reference_network_path
 from latency.predictor import accuracy
 from latency.profile import e2e_row, get_device
@@ -97,7 +97,7 @@ def valid_heldout(rows: pd.DataFrame, fingerprint: str, now: float | None = None
 
 
 def measure_heldout(setting: Setting, tables_dir: str, n: int, workers: int, batch: int, runs: int,
-                    warmup: int, progress: bool, rounds: int = 3,
+                    warmup: int, progress: bool, rounds: int = MIN_ROUNDS,
                     window_h: float = HELDOUT_WINDOW_H) -> pd.DataFrame:
     """Make sure ``n`` valid held-out rows exist and return them: expired rows (other table, older window) are
     dropped, fresh subnets are drawn from seeds never used for this table (recorded in the ledger before they
@@ -130,6 +130,7 @@ def measure_heldout(setting: Setting, tables_dir: str, n: int, workers: int, bat
             paths, _ = convert_networks([c for _, c in chunk], size, cache, pool, head=setting.head,
                                         precision=setting.precision)
             results = measure_paired(dev, paths, ref_net, rounds=rounds, runs=max(1, runs // rounds), warmup=warmup,
+                                     max_rounds=max(rounds, MAX_ROUNDS),
                                      threads=setting.threads, baseline_ms=tbl.fastest_reference_ms(e2e))
             new = pd.DataFrame([{**e2e_row(setting, s, c, res, ref_nominal, "heldout"), "table_fingerprint": fp}
                                 for (s, c), res in zip(chunk, results)], columns=HELDOUT_COLUMNS)

@@ -225,17 +225,18 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
               f"{pieces.timing_cache(tables)}) ...", flush=True)
         models = {n: pieces.timing_network(tables, PRESETS[n], scale.deploy_size, head, "fp32") for n in names}
         # the paired protocol: both presets timed beside the reference (TopFormer-Tiny itself: its ratio ~1)
-        from latency.measure import REFERENCE_PRESET, measure_paired
+        from latency.measure import MAX_ROUNDS, MIN_ROUNDS, REFERENCE_PRESET, measure_paired
 
-        results = measure_paired(device, [models[n] for n in names], models[REFERENCE_PRESET], rounds=3,
-                                 runs=max(1, scale.bench_runs // 3), warmup=3, threads=setting.threads)
+        results = measure_paired(device, [models[n] for n in names], models[REFERENCE_PRESET], rounds=MIN_ROUNDS,
+                                 runs=max(1, scale.bench_runs // MIN_ROUNDS), warmup=3, threads=setting.threads,
+                                 max_rounds=MAX_ROUNDS)
         for name, res in zip(names, results):
             measured[name], spread[name], paired[name] = res.raw_ms, res.std_ms, [res.ref_ms, res.ratio]
         state["preset_ms"], state["preset_std_ms"], state["preset_paired"] = measured, spread, paired
         state["preset_head"] = head
         atomic_write_json(state_path, state)
     tiny_ms, small_ms = measured["topformer-tiny"], measured["topformer-small"]
-    st.done(t, f"TopFormer-Tiny {tiny_ms:.2f} ms, -Small {small_ms:.2f} ms measured (paired, 3 rounds, head {head})",
+    st.done(t, f"TopFormer-Tiny {tiny_ms:.2f} ms, -Small {small_ms:.2f} ms measured (paired rounds, head {head})",
             state_path)
     before = {n: float(predict([PRESETS[n]])[0]) for n in measured}
     # the closed loop: the presets measured end to end become 'preset' rows of the setting's end-to-end table

@@ -159,14 +159,15 @@ def resolve(device: str) -> Any:
 
 
 def measure_paired(device: Any, model: str | Path, reference: str | Path, runs: int, warmup: int,
-                   threads: int | None, rounds: int = 3, baseline_ms: float | None = None) -> Any:
-    """Time ``model`` beside the whole-network ``reference`` (latency/measure.py's paired protocol, ``runs`` split
-    over ``rounds``, off-regime rounds against ``baseline_ms`` timed again); returns its ``PairedResult`` (raw
-    median, reference median, ratio)."""
+                   threads: int | None, baseline_ms: float | None = None) -> Any:
+    """Time ``model`` beside the whole-network ``reference`` (latency/measure.py's paired protocol: ``runs`` split
+    over its minimum rounds, more rounds while the ratio is uncertain, off-regime rounds against ``baseline_ms``
+    timed again); returns its ``PairedResult`` (raw median, reference median, ratio, rounds)."""
+    from latency.measure import MAX_ROUNDS, MIN_ROUNDS
     from latency.measure import measure_paired as paired
 
-    return paired(device, [model], reference, rounds=rounds, runs=max(1, runs // rounds), warmup=warmup,
-                  threads=threads, baseline_ms=baseline_ms)[0]
+    return paired(device, [model], reference, rounds=MIN_ROUNDS, runs=max(1, runs // MIN_ROUNDS), warmup=warmup,
+                  threads=threads, baseline_ms=baseline_ms, max_rounds=MAX_ROUNDS)[0]
 
 
 def reference_baseline(tables_dir: str | Path, setting: Any) -> float | None:

@@ -43,6 +43,48 @@ def test_ratios_are_taken_against_the_adjacent_references_and_medianed_over_roun
         summarize_rounds(2, [[1, 2, 3]])
 
 
+
+def test_ratio_se_is_the_median_s_standard_error_relative_to_it():
+    from latency.measure import ratio_se
+
+    assert ratio_se([2.0, 2.0]) == math.inf  # fewer than 3 rounds say nothing about the spread
+    assert ratio_se([2.0, 2.0, 2.0]) == 0.0
+    # sd of [1.9, 2.0, 2.1] is 0.1; 1.2533 x 0.1 / sqrt(3) / 2.0
+    assert ratio_se([1.9, 2.0, 2.1]) == pytest.approx(1.2533 * 0.1 / math.sqrt(3) / 2.0)
+
+
+class _NoisyDevice:
+    """Reference 10 ms; network ``noisy`` alternates 18 / 22 ms (a 10% round-to-round swing), ``steady`` 30 ms."""
+
+    kind = "local"
+
+    def __init__(self):
+        self.visits = 0
+
+    def benchmark_many(self, paths, runs, warmup, threads=None, cooldown_s=None):
+        out = []
+        for p in paths:
+            if str(p) == "noisy":
+                self.visits += 1
+            ms = {"ref": 10.0, "steady": 30.0, "noisy": 18.0 if self.visits % 2 else 22.0}[str(p)]
+            out.append(type("S", (), {"median_ms": ms, "min_ms": ms})())
+        return out
+
+
+def test_more_rounds_follow_while_a_ratio_is_uncertain_and_stop_at_the_limit():
+    (steady,) = measure_paired(_NoisyDevice(), ["steady"], "ref", rounds=3, runs=2, warmup=0, max_rounds=9)
+    assert steady.rounds == 3 and steady.se == 0.0 and steady.ratio == pytest.approx(3.0)  # certain: the minimum
+    a, b = measure_paired(_NoisyDevice(), ["steady", "noisy"], "ref", rounds=3, runs=2, warmup=0, max_rounds=9)
+    assert a.rounds == b.rounds == 9 and b.se > 0.015  # one uncertain network keeps the batch going, up to 9
+    (fixed,) = measure_paired(_NoisyDevice(), ["noisy"], "ref", rounds=3, runs=2, warmup=0)
+    assert fixed.rounds == 3  # no max_rounds: a fixed count, as before
+    (loose,) = measure_paired(_NoisyDevice(), ["noisy"], "ref", rounds=3, runs=2, warmup=0, max_rounds=9,
+                              target_se=0.1)
+    assert loose.rounds == 3 and loose.se <= 0.1
+    with pytest.raises(EtfError):
+        measure_paired(_NoisyDevice(), ["noisy"], "ref", rounds=3, max_rounds=2)
+
+
 class _DriftingDevice:
     """A device whose speed changes on every timed model (factor 0.6-1.4, a slow walk): returns medians."""
 

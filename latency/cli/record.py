@@ -18,6 +18,7 @@ from pathlib import Path
 from etf.args import Parser, add_verbose, device_name, existing_dir, existing_file, nonneg_int, positive_int
 from etf.common import EtfError, cli_entry
 from etf.quiet import set_verbose
+from latency.measure import MAX_ROUNDS, MIN_ROUNDS, TARGET_SE
 from latency.setting import LEGACY_HEAD
 
 EPILOG = """
@@ -33,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("models", nargs="+", metavar="MODEL.tflite", type=existing_file, help="etf exports (arch.json + export.json beside)")
     p.add_argument("--device", default="local", type=device_name, help="device to time on; its table must exist (default local)")
     p.add_argument("--tables", default="tables", type=existing_dir, help="directory of the latency tables (default tables/)")
-    p.add_argument("--rounds", type=positive_int, default=3, help="paired rounds (default 3)")
+    p.add_argument("--rounds", type=positive_int, default=MIN_ROUNDS, help=f"paired rounds at least (default {MIN_ROUNDS})")
+    p.add_argument("--max-rounds", type=positive_int, default=MAX_ROUNDS, help="paired rounds at most: more follow "
+                   f"while a model's ratio has a standard error above {TARGET_SE:.1%} (default {MAX_ROUNDS})")
     p.add_argument("--runs", type=positive_int, default=10, help="timed runs per model per round (default 10)")
     p.add_argument("--warmup", type=nonneg_int, default=2, help="warm-up runs per model per round (default 2)")
     p.add_argument("--threads", type=positive_int, default=None, help="inference threads (default: the device's)")
@@ -91,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     # the table's own reference file (converted when the table was profiled, or now, once)
     ref = reference_network_path(cache_dir(args.tables), size, head=head, precision=precision)
     results = measure_paired(dev, models, ref, rounds=args.rounds, runs=args.runs, warmup=args.warmup,
+                             max_rounds=max(args.rounds, args.max_rounds),
                              threads=setting.threads, baseline_ms=tbl.fastest_reference_ms(tbl.read_e2e(args.tables, setting)))
     pred = record_and_refit(args.tables, setting,
                             [(cfg, r.raw_ms, r.std_ms, r.runs * r.rounds, r.ref_ms, r.ratio)
@@ -98,13 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = [{"model": str(m), "arch_key": cfg.key(), "measured_ms": r.raw_ms, "reference_ms": r.ref_ms,
              "ratio": r.ratio, "predicted_ms_after_refit": float(pred.predict(cfg)) if pred else None}
             for m, (cfg, *_), r in zip(models, exports, results)]
-    out = {"device": args.device, "size": size, "setting": setting.to_dict(), "reference": REFERENCE_PRESET, "rounds": args.rounds,
+    out = {"device": args.device, "size": size, "setting": setting.to_dict(), "reference": REFERENCE_PRESET,
+           "rounds": max(r.rounds for r in results),
            "runs": args.runs, "recorded": rows, "predictor_mode": pred.mode if pred else None}
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
     print(f"{setting.describe()}: {len(rows)} model(s) timed beside {REFERENCE_PRESET} "
-          f"({args.rounds} rounds x {args.runs} runs), recorded as 'bench' rows; predictor refitted "
+          f"({out['rounds']} rounds x {args.runs} runs), recorded as 'bench' rows; predictor refitted "
           f"({out['predictor_mode']} mode)")
     print(f"{'model':<40}{'measured ms':>12}{'ref ms':>9}{'ratio':>8}{'predicted ms':>14}")
     for r in rows:

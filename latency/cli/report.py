@@ -22,6 +22,7 @@ from etf.common import cli_entry
 from etf.quiet import set_verbose
 from supernet.trace import check_deploy_size
 from latency import table as tbl
+from latency.measure import MAX_ROUNDS, TARGET_SE
 from latency.predictor import load_for_device
 from latency.profile import _now
 from latency.report import DRIFT_WARN_PCT, HELDOUT_WINDOW_H, evaluate, measure_heldout, scatter
@@ -40,8 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_setting_arguments(p)
     p.add_argument("--workers", type=positive_int, default=2, help="conversion processes (default 2)")
     p.add_argument("--batch", type=positive_int, default=6, help="subnets per measurement round trip (default 6)")
-    p.add_argument("--runs", type=positive_int, default=30, help="timed runs per subnet, split over 3 rounds "
-                   "(default 30: each visit's fastest of 10 is what the ratio uses)")
+    p.add_argument("--runs", type=positive_int, default=30, help="timed runs per subnet, split over its first 3 "
+                   "rounds (default 30: each visit's fastest of 10 is what the ratio uses); more rounds follow, up to "
+                   f"{MAX_ROUNDS}, while a subnet's ratio has a standard error above {TARGET_SE:.1%}")
     p.add_argument("--warmup", type=nonneg_int, default=2, help="warm-up runs per subnet (default 2)")
     p.add_argument("--window-h", type=positive_float, default=HELDOUT_WINDOW_H,
                    help=f"held-out rows older than this many hours expire (default {HELDOUT_WINDOW_H:g})")
