@@ -53,6 +53,9 @@ MIN_ROUNDS = 3
 MAX_ROUNDS = 9
 #: Relative standard error of a measured ratio (:func:`ratio_se`) at which no more rounds are timed.
 TARGET_SE = 0.015
+#: Revision of this protocol, recorded with held-out rows so that a report never mixes measurements made under
+#: another one (1: a fixed 3 rounds; 2: 3 rounds, then more while a ratio is uncertain).
+PROTOCOL = 2
 
 
 @dataclass(frozen=True)
@@ -206,5 +209,5 @@ def settled(n: int, timings: Sequence[Sequence[float]], fastest: Sequence[Sequen
     return all(ratio_se(r) <= target_se for r in ratios)
 
 
-__all__ = ["REFERENCE_PRESET", "REGIME_TOLERANCE", "REGIME_RETRIES", "MIN_ROUNDS", "MAX_ROUNDS", "TARGET_SE",
+__all__ = ["REFERENCE_PRESET", "REGIME_TOLERANCE", "REGIME_RETRIES", "MIN_ROUNDS", "MAX_ROUNDS", "TARGET_SE", "PROTOCOL",
            "ratio_se", "settled", "off_regime", "time_again", "NO_FASTER", "PairedResult", "measure_paired", "round_order", "round_sequence", "summarize_rounds"]

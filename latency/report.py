@@ -2,7 +2,8 @@
 
 Held-out subnets are always fresh: drawn from seeds never used before for the operator table's fingerprint (a
 ledger per fingerprint), measured with the paired protocol (beside TopFormer-Tiny, latency/measure.py) in the
-report's window, never used for fitting, and expired with the table and after ``HELDOUT_WINDOW_H`` hours. The
+report's window, never used for fitting, and expired with the table, after ``HELDOUT_WINDOW_H`` hours and when
+the protocol changes (``latency.measure.PROTOCOL``). The
 predictor (in ratio mode: predicted ratio x the reference timed beside each subnet) is compared with (a) a linear
 fit on FLOPs and (b) the plain operator sum, both fitted on the same data as the correction.
 """
@@ -21,7 +22,7 @@ import pandas as pd
 from etf.common import EtfError, atomic_open
 from latency import table as tbl
 from latency.export_op import ignore_sigint
-from latency.measure import MAX_ROUNDS, MIN_ROUNDS, REFERENCE_PRESET, measure_paired
+from latency.measure import MAX_ROUNDS, MIN_ROUNDS, PROTOCOL, REFERENCE_PRESET, measure_paired
 from latency.networks import cache_dir, convert_networks, reference_network_path
 from latency.predictor import accuracy
 from latency.profile import e2e_row, get_device
@@ -37,7 +38,7 @@ DRIFT_WARN_PCT = 10.0
 #: Held-out rows expire this many hours after they were measured (the device's state they describe is gone).
 HELDOUT_WINDOW_H = 6.0
 #: Columns of the held-out file: an end-to-end row tied to the operator table it was drawn for.
-HELDOUT_COLUMNS = tbl.E2E_COLUMNS + ["table_fingerprint"]
+HELDOUT_COLUMNS = tbl.E2E_COLUMNS + ["table_fingerprint", "protocol"]
 
 
 def heldout_path(tables_dir: str, setting: Setting) -> Path:
@@ -85,22 +86,24 @@ def read_heldout(path: Path) -> pd.DataFrame:
 
 def valid_heldout(rows: pd.DataFrame, fingerprint: str, now: float | None = None,
                   window_h: float = HELDOUT_WINDOW_H) -> pd.DataFrame:
-    """The held-out rows still valid: drawn for this operator-table ``fingerprint`` and measured less than
-    ``window_h`` hours ago (a row of another table or an older window has expired)."""
+    """The held-out rows still valid: drawn for this operator-table ``fingerprint``, measured less than
+    ``window_h`` hours ago and under the current measurement protocol (``latency.measure.PROTOCOL``; rows
+    without one are from protocol 1): a row of another table, an older window or another protocol has expired."""
     if not len(rows):
         return rows
     now = time.time() if now is None else now
     stamps = pd.to_datetime(rows["timestamp"], utc=True, errors="coerce")
     age_h = (now - stamps.map(lambda t: t.timestamp() if t == t else -math.inf)) / 3600.0
-    keep = (rows["table_fingerprint"].astype(str) == fingerprint) & (age_h <= window_h)
+    protocol = pd.to_numeric(rows["protocol"], errors="coerce") if "protocol" in rows else pd.Series(1, rows.index)
+    keep = (rows["table_fingerprint"].astype(str) == fingerprint) & (age_h <= window_h) & (protocol == PROTOCOL)
     return rows[keep].reset_index(drop=True)
 
 
 def measure_heldout(setting: Setting, tables_dir: str, n: int, workers: int, batch: int, runs: int,
                     warmup: int, progress: bool, rounds: int = MIN_ROUNDS,
                     window_h: float = HELDOUT_WINDOW_H) -> pd.DataFrame:
-    """Make sure ``n`` valid held-out rows exist and return them: expired rows (other table, older window) are
-    dropped, fresh subnets are drawn from seeds never used for this table (recorded in the ledger before they
+    """Make sure ``n`` valid held-out rows exist and return them: expired rows (other table, older window, older
+    protocol) are dropped, fresh subnets are drawn from seeds never used for this table (recorded in the ledger before they
     are measured) and timed with the paired protocol beside TopFormer-Tiny. Atomic write per batch."""
     from etf.progress import progress_bar
 
@@ -132,7 +135,7 @@ def measure_heldout(setting: Setting, tables_dir: str, n: int, workers: int, bat
             results = measure_paired(dev, paths, ref_net, rounds=rounds, runs=max(1, runs // rounds), warmup=warmup,
                                      max_rounds=max(rounds, MAX_ROUNDS),
                                      threads=setting.threads, baseline_ms=tbl.fastest_reference_ms(e2e))
-            new = pd.DataFrame([{**e2e_row(setting, s, c, res, ref_nominal, "heldout"), "table_fingerprint": fp}
+            new = pd.DataFrame([{**e2e_row(setting, s, c, res, ref_nominal, "heldout"), "table_fingerprint": fp, "protocol": PROTOCOL}
                                 for (s, c), res in zip(chunk, results)], columns=HELDOUT_COLUMNS)
             rows = pd.concat([rows, new], ignore_index=True) if len(rows) else new
             tbl.write_csv_atomic(rows[HELDOUT_COLUMNS], path)

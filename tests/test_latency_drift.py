@@ -206,6 +206,7 @@ def test_old_tables_without_paired_columns_still_read_in_raw_mode(tmp_path):
 def test_heldout_seeds_are_never_reused_for_a_table_and_rows_expire(tmp_path):
     import time as _time
 
+    from latency.measure import PROTOCOL
     from latency.report import (REPORT_SEED_BASE, fresh_heldout_configs, read_seed_ledger, seeds_path,
                                 valid_heldout)
 
@@ -216,9 +217,12 @@ def test_heldout_seeds_are_never_reused_for_a_table_and_rows_expire(tmp_path):
     assert not used & {s for s, _ in second}  # a seed drawn once for this table is never drawn again
     now = _time.time()
     stamp = lambda h: _time.strftime("%Y-%m-%dT%H:%M:%S+00:00", _time.gmtime(now - 3600 * h))  # noqa: E731
-    rows = pd.DataFrame({"arch_key": ["a", "b", "c"], "table_fingerprint": ["fp1", "fp1", "fp2"],
-                         "timestamp": [stamp(0.5), stamp(7.0), stamp(0.1)]})
-    assert list(valid_heldout(rows, "fp1", now=now, window_h=6.0)["arch_key"]) == ["a"]  # b too old, c other table
+    rows = pd.DataFrame({"arch_key": ["a", "b", "c", "d"], "table_fingerprint": ["fp1", "fp1", "fp2", "fp1"],
+                         "timestamp": [stamp(0.5), stamp(7.0), stamp(0.1), stamp(0.2)],
+                         "protocol": [PROTOCOL, PROTOCOL, PROTOCOL, PROTOCOL - 1]})
+    # b too old, c other table, d measured under an older protocol (fewer rounds)
+    assert list(valid_heldout(rows, "fp1", now=now, window_h=6.0)["arch_key"]) == ["a"]
+    assert valid_heldout(rows.drop(columns="protocol"), "fp1", now=now, window_h=6.0).empty  # protocol 1
     assert list(valid_heldout(rows, "fp2", now=now, window_h=6.0)["arch_key"]) == ["c"]
     path = seeds_path(str(tmp_path), ST)
     assert read_seed_ledger(path) == {}
@@ -305,11 +309,13 @@ def test_an_off_regime_round_is_timed_again_and_a_lasting_one_is_kept():
 def test_heldout_file_reads_back_with_its_fingerprints_as_text(tmp_path):
     """A held-out file written by a report is read again by the next one (resume within the window): the hex
     fingerprint is text, not a latency to validate, and one that is all digits keeps its leading zero."""
+    from latency.measure import PROTOCOL
     from latency.report import HELDOUT_COLUMNS, read_heldout, valid_heldout
 
     rows = _drifting_e2e(range(8000, 8003), np.random.default_rng(0), purpose="heldout")
     rows["timestamp"] = "2026-11-27T20:00:00+00:00"
     rows["table_fingerprint"] = ["4448143854964fb8", "0123456789012345", "4448143854964fb8"]
+    rows["protocol"] = PROTOCOL
     path = tmp_path / "x.heldout.csv"
     tbl.write_csv_atomic(rows[HELDOUT_COLUMNS], path)
     back = read_heldout(path)

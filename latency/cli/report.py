@@ -5,7 +5,7 @@ latency/measure.py), and compares the predictor with (a) a linear fit on FLOPs a
 without correction, both fitted on the same data as the predictor's correction, all in one setting (device, size,
 threads, precision, output head). Held-out subnets are always fresh: drawn from seeds never used before for the
 setting's operator table (ledger ``<setting>.heldout_seeds.json``), never used for fitting, and they expire with
-the table and after --window-h hours (then new ones are drawn and measured). Rows are kept in
+the table, after --window-h hours and with a new measurement protocol (then new ones are drawn and measured). Rows are kept in
 ``<setting>.heldout.csv`` (resumable within the window); the scatter plot goes to ``<setting>.report.png``.
 """
 from __future__ import annotations
