@@ -29,8 +29,8 @@ How many rounds: at least ``MIN_ROUNDS``, then more, up to ``MAX_ROUNDS``, while
 relative standard error (:func:`ratio_se`) above ``TARGET_SE``; a quiet device stops at the minimum. On this
 shared CPU on 2026-11-28 one subnet's ratio moved by ~7% (standard deviation) from round to round, so the
 median of 3 rounds was itself uncertain by ~5%: 30 subnets timed in 15 rounds and scored on their first r rounds
-(the same predictor, nothing refitted) were 87% within ±10% of it at 3 rounds, 97% at 6-10 and 100% from 11, MAPE
-5.3% -> 3.5-4.0% from 6 rounds on (latency/RESULTS.md).
+(``benchmarks/bench_rounds.py``; the same predictor, nothing refitted) were 90% within ±10% of it at 3 rounds and
+100% from 7, MAPE 5.7% at 3 and 3.3-3.8% from 6 on (latency/RESULTS.md).
 """
 from __future__ import annotations
 
