@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tables", default="tables", type=existing_dir, help="directory of the latency tables (default tables/)")
     p.add_argument("--rounds", type=positive_int, default=MIN_ROUNDS, help=f"paired rounds at least (default {MIN_ROUNDS})")
     p.add_argument("--max-rounds", type=positive_int, default=MAX_ROUNDS, help="paired rounds at most: more follow "
-                   f"while a model's ratio has a standard error above {TARGET_SE:.1%} (default {MAX_ROUNDS})")
+                   f"while a model's ratio has a standard error above {100 * TARGET_SE:g}%% (default {MAX_ROUNDS})")
     p.add_argument("--runs", type=positive_int, default=10, help="timed runs per model per round (default 10)")
     p.add_argument("--warmup", type=nonneg_int, default=2, help="warm-up runs per model per round (default 2)")
     p.add_argument("--threads", type=positive_int, default=None, help="inference threads (default: the device's)")

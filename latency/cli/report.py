@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=positive_int, default=6, help="subnets per measurement round trip (default 6)")
     p.add_argument("--runs", type=positive_int, default=30, help="timed runs per subnet, split over its first 3 "
                    "rounds (default 30: each visit's fastest of 10 is what the ratio uses); more rounds follow, up to "
-                   f"{MAX_ROUNDS}, while a subnet's ratio has a standard error above {TARGET_SE:.1%}")
+                   f"{MAX_ROUNDS}, while a subnet's ratio has a standard error above {100 * TARGET_SE:g}%%")
     p.add_argument("--warmup", type=nonneg_int, default=2, help="warm-up runs per subnet (default 2)")
     p.add_argument("--window-h", type=positive_float, default=HELDOUT_WINDOW_H,
                    help=f"held-out rows older than this many hours expire (default {HELDOUT_WINDOW_H:g})")
