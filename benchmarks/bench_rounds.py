@@ -28,7 +28,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 from latency import table as tbl
-from latency.measure import ratio_se, round_sequence
+from latency.measure import ratio_se, round_sequence, round_values
 from latency.networks import cache_dir, convert_networks, reference_network_path
 from latency.predictor import load_for_device
 from latency.profile import get_device
@@ -72,14 +72,17 @@ def main() -> int:
     for b0 in range(0, args.n, BATCH):
         idx = list(range(b0, min(args.n, b0 + BATCH)))
         paths = [ref] + [subs[i] for i in idx]
+        medians, fastest = [], []
         for r in range(args.rounds):
             seq = round_sequence(len(idx), r)
             stats = dev.benchmark_many([paths[i] for i in seq], runs=args.runs, warmup=args.warmup,
                                        threads=setting.threads, cooldown_s=0.0)
-            low = [float(getattr(s, "min_ms", None) or s.median_ms) for s in stats]
-            refs.append(statistics.median(low[0::2]))
-            for pos in range(1, len(seq), 2):
-                per_round[idx[seq[pos] - 1]].append(low[pos] / ((low[pos - 1] + low[pos + 1]) / 2))
+            medians.append([float(s.median_ms) for s in stats])
+            fastest.append([float(getattr(s, "min_ms", None) or s.median_ms) for s in stats])
+            refs.append(statistics.median(fastest[-1][0::2]))
+        ratios, _, _ = round_values(len(idx), medians, fastest)  # the protocol's own per-round ratios
+        for i, net_ratios in zip(idx, ratios):
+            per_round[i] = net_ratios
         print(f"batch {b0 // BATCH + 1}/{-(-args.n // BATCH)}: {time.monotonic() - start:.0f} s", file=sys.stderr)
 
     predicted = pred.predict_ratio_many(cfgs)

@@ -91,7 +91,7 @@ def round_sequence(n: int, round_index: int) -> list[int]:
     return seq
 
 
-def _round_values(n: int, rounds: Sequence[Sequence[float]], fastest: Sequence[Sequence[float]] | None
+def round_values(n: int, rounds: Sequence[Sequence[float]], fastest: Sequence[Sequence[float]] | None
                   ) -> tuple[list[list[float]], list[list[float]], list[float]]:
     """Per network its per-round ratios (on ``fastest`` when given) and raw medians, and every reference visit."""
     ratios: list[list[float]] = [[] for _ in range(n)]
@@ -125,7 +125,7 @@ def summarize_rounds(n: int, rounds: Sequence[Sequence[float]], runs: int = 0,
     """Per-network :class:`PairedResult` from the medians (ms) timed in each round, in the order
     :func:`round_sequence` gave (round ``r``'s list holds one median per entry of ``round_sequence(n, r)``);
     ``fastest``: each visit's fastest run in the same layout, which the ratios are then taken on (module doc)."""
-    ratios, raws, refs = _round_values(n, rounds, fastest)
+    ratios, raws, refs = round_values(n, rounds, fastest)
     if not refs:
         raise ValueError("no rounds")
     ref_med = statistics.median(refs)
@@ -205,9 +205,9 @@ def measure_paired(device: Any, models: Sequence[str | Path], reference_model: s
 def settled(n: int, timings: Sequence[Sequence[float]], fastest: Sequence[Sequence[float]],
             target_se: float = TARGET_SE) -> bool:
     """Whether every one of ``n`` networks' ratios, over the rounds so far, is within ``target_se``."""
-    ratios, _, _ = _round_values(n, timings, fastest)
+    ratios, _, _ = round_values(n, timings, fastest)
     return all(ratio_se(r) <= target_se for r in ratios)
 
 
 __all__ = ["REFERENCE_PRESET", "REGIME_TOLERANCE", "REGIME_RETRIES", "MIN_ROUNDS", "MAX_ROUNDS", "TARGET_SE", "PROTOCOL",
-           "ratio_se", "settled", "off_regime", "time_again", "NO_FASTER", "PairedResult", "measure_paired", "round_order", "round_sequence", "summarize_rounds"]
+           "ratio_se", "round_values", "settled", "off_regime", "time_again", "NO_FASTER", "PairedResult", "measure_paired", "round_order", "round_sequence", "summarize_rounds"]
