@@ -274,6 +274,7 @@ def test_a_batch_whose_reference_ran_off_regime_is_timed_again(profiled14, tmp_p
     prof = Profiler(["local"], ProfileSettings(size=SIZE, tables_dir=str(out), runs=3, warmup=1, e2e=0),
                     progress=False)
     fastest = prof._fastest_ref("local")
+    retried_before = prof.meta["local"]["timing"].get("retried_batches", 0)  # the fixture's own run may have retried
     monkeypatch.setattr("latency.profile.time.sleep", lambda s: None)
     calls = []
 
@@ -290,7 +291,7 @@ def test_a_batch_whose_reference_ran_off_regime_is_timed_again(profiled14, tmp_p
     prof.tables["local"] = prof.tables["local"][~prof.tables["local"]["key"].str.startswith("pool")]
     prof.run_batch(pools, "design")
     rows = prof.tables["local"]
-    assert calls == [len(pools), len(pools)] and prof.meta["local"]["timing"]["retried_batches"] == 1
+    assert calls == [len(pools), len(pools)] and prof.meta["local"]["timing"]["retried_batches"] == retried_before + 1
     assert (rows[rows["kind"] == "pool"]["median_ms"] == 1.0).all()
 
 
