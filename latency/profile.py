@@ -29,7 +29,7 @@ from latency.measure import MAX_ROUNDS, MIN_ROUNDS, REGIME_RETRIES, PairedResult
 from latency import networks
 from latency.networks import convert_networks, reference_network_path
 from latency.operators import MBConv, Operator, parse_key
-from latency.plan import candidates, designed_sample, interleave, most_uncertain, stage_sides
+from latency.plan import DEFAULT_MBCONV, candidates, designed_sample, interleave, most_uncertain, stage_sides
 from latency.setting import DEFAULT_PRECISION, Setting
 from latency import transfer as xfer
 from etf.common import EtfError
@@ -91,7 +91,7 @@ class ProfileSettings:
     warmup: int = 3
     threads: int | None = None
     budget_min: float | None = None
-    mbconv: str = "grid"
+    mbconv: str = DEFAULT_MBCONV
     adaptive: dict[str, int] = field(default_factory=lambda: dict(ADAPTIVE))
     e2e: int = DEFAULT_E2E
     limit: int | None = None

@@ -7,6 +7,7 @@ import sys
 
 from android_bench.device_config import resolve_device
 from latency.profile import ADAPTIVE, DEFAULT_E2E, ProfileSettings, Profiler
+from latency.plan import DEFAULT_MBCONV, MBCONV_DESIGNS
 from etf.args import Parser, add_verbose, device_names, nonneg_int, output_dir, positive_float, positive_int, rule
 from etf.common import EtfError, cli_entry
 from etf.quiet import set_verbose
@@ -18,8 +19,8 @@ EPILOG = """
 What gets measured (at --size, for the --head the deployed model ends in): all stem and head configs and the
 output head's own operator (labels: the argmax + label upsample; logits: the full-resolution resize;
 logits8: none); a grid of MBConv blocks (every stage
-position x kernel x expansion, with the smallest/middle/largest widths; --mbconv exhaustive measures all
-~2,200); a space-filling sample of 40 transformer blocks, 27 injection modules and 6 pyramid-pool configs;
+position x kernel x expansion at the smallest and largest widths; --mbconv grid adds the middle output width,
+--mbconv exhaustive measures all ~2,200); a space-filling sample of 40 transformer blocks, 27 injection modules and 6 pyramid-pool configs;
 then adaptive sampling in rounds (each round measures the candidates a random forest fitted on everything
 measured so far is least sure of, then refits it: +40 MBConv, +20 transformer, +9 injection, +4 pool in all); then --e2e subnets end to end (smallest, presets, random) for the predictor's correction.
 Each batch is converted in --workers processes (cached under OUT/cache, never twice) and timed on every
@@ -61,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_setting_arguments(p)
     p.add_argument("--budget-min", type=positive_float, default=None,
                    help="stop starting new batches after this many minutes; the table is then marked reduced")
-    p.add_argument("--mbconv", choices=("grid", "exhaustive"), default="grid",
-                   help="MBConv blocks to measure: a designed grid (~280 at 512, default) or all (~2,200)")
+    p.add_argument("--mbconv", choices=MBCONV_DESIGNS, default=DEFAULT_MBCONV,
+                   help="MBConv blocks to measure: the corners of the width grid (~190 at 512, default), the grid "
+                        "with middle output widths (~280), or all (~2,200)")
     p.add_argument("--no-adaptive", action="store_true", help="skip the adaptive-sampling phase")
     p.add_argument("--e2e", type=nonneg_int, default=None, help="subnets measured end to end for the whole-network "
                    f"correction: the smallest config and the 3 presets, then random ones (default {DEFAULT_E2E}; "
