@@ -12,6 +12,10 @@ latency/measure.py): the correction is fitted on ratios, ``measured network / re
 prediction in ms is that ratio times the reference's CURRENT latency (the newest paired row of the table, or one
 passed in), so a drift that scales the whole device cancels instead of landing in the correction. Without at
 least two paired rows the correction is fitted on raw latencies as below (old tables).
+A network the end-to-end table has measured (a correction subnet, a preset, a search winner recorded by the
+closed loop) is answered with its own median measured ratio, not the correction: one more point barely moves a
+line fitted on ten, so a winner measured over its target would otherwise be predicted in the band again, and the
+next refinement would pick it again.
 
 Raw mode: latencies are used as measured. The reference operator timed in every batch is a drift *record*
 (``ref_nominal`` is its median over the table; etf-predictor-report warns when the device's speed moved):
@@ -312,6 +316,9 @@ class LatencyPredictor:
     ref_sum: float = 0.0
     #: the reference network's current latency (ms) that ratios are turned into ms with
     ref_current_ms: float | None = None
+    #: ratio mode: architecture key -> median measured ratio of the networks the end-to-end table holds; a
+    #: measured network is answered with its measurement, not the model (the closed loop's winners included)
+    measured_ratios: dict[str, float] = field(default_factory=dict)
 
     @property
     def mode(self) -> str:
@@ -359,12 +366,15 @@ class LatencyPredictor:
                 pred.ref_sum = pred.reference_sum()
                 pred.ratio_correction = Correction.fit(sums[has] / pred.ref_sum, ratio[has].to_numpy(float))
                 pred.ref_current_ms = tbl.latest_reference_ms(paired)
+                by_arch = pd.to_numeric(paired["ratio"], errors="coerce").groupby(paired["arch_key"].astype(str))
+                pred.measured_ratios = {str(k): float(v) for k, v in by_arch.median().items()}
         pred.info = {"rows": int(len(ops)), "rows_by_kind": {k: m.n for k, m in kinds.items()},
                      "modes": {k: m.mode for k, m in kinds.items()}, "correction_subnets": int(len(corr)),
                      "correction_purposes": {str(k): int(v) for k, v in corr["purpose"].value_counts().items()}
                      if len(corr) else {},
                      "correction": {"form": pred.correction.form, "a": pred.correction.a, "b": pred.correction.b},
-                     "mode": pred.mode, "paired_subnets": int(len(paired))}
+                     "mode": pred.mode, "paired_subnets": int(len(paired)),
+                     "measured_networks": len(pred.measured_ratios)}
         mapped = ops.loc[ops["phase"] == "transferred", "key"] if "phase" in ops else []
         if len(mapped):  # rows of a transferred table (latency/transfer.py) that were mapped, not measured
             pred.info["mapped_keys"] = sorted(map(str, mapped))
@@ -392,7 +402,13 @@ class LatencyPredictor:
         if self.ratio_correction is None:
             raise EtfError("this predictor has no paired end-to-end rows: rerun etf-profile --e2e-only to record "
                            "reference-relative measurements")
-        return np.asarray(self.ratio_correction(self.operator_sum_many(cfgs) / self.ref_sum), dtype=float)
+        cfgs = list(cfgs)
+        ratios = np.asarray(self.ratio_correction(self.operator_sum_many(cfgs) / self.ref_sum), dtype=float)
+        if self.measured_ratios:
+            for i, cfg in enumerate(cfgs):
+                ratios[i] = self.measured_ratios.get(cfg.key(), ratios[i])
+        return ratios
+
 
     # -- prediction ---------------------------------------------------------------------------------------------
     def operator_latencies(self, cfg: ArchConfig) -> list[tuple[Operator, float]]:
@@ -493,6 +509,7 @@ class LatencyPredictor:
                     "a": self.ratio_correction.a, "b": self.ratio_correction.b, "n": self.ratio_correction.n,
                     "form": self.ratio_correction.form},
                 "ref_sum": self.ref_sum, "ref_current_ms": self.ref_current_ms,
+                "measured_ratios": self.measured_ratios,
                 "kinds": {k: m.state() for k, m in self.kinds.items()}, "setting": self.setting.to_dict()}
 
     @classmethod
@@ -511,7 +528,8 @@ class LatencyPredictor:
                    float(state["ref_nominal"]), int(state["num_classes"]), dict(state["info"]),
                    Setting.from_dict(state["setting"]),
                    None if rc is None else Correction(float(rc["a"]), float(rc["b"]), int(rc["n"]), str(rc["form"])),
-                   float(state.get("ref_sum", 0.0)), None if ref_now is None else float(ref_now))
+                   float(state.get("ref_sum", 0.0)), None if ref_now is None else float(ref_now),
+                   {str(k): float(v) for k, v in state.get("measured_ratios", {}).items()})
 
     def save(self, path: str | Path) -> Path:
         """Write the predictor as JSON (format :data:`FORMAT_VERSION`, with device/size/fingerprint) atomically."""
