@@ -316,9 +316,10 @@ class LatencyPredictor:
     ref_sum: float = 0.0
     #: the reference network's current latency (ms) that ratios are turned into ms with
     ref_current_ms: float | None = None
-    #: ratio mode: architecture key -> median measured ratio of the networks the end-to-end table holds; a
-    #: measured network is answered with its measurement, not the model (the closed loop's winners included)
-    measured_ratios: dict[str, float] = field(default_factory=dict)
+    #: ratio mode: config -> median measured ratio of the networks the end-to-end table holds; a measured
+    #: network is answered with its measurement, not the model (the closed loop's winners included). Keyed by
+    #: the frozen config itself: hashing it costs the search's hot path ~1 us, its sha1 ``key()`` ~40 us
+    measured_ratios: dict[ArchConfig, float] = field(default_factory=dict)
 
     @property
     def mode(self) -> str:
@@ -366,8 +367,9 @@ class LatencyPredictor:
                 pred.ref_sum = pred.reference_sum()
                 pred.ratio_correction = Correction.fit(sums[has] / pred.ref_sum, ratio[has].to_numpy(float))
                 pred.ref_current_ms = tbl.latest_reference_ms(paired)
-                by_arch = pd.to_numeric(paired["ratio"], errors="coerce").groupby(paired["arch_key"].astype(str))
-                pred.measured_ratios = {str(k): float(v) for k, v in by_arch.median().items()}
+                by_arch = paired.assign(ratio=pd.to_numeric(paired["ratio"], errors="coerce")).groupby("arch_key")
+                pred.measured_ratios = {ArchConfig.from_json(g["arch_json"].iloc[0]): float(g["ratio"].median())
+                                        for _, g in by_arch}
         pred.info = {"rows": int(len(ops)), "rows_by_kind": {k: m.n for k, m in kinds.items()},
                      "modes": {k: m.mode for k, m in kinds.items()}, "correction_subnets": int(len(corr)),
                      "correction_purposes": {str(k): int(v) for k, v in corr["purpose"].value_counts().items()}
@@ -406,9 +408,8 @@ class LatencyPredictor:
         ratios = np.asarray(self.ratio_correction(self.operator_sum_many(cfgs) / self.ref_sum), dtype=float)
         if self.measured_ratios:
             for i, cfg in enumerate(cfgs):
-                ratios[i] = self.measured_ratios.get(cfg.key(), ratios[i])
+                ratios[i] = self.measured_ratios.get(cfg, ratios[i])
         return ratios
-
 
     # -- prediction ---------------------------------------------------------------------------------------------
     def operator_latencies(self, cfg: ArchConfig) -> list[tuple[Operator, float]]:
@@ -509,7 +510,7 @@ class LatencyPredictor:
                     "a": self.ratio_correction.a, "b": self.ratio_correction.b, "n": self.ratio_correction.n,
                     "form": self.ratio_correction.form},
                 "ref_sum": self.ref_sum, "ref_current_ms": self.ref_current_ms,
-                "measured_ratios": self.measured_ratios,
+                "measured_ratios": [{"arch": cfg.to_dict(), "ratio": r} for cfg, r in self.measured_ratios.items()],
                 "kinds": {k: m.state() for k, m in self.kinds.items()}, "setting": self.setting.to_dict()}
 
     @classmethod
@@ -521,6 +522,9 @@ class LatencyPredictor:
                            "were recorded; etf-predict with --tables refits it from its table")
         c = state["correction"]
         rc = state.get("ratio_correction")  # absent in files written before the paired protocol: raw mode
+        if rc is not None and "measured_ratios" not in state:
+            raise EtfError("the predictor file was saved before measured networks were kept in it: refit it from "
+                           "its table (etf-predict --device D --size S does)")
         ref_now = state.get("ref_current_ms")
         return cls(str(state["device"]), int(state["size"]), str(state["fingerprint"]),
                    {str(k): KindModel.from_state(m) for k, m in state["kinds"].items()},
@@ -529,7 +533,7 @@ class LatencyPredictor:
                    Setting.from_dict(state["setting"]),
                    None if rc is None else Correction(float(rc["a"]), float(rc["b"]), int(rc["n"]), str(rc["form"])),
                    float(state.get("ref_sum", 0.0)), None if ref_now is None else float(ref_now),
-                   {str(k): float(v) for k, v in state.get("measured_ratios", {}).items()})
+                   {ArchConfig.from_dict(m["arch"]): float(m["ratio"]) for m in state.get("measured_ratios", [])})
 
     def save(self, path: str | Path) -> Path:
         """Write the predictor as JSON (format :data:`FORMAT_VERSION`, with device/size/fingerprint) atomically."""

@@ -346,7 +346,7 @@ def _run_job(job: SearchJob, info: Any, *, evaluator: Any, predictor: Any, devic
         say(f"the winner measures {summary['measured_vs_target_pct']:+.1f} % from the target (outside "
             f"±{MEASURED_TOLERANCE:.0%}); the predictor was refitted with it ({predictor.mode} mode, now predicts "
             f"{step['refitted_predicted_ms']:.2f} ms for it"
-            f"{', its measurement' if best.key() in getattr(predictor, 'measured_ratios', {}) else ''}): "
+            f"{', its measurement' if best in predictor.measured_ratios else ''}): "
             f"searching again {where} "
             f"(refinement {len(refinements)} of {job.refine}, evaluated configs are replayed from the log)")
     summary["refinements"] = refinements

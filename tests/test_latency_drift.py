@@ -175,7 +175,7 @@ def test_a_measured_network_is_predicted_at_its_measured_ratio_and_the_rest_by_t
     rows = [{**e2e.iloc[0].to_dict(), "arch_key": win.key(), "arch_json": win.to_json(indent=None), "seed": -1,
              "purpose": "winner", "ratio": r, "timestamp": f"2026-01-01T00:01:0{i}+00:00"} for i, r in enumerate(twice)]
     pred = LatencyPredictor.fit(_op_rows(), pd.concat([e2e, pd.DataFrame(rows)], ignore_index=True), ST)
-    assert pred.info["measured_networks"] == 11 and pred.measured_ratios[win.key()] == pytest.approx(measured)
+    assert pred.info["measured_networks"] == 11 and pred.measured_ratios[win] == pytest.approx(measured)
     assert pred.predict_ratio_many([win])[0] == pytest.approx(measured)
     assert pred.predict(win, ref_ms=10.0) == pytest.approx(10.0 * measured)
     fresh = TABLE1.sample(7003)
@@ -185,6 +185,27 @@ def test_a_measured_network_is_predicted_at_its_measured_ratio_and_the_rest_by_t
         assert pred.predict_ratio_many([ArchConfig.from_json(r["arch_json"])])[0] == pytest.approx(r["ratio"])
     back = LatencyPredictor.load(pred.save(tmp_path / "p.json"))
     assert back.measured_ratios == pred.measured_ratios and back.predict(win) == pytest.approx(pred.predict(win))
+
+
+def test_a_ratio_predictor_saved_without_its_measured_networks_is_refitted_not_trusted(tmp_path):
+    """A file saved before measured networks were kept in it would answer a measured winner with the line: it is
+    refused with one line when loaded directly, and refitted from the table by load_for_device."""
+    import json
+
+    rng = np.random.default_rng(5)
+    tbl.write_csv_atomic(_op_rows(), tbl.ops_path(tmp_path, ST, write=True))
+    tbl.write_csv_atomic(_drifting_e2e(range(1000, 1006), rng), tbl.e2e_path(tmp_path, ST))
+    fitted = load_for_device(ST, tmp_path)
+    path = next(tmp_path.glob("*.predictor.json"))
+    state = json.loads(path.read_text())
+    assert len(state.pop("measured_ratios")) == 6
+    path.write_text(json.dumps(state))
+    with pytest.raises(EtfError, match="saved before measured networks were kept") as err:
+        LatencyPredictor.load(path)
+    assert "\n" not in str(err.value)
+    again = load_for_device(ST, tmp_path)
+    assert again.measured_ratios == fitted.measured_ratios and len(again.measured_ratios) == 6
+    assert "measured_ratios" in json.loads(path.read_text())
 
 
 # -- the one way rows are added: purposes, paired columns, old tables ------------------------------------------------
