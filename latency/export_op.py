@@ -34,6 +34,7 @@ CONVERTER_PACKAGES = ("litert-torch", "ai-edge-litert", "torch", "ai-edge-quanti
 #: the conversion path (layout rewrites, NHWC boundary, BN randomisation) and this module.
 CONVERSION_SOURCES = ("supernet.space", "supernet.topformer", "supernet.heads", "android_bench.export.convert",
                       "android_bench.export.layout", "android_bench.export.deploy", "android_bench.export.cia_memo",
+                      "android_bench.export.fold",
                       "latency.operators",
                       "latency.export_op")
 
@@ -86,6 +87,7 @@ def export_operator(op: Operator, path: str | Path, precision: str = "fp32") -> 
     from android_bench.export.deploy import randomize_batchnorm_
     from android_bench.export.cia_memo import memoize_cia_scan
     from android_bench.export.convert import export_tflite, quiet_converter
+    from android_bench.export.fold import fold_batchnorms_
 
     shapes = op.input_shapes()
     torch.manual_seed(0)
@@ -95,6 +97,7 @@ def export_operator(op: Operator, path: str | Path, precision: str = "fp32") -> 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     samples = tuple(torch.randn(*s).permute(0, 2, 3, 1).contiguous() for s in shapes)
+    fold_batchnorms_(module)  # as export_tflite does for one input
     memoize_cia_scan()
     try:
         with quiet_converter(f"TFLite conversion of {op.key}"), atomic_path(path) as tmp:

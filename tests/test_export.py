@@ -4,6 +4,7 @@ Conversion-heavy tests are marked slow (each litert-torch conversion takes ~20-9
 Presets are exported at 128x128, the smallest size whose token map has more than one token (at 64x64 the
 attention runs on a single token and its head transposes degenerate into reshapes), random configs at 64x64.
 """
+import copy
 import json
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 from android_bench.export.deploy import build_deployed_model, randomize_batchnorm_, read_checkpoint
+from android_bench.export.fold import fold_batchnorms_
 from etf.common import EtfError
 from android_bench.export.convert import export_subnet
 from android_bench.cli.export import main as export_main
@@ -456,3 +458,35 @@ def test_a_quantized_export_reuses_the_fp32_conversion_and_still_checks_it(head_
         export_subnet("topformer-tiny", tmp_path / "other", size=64, num_classes=CLASSES, precision="fp16",
                       onnx=False, seed=1, fp32_tflite=fp32)
     assert not (tmp_path / "other" / "model.tflite").exists()
+
+
+def test_folding_batchnorms_keeps_the_function_and_leaves_no_batchnorm():
+    net = randomize_batchnorm_(TopFormer(PRESETS["topformer-tiny"], num_classes=7)).eval()
+    folded = copy.deepcopy(net)
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    assert fold_batchnorms_(folded) == n_bn > 0
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        ref, out = net(x), folded(x)
+    assert torch.allclose(out, ref, atol=1e-5 * float(ref.abs().max()))
+    with pytest.raises(ValueError, match="eval-mode"):
+        fold_batchnorms_(TopFormer(PRESETS["topformer-tiny"], num_classes=7).train())
+
+
+def test_a_folded_conversion_has_the_unfolded_operators_and_outputs(tmp_path, monkeypatch):
+    """Folding before the converter only saves conversion time: the converter folds BN itself, so the file has
+    the same operators and computes the same values (the table times what the shipped file runs)."""
+    import android_bench.export.convert as convert
+    from android_bench.litert_runner import TfliteRunner
+
+    op = decompose(PRESETS["topformer-tiny"], 64)[1]
+    module = randomize_batchnorm_(op.build()).eval()
+    shape = op.input_shapes()[0]
+    folded = convert.export_tflite(module, shape, tmp_path / "folded.tflite")
+    monkeypatch.setattr(convert, "fold_batchnorms_", lambda m: 0)
+    plain = convert.export_tflite(module, shape, tmp_path / "plain.tflite")
+    assert Counter(o.name for o in tflite_ops(folded)) == Counter(o.name for o in tflite_ops(plain))
+    x = np.random.default_rng(0).standard_normal((1, shape[2], shape[3], shape[1])).astype(np.float32)
+    a, b = TfliteRunner(folded)(x), TfliteRunner(plain)(x)
+    assert np.allclose(a, b, atol=1e-5 * float(np.abs(b).max()))
