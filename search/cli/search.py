@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-fill", action="store_true",
                    help="a winner measured more than 5%% under --target-ms ends the refinement when the predictor "
                         "was right about it (the most accurate config found, wherever it lands); by default the "
-                        "refinement searches again within [95%%, 100%%] of the target, from the winner grown into "
+                        "refinement searches again within [97.5%%, 100%%] of the target, from the winner grown into "
                         "that band, so the latency paid for is used")
     p.add_argument("--runs", type=positive_int, default=30,
                    help="timed runs of the re-benchmark, split over 3 paired rounds [30]")
