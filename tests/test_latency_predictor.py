@@ -6,6 +6,7 @@ are exercised by the slow tests in test_latency_profile.py.
 """
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -110,6 +111,25 @@ def test_correction_fit_recovers_a_line():
     x = np.arange(1.0, 9.0)
     c = Correction.fit(x, 1.2 * x + 0.3)
     assert (c.a, c.b, c.form) == (pytest.approx(1.2), pytest.approx(0.3), "affine")
+
+
+def test_an_affine_correction_keeps_its_edge_ratio_outside_the_fitted_range():
+    """Inside the sums it was fitted on the line; outside, the sum times the line's ratio at the nearer end (a
+    line on a few noisy networks extrapolates badly); a saved correction keeps its range."""
+    x = np.arange(1.0, 9.0)
+    c = Correction.fit(x, 0.9 * x + 0.5)
+    assert (c.form, c.lo, c.hi) == ("affine", 1.0, 8.0)
+    inside = np.array([1.0, 3.5, 8.0])
+    np.testing.assert_allclose(c(inside), 0.9 * inside + 0.5)
+    edge_hi, edge_lo = (0.9 * 8.0 + 0.5) / 8.0, (0.9 * 1.0 + 0.5) / 1.0
+    np.testing.assert_allclose(c(np.array([12.0, 0.5])), [12.0 * edge_hi, 0.5 * edge_lo])
+    assert c(16.0) == pytest.approx(16.0 * edge_hi)
+    again = Correction.from_state(json.loads(json.dumps(c.state())))
+    assert again == c and again(12.0) == pytest.approx(c(12.0))
+    # a pure ratio has no range to keep; an affine one saved without its range (an older etf) is refused
+    assert Correction.fit(x, 1.1 * x)(20.0) == pytest.approx(22.0)
+    with pytest.raises(EtfError, match="refit it from its table"):
+        Correction.from_state({"a": 0.9, "b": 0.5, "n": 8, "form": "affine"})
 
 
 def test_correction_on_fewer_than_eight_subnets_is_a_ratio():
