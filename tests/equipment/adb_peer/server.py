@@ -155,14 +155,10 @@ class ShellStream(Stream):
         threading.Thread(target=self._pump_stdin, daemon=True).start()
         assert self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
-        seen, armed = b"", False
         while True:
             chunk = os.read(fd, 65536)
             if not chunk:
                 break
-            if not armed:
-                seen += chunk
-                armed = self.conn.peer.shell_output(self.conn, self.command, seen)
             if not self.write(chunk):
                 self.hang_up()
                 break
@@ -394,16 +390,13 @@ class AdbPeer:
 
     ``authorized_keys``: the hosts' public keys it lets in (see the module docstring); ``accept_new_keys``: accept
     and remember any offered key instead. ``drop_when`` (a regex) makes the peer drop a connection ``drop_after_s`` seconds after a matching shell
-    command starts (with ``drop_after_output``, a regex, after that command first prints a match: a test that
-    needs the command to have reached a point, e.g. a script's hang-up trap set, does not race its start): a
-    test's stand-in for a link that breaks mid-run; with ``vanish_on_drop`` the peer also stops listening, like
-    a phone that is gone for good. Shell commands of a dropped link get SIGHUP.
+    command starts: a test's stand-in for a link that breaks mid-run; with ``vanish_on_drop`` the peer also
+    stops listening, like a phone that is gone for good. Shell commands of a dropped link get SIGHUP.
     """
 
     def __init__(self, root: str | Path, host: str = "127.0.0.1", port: int = 0, *, require_auth: bool = True,
                  authorized_keys: AuthorizedKeys | None = None, accept_new_keys: bool = False,
-                 drop_when: str | None = None, drop_after_s: float = 1.0, vanish_on_drop: bool = False,
-                 drop_after_output: str | None = None) -> None:
+                 drop_when: str | None = None, drop_after_s: float = 1.0, vanish_on_drop: bool = False) -> None:
         self.root = Path(root).resolve()
         for sub in ("data/local/tmp", "data/misc/adb", "sdcard"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -413,7 +406,6 @@ class AdbPeer:
         self.refused_keys = 0  # public keys offered and refused (for tests)
         self.drop_when = re.compile(drop_when) if drop_when else None
         self.drop_after_s = drop_after_s
-        self.drop_after_output = re.compile(drop_after_output.encode()) if drop_after_output else None
         self.vanish_on_drop = vanish_on_drop
         self._listener = socket.create_server((host, port))
         self._listener.settimeout(0.2)  # so serve_forever notices stop() promptly
@@ -468,23 +460,10 @@ class AdbPeer:
     def shell_started(self, conn: Connection, command: str) -> None:
         if self.on_shell:
             self.on_shell(command)
-        if self.drop_when and self.drop_when.search(command) and self.drop_after_output is None:
-            self._drop_later(conn)
-
-    def shell_output(self, conn: Connection, command: str, seen: bytes) -> bool:
-        """``seen`` (all the command's output so far) arms the drop when it matches ``drop_after_output``; True
-        once armed (the caller stops asking)."""
-        if not (self.drop_when and self.drop_after_output and self.drop_when.search(command)):
-            return True
-        if self.drop_after_output.search(seen):
-            self._drop_later(conn)
-            return True
-        return False
-
-    def _drop_later(self, conn: Connection) -> None:
-        timer = threading.Timer(self.drop_after_s, self._drop, args=(conn,))
-        timer.daemon = True
-        timer.start()
+        if self.drop_when and self.drop_when.search(command):
+            timer = threading.Timer(self.drop_after_s, self._drop, args=(conn,))
+            timer.daemon = True
+            timer.start()
 
     def _drop(self, conn: Connection) -> None:
         if self.vanish_on_drop:  # the phone is gone for good: refuse reconnections too
