@@ -297,9 +297,9 @@ class Correction:
 
     def __call__(self, raw: np.ndarray | float) -> np.ndarray | float:
         """The corrected latency (or ratio) of operator sum(s) ``raw``. Inside the fitted range the line; outside
-        it ``raw`` times the line's ratio at the range's nearer end: a line fitted on eight noisy networks
-        extrapolated badly (2-thread table t512g: fitted on sums up to 3.05 x Tiny's, it predicted subnets up to
-        4.2 x too low, 70 % within ±5 % where the plain operator sum had 86 %)."""
+        it ``raw`` times the line's ratio at the range's nearer end: a line fitted on eight noisy networks says
+        nothing past them (2-thread table t512g: fitted on sums up to 3.05 x Tiny's, held-out subnets reach 4.2 x;
+        the guard alone did not lift that table's held-out score, latency/RESULTS.md)."""
         if self.b == 0.0 or self.lo is None or self.hi is None:
             return self.a * raw + self.b
         edge = np.clip(raw, self.lo, self.hi)
