@@ -66,13 +66,14 @@ def cache_path(cache_dir: str | Path, key: str, precision: str = "fp32") -> Path
     return Path(cache_dir) / f"{digest}.tflite"
 
 
-def export_operator(op: Operator, path: str | Path, precision: str = "fp32") -> Path:
+def export_operator(op: Operator, path: str | Path, precision: str = "fp32", fp32_file: str | Path | None = None) -> Path:
     """Build ``op`` alone (random weights and BatchNorms, eval mode) and write it as a NHWC ``.tflite`` at ``path``,
     quantized to ``precision`` (fp16 weights, or int8 with ranges from seeded noise: timing only) like a shipped
     file of that precision.
 
     BatchNorms are randomised as for an untrained whole-network export: a zero-initialised BN would let the
     converter delete the branch it ends, and the table would time an operator the trained network does not have.
+    ``fp32_file``: this operator's fp32 file, already converted (quantized from instead of converting again).
     """
     if precision != "fp32":
         from android_bench.export.quantize import quantize_for_latency
@@ -80,7 +81,7 @@ def export_operator(op: Operator, path: str | Path, precision: str = "fp32") -> 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=path.parent) as work:  # only the quantized file is kept
-            fp32 = export_operator(op, Path(work) / "fp32.tflite")
+            fp32 = Path(fp32_file) if fp32_file is not None else export_operator(op, Path(work) / "fp32.tflite")
             with atomic_path(path) as tmp:
                 quantize_for_latency(fp32, tmp, precision)
         return path
@@ -113,7 +114,9 @@ def export_operator(op: Operator, path: str | Path, precision: str = "fp32") -> 
 
 def convert_cached(key: str, path: str, precision: str = "fp32") -> tuple[str, str, float]:
     """Worker entry point: convert operator ``key`` at ``precision`` to ``path`` (its cache file) unless there;
-    (key, path, s)."""
+    (key, path, s). A quantized file is made from the operator's fp32 file in the same cache, which is converted
+    there first when missing: an fp16 / int8 table after an fp32 one (or the other way round) converts each
+    operator once, and quantizing is a fraction of converting."""
     import time
 
     from latency.operators import parse_key
@@ -122,8 +125,15 @@ def convert_cached(key: str, path: str, precision: str = "fp32") -> tuple[str, s
     if path.exists():
         return key, str(path), 0.0
     start = time.perf_counter()
+    op = parse_key(key)
+    fp32 = None
+    if precision != "fp32":
+        fp32 = cache_path(path.parent, key)
+        if not fp32.exists():
+            with contextlib.suppress(FileExistsError):
+                export_operator(op, fp32)
     with contextlib.suppress(FileExistsError):
-        export_operator(parse_key(key), path, precision)
+        export_operator(op, path, precision, fp32_file=fp32)
     return key, str(path), time.perf_counter() - start
 
 

@@ -35,9 +35,11 @@ def network_path(cache: str | Path, cfg: Any, size: int, head: str = DEFAULT_HEA
 
 
 def convert_network_worker(arch_json: str, size: int, path: str, head: str = DEFAULT_HEAD,
-                           precision: str = "fp32") -> float:
+                           precision: str = "fp32", fp32_path: str | None = None) -> float:
     """Worker entry point: export ``Deployed(TopFormer(cfg), head)`` at ``size`` to ``path`` (quantized to
-    ``precision`` for timing, :func:`android_bench.export.quantize.quantize_for_latency`); returns seconds."""
+    ``precision`` for timing, :func:`android_bench.export.quantize.quantize_for_latency`); returns seconds.
+    A quantized file is made from the fp32 file at ``fp32_path`` (the cache's), converted there first when
+    missing, so each network is converted once for every precision."""
     import torch
 
     from android_bench.export.convert import export_tflite
@@ -47,16 +49,25 @@ def convert_network_worker(arch_json: str, size: int, path: str, head: str = DEF
     from supernet.topformer import TopFormer
 
     start = time.perf_counter()
-    torch.manual_seed(0)
-    net = randomize_batchnorm_(TopFormer(ArchConfig.from_json(arch_json)))  # as an untrained etf-export does
+
+    def convert(to: str | Path) -> Path:
+        torch.manual_seed(0)
+        net = randomize_batchnorm_(TopFormer(ArchConfig.from_json(arch_json)))  # as an untrained etf-export does
+        return export_tflite(Deployed(net, head), (1, 3, size, size), to)  # written atomically
+
     if precision == "fp32":
-        export_tflite(Deployed(net, head), (1, 3, size, size), path)  # written atomically
+        convert(path)
         return time.perf_counter() - start
     from android_bench.export.quantize import quantize_for_latency
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=Path(path).parent) as work:
-        fp32 = export_tflite(Deployed(net, head), (1, 3, size, size), Path(work) / "fp32.tflite")
+        if fp32_path is None:
+            fp32 = convert(Path(work) / "fp32.tflite")
+        else:
+            fp32 = Path(fp32_path)
+            if not fp32.exists():
+                convert(fp32)
         with atomic_path(path) as tmp:
             quantize_for_latency(fp32, tmp, precision)
     return time.perf_counter() - start
@@ -68,14 +79,15 @@ def convert_networks(cfgs: Sequence, size: int, cache: str | Path, pool: Executo
     a pool); returns their paths and the wall seconds spent."""
     start = time.monotonic()
     paths = [network_path(cache, c, size, head, precision) for c in cfgs]
-    todo = [(c, p) for c, p in zip(cfgs, paths) if not p.exists()]
+    todo = [(c, p, None if precision == "fp32" else str(network_path(cache, c, size, head)))
+            for c, p in zip(cfgs, paths) if not p.exists()]
     if pool is None:
-        for c, p in todo:
-            convert_network_worker(c.to_json(indent=None), size, str(p), head, precision)
+        for c, p, fp32 in todo:
+            convert_network_worker(c.to_json(indent=None), size, str(p), head, precision, fp32)
     else:
         with sigint_ignored():
-            futs = [pool.submit(convert_network_worker, c.to_json(indent=None), size, str(p), head, precision)
-                    for c, p in todo]
+            futs = [pool.submit(convert_network_worker, c.to_json(indent=None), size, str(p), head, precision, fp32)
+                    for c, p, fp32 in todo]
         for f in futs:
             f.result()
     return paths, time.monotonic() - start

@@ -104,6 +104,30 @@ def job(tmp_path) -> SearchJob:
     return SearchJob(out=tmp_path / "search", target=1.0, unit="GFLOPs", supernet=ckpt, data=data)
 
 
+def test_an_int8_operator_is_quantized_from_the_cached_fp32_file(tmp_path, monkeypatch):
+    """convert_cached makes an int8 file from the operator's fp32 file in the same cache (converting that first
+    when missing, and keeping it): the same bytes as converting afresh, and a second precision converts nothing."""
+    import android_bench.export.convert as convert
+    from latency.operators import parse_key
+
+    key = "stem:cout=16,k=3,s=2,hw=64"
+    cache = tmp_path / "cache"
+    int8 = export_op.cache_path(cache, key, "int8")
+    export_op.convert_cached(key, str(int8), "int8")
+    fp32 = export_op.cache_path(cache, key)
+    assert int8.exists() and fp32.exists()
+    fresh = export_op.export_operator(parse_key(key), tmp_path / "fresh.tflite", "int8")
+    assert int8.read_bytes() == fresh.read_bytes()
+    int8.unlink()
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("the fp32 file is in the cache: nothing should be converted")
+
+    monkeypatch.setattr(convert, "export_tflite", no_conversion)
+    _, path, _ = export_op.convert_cached(key, str(int8), "int8")
+    assert Path(path).read_bytes() == fresh.read_bytes()
+
+
 def test_accuracy_key_is_stable_when_nothing_changed(job):
     out = Path(job.out)
     out.mkdir()
@@ -152,3 +176,24 @@ def test_accuracy_key_changes_with_every_setting_that_changes_the_score(job, tmp
     pipeline._check_meta(out, before)
     with pytest.raises(EtfError, match="other accuracy settings"):  # never replayed as a stale cache
         pipeline._check_meta(out, after)
+
+
+def test_an_int8_network_is_quantized_from_the_cached_fp32_file(tmp_path, monkeypatch):
+    """The same for whole networks (held-out subnets, correction networks, the reference): the fp32 timing file is
+    kept in the cache and an int8 one is quantized from it without converting again."""
+    import android_bench.export.convert as convert
+    from latency.networks import convert_networks, network_path
+    from supernet.presets import PRESETS
+
+    tiny, cache = PRESETS["topformer-tiny"], tmp_path / "cache"
+    (int8,), _ = convert_networks([tiny], 64, cache, precision="int8")
+    assert int8.exists() and network_path(cache, tiny, 64).exists()
+    first = int8.read_bytes()
+    int8.unlink()
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("the fp32 file is in the cache: nothing should be converted")
+
+    monkeypatch.setattr(convert, "export_tflite", no_conversion)
+    (again,), _ = convert_networks([tiny], 64, cache, precision="int8")
+    assert again.read_bytes() == first

@@ -214,7 +214,7 @@ def test_a_quantized_setting_has_its_own_table_of_quantized_operators(profiled, 
     code = main(profile_args(out, 7, 4) + ["--precision", precision, "--json"])
     summary = json.loads(capsys.readouterr().out)
     assert code == 0 and summary["local"]["setting"] == quant.to_dict()
-    assert summary["local"]["timing"]["conversions"] == 8  # 7 operators + the reference: no fp32 file reused
+    assert summary["local"]["timing"]["conversions"] == 8  # 7 operators + the reference, quantized from the fp32 files
     rows = tbl.read_ops(out, quant)
     assert len(rows) == 7 and set(rows["precision"]) == {precision} and (rows["median_ms"] > 0).all()
     names = {op.name for key in rows["key"] for op in tflite_ops(cache_path(out / "cache", key, precision))}
