@@ -14,6 +14,7 @@ import hashlib
 import tempfile
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -66,14 +67,13 @@ def cache_path(cache_dir: str | Path, key: str, precision: str = "fp32") -> Path
     return Path(cache_dir) / f"{digest}.tflite"
 
 
-def export_operator(op: Operator, path: str | Path, precision: str = "fp32", fp32_file: str | Path | None = None) -> Path:
+def export_operator(op: Operator, path: str | Path, precision: str = "fp32") -> Path:
     """Build ``op`` alone (random weights and BatchNorms, eval mode) and write it as a NHWC ``.tflite`` at ``path``,
     quantized to ``precision`` (fp16 weights, or int8 with ranges from seeded noise: timing only) like a shipped
     file of that precision.
 
     BatchNorms are randomised as for an untrained whole-network export: a zero-initialised BN would let the
     converter delete the branch it ends, and the table would time an operator the trained network does not have.
-    ``fp32_file``: this operator's fp32 file, already converted (quantized from instead of converting again).
     """
     if precision != "fp32":
         from android_bench.export.quantize import quantize_for_latency
@@ -81,9 +81,7 @@ def export_operator(op: Operator, path: str | Path, precision: str = "fp32", fp3
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=path.parent) as work:  # only the quantized file is kept
-            fp32 = Path(fp32_file) if fp32_file is not None else export_operator(op, Path(work) / "fp32.tflite")
-            with atomic_path(path) as tmp:
-                quantize_for_latency(fp32, tmp, precision)
+            quantize_for_latency(export_operator(op, Path(work) / "fp32.tflite"), path, precision)  # atomic
         return path
     from android_bench.export.deploy import randomize_batchnorm_
     from android_bench.export.cia_memo import memoize_cia_scan
@@ -126,15 +124,24 @@ def convert_cached(key: str, path: str, precision: str = "fp32") -> tuple[str, s
         return key, str(path), 0.0
     start = time.perf_counter()
     op = parse_key(key)
-    fp32 = None
-    if precision != "fp32":
-        fp32 = cache_path(path.parent, key)
-        if not fp32.exists():
-            with contextlib.suppress(FileExistsError):
-                export_operator(op, fp32)
     with contextlib.suppress(FileExistsError):
-        export_operator(op, path, precision, fp32_file=fp32)
+        if precision == "fp32":
+            export_operator(op, path)
+        else:
+            quantize_cached(cache_path(path.parent, key), lambda fp32: export_operator(op, fp32), path, precision)
     return key, str(path), time.perf_counter() - start
+
+
+def quantize_cached(fp32: Path, convert_fp32: Callable[[Path], object], path: Path, precision: str) -> None:
+    """Write the ``precision`` timing file ``path`` from ``fp32``, the cache's fp32 file of the same operator or
+    network, converting that first (``convert_fp32(fp32)``) when missing: each is converted once for every
+    precision, and quantizing is a fraction of converting."""
+    from android_bench.export.quantize import quantize_for_latency
+
+    if not fp32.exists():
+        with contextlib.suppress(FileExistsError):
+            convert_fp32(fp32)
+    quantize_for_latency(fp32, path, precision)  # written atomically
 
 
 def ignore_sigint() -> None:

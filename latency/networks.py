@@ -9,14 +9,12 @@ with is the very file a later measurement is paired with, and none is converted 
 """
 from __future__ import annotations
 
-import tempfile
 import time
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, Sequence
 
-from etf.common import atomic_path
-from latency.export_op import converter_version, quant_tag, sigint_ignored
+from latency.export_op import converter_version, quant_tag, quantize_cached, sigint_ignored
 from supernet.heads import DEFAULT_HEAD
 
 #: The whole-network reference: this preset deployed at the same setting as the networks it is timed beside.
@@ -38,8 +36,8 @@ def convert_network_worker(arch_json: str, size: int, path: str, head: str = DEF
                            precision: str = "fp32", fp32_path: str | None = None) -> float:
     """Worker entry point: export ``Deployed(TopFormer(cfg), head)`` at ``size`` to ``path`` (quantized to
     ``precision`` for timing, :func:`android_bench.export.quantize.quantize_for_latency`); returns seconds.
-    A quantized file is made from the fp32 file at ``fp32_path`` (the cache's), converted there first when
-    missing, so each network is converted once for every precision."""
+    A quantized file is made from the fp32 file at ``fp32_path`` (the cache's, required then), converted there
+    first when missing (:func:`latency.export_op.quantize_cached`)."""
     import torch
 
     from android_bench.export.convert import export_tflite
@@ -57,19 +55,10 @@ def convert_network_worker(arch_json: str, size: int, path: str, head: str = DEF
 
     if precision == "fp32":
         convert(path)
-        return time.perf_counter() - start
-    from android_bench.export.quantize import quantize_for_latency
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=Path(path).parent) as work:
-        if fp32_path is None:
-            fp32 = convert(Path(work) / "fp32.tflite")
-        else:
-            fp32 = Path(fp32_path)
-            if not fp32.exists():
-                convert(fp32)
-        with atomic_path(path) as tmp:
-            quantize_for_latency(fp32, tmp, precision)
+    elif fp32_path is None:
+        raise ValueError("a quantized timing file is made from the cache's fp32 file: pass fp32_path")
+    else:
+        quantize_cached(Path(fp32_path), convert, Path(path), precision)
     return time.perf_counter() - start
 
 

@@ -528,7 +528,6 @@ class LatencyPredictor:
     # -- persistence ------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         """Everything the predictor is, as JSON-able data (numbers, strings, lists, dicts): no pickled objects."""
-
         return {"etf": FILE_TAG, "format": FORMAT_VERSION, "device": self.device, "size": self.size,
                 "fingerprint": self.fingerprint, "ref_nominal": self.ref_nominal, "num_classes": self.num_classes,
                 "correction": self.correction.state(), "info": self.info,

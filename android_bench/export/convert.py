@@ -83,7 +83,7 @@ def export_tflite(module: nn.Module, input_shape: tuple[int, ...], path: str | P
     path.parent.mkdir(parents=True, exist_ok=True)
     memoize_cia_scan()
     module = channel_last_attention_(copy.deepcopy(module)).eval()
-    fold_batchnorms_(module)  # same file, a quarter less conversion time (android_bench.export.fold)
+    fold_batchnorms_(module)  # same file, less conversion time (android_bench.export.fold)
     sample = _nhwc_sample(input_shape, nhwc)
     try:
         with quiet_converter("TFLite conversion") if quiet else contextlib.nullcontext(), atomic_path(path) as tmp:

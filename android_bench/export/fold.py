@@ -1,8 +1,9 @@
 """Fold every eval-mode BatchNorm into the convolution before it, before the graph goes to the converter.
 
 The converter folds them itself, so the ``.tflite`` has the same operators either way; what folding first saves
-is conversion time: every BatchNorm costs torch.export's decomposition passes a handful of graph nodes, about a
-quarter of an operator's conversion (measured on table operators: 9.2 s -> 6.8 s for seven of them).
+is conversion time: every BatchNorm costs torch.export's decomposition passes a handful of graph nodes
+(``benchmarks/bench_convert_cost.py``, alternating pairs: 0.79x the time for table operators, 0.67x for
+TopFormer-Tiny and -Small at 512 px; latency/RESULTS.md).
 """
 from __future__ import annotations
 
