@@ -42,10 +42,10 @@ ADAPTIVE = {"mbconv": 40, "transformer": 20, "injection": 9, "pool": 4}
 E2E_SEED_BASE = 1000
 
 
-#: Whole networks measured end to end for the correction by default: the correction is one ratio (or a line), and
-#: refitting two tables' predictors with only their first 8 of 16 changed held-out accuracy by noise
-#: (latency/RESULTS.md), while each network costs ~30 s of conversion.
-DEFAULT_E2E = 8
+#: Whole networks measured end to end for the correction by default: the 4 anchors and 8 random subnets. The
+#: correction is fitted on the random ones (latency.predictor.correction_rows: the anchors sit apart from the
+#: networks it answers), so 8 of them rather than the 4 that 8 networks in all left; each costs ~7 s of conversion.
+DEFAULT_E2E = 12
 
 
 def correction_subnets(n: int) -> list[tuple[int | None, "ArchConfig"]]:
