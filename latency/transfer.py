@@ -40,8 +40,10 @@ MAPPED_PHASE = "transferred"
 KIND_WEIGHTS = {"mbconv": 8, "transformer": 4, "injection": 3, "pool": 2, "stem": 1, "head": 2}
 #: Operators measured on the new setting by default (about a tenth of a full table).
 DEFAULT_TRANSFER_OPS = 40
-#: Whole networks measured on the new setting by default: the smallest config and the three presets.
-DEFAULT_TRANSFER_E2E = 4
+#: Whole networks measured on the new setting by default: the smallest config, the three presets and three random
+#: subnets. The correction is fitted on non-anchor networks once three exist (latency.predictor.correction_rows):
+#: with the four anchors alone it follows them, and they sit apart from the random subnets it has to answer.
+DEFAULT_TRANSFER_E2E = 7
 #: A kind's line is fitted with a free slope from this many points on; fewer: slope 1 (a pure ratio).
 MIN_POINTS_FOR_SLOPE = 4
 #: The fitted slope is kept within these bounds (a dozen noisy points must not extrapolate wildly).

@@ -33,8 +33,8 @@ recording its setting), .e2e.csv, .meta.json (setting, plan, timings, drift, red
 
 Transfer (--transfer-from A): a finished table of another setting A (same input size) stands in for most of
 the new one. Only --transfer-ops of A's operators (spread over each kind's latency range) and --e2e whole
-networks (default 4: the smallest config and the presets) are measured here; every other row is A's latency
-mapped through a per-kind line fitted on those pairs (log t_new = a + b log t_A). Mapped rows are marked
+networks (default 7: the smallest config, the presets and 3 random subnets) are measured here; every other row
+is A's latency mapped through a per-kind line fitted on those pairs (log t_new = a + b log t_A). Mapped rows are marked
 `transferred` and the meta file records the transfer; a later run without --transfer-from measures them.
 
 Examples:
