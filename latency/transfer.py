@@ -41,8 +41,8 @@ KIND_WEIGHTS = {"mbconv": 8, "transformer": 4, "injection": 3, "pool": 2, "stem"
 #: Operators measured on the new setting by default (about a tenth of a full table).
 DEFAULT_TRANSFER_OPS = 40
 #: Whole networks measured on the new setting by default: the smallest config, the three presets and three random
-#: subnets. The correction is fitted on non-anchor networks once three exist (latency.predictor.correction_rows):
-#: with the four anchors alone it follows them, and they sit apart from the random subnets it has to answer.
+#: subnets (the anchors alone until 2026-11-28): the anchors sit apart from the random subnets the correction has
+#: to answer (latency/RESULTS.md). The random ones' files come converted from the source table's cache.
 DEFAULT_TRANSFER_E2E = 7
 #: A kind's line is fitted with a free slope from this many points on; fewer: slope 1 (a pure ratio).
 MIN_POINTS_FOR_SLOPE = 4
