@@ -42,7 +42,7 @@ KIND_WEIGHTS = {"mbconv": 8, "transformer": 4, "injection": 3, "pool": 2, "stem"
 DEFAULT_TRANSFER_OPS = 40
 #: Whole networks measured on the new setting by default: the smallest config, the three presets and three random
 #: subnets (the anchors alone until 2026-11-28): the anchors sit apart from the random subnets the correction has
-#: to answer (latency/RESULTS.md). The random ones' files come converted from the source table's cache.
+#: to answer (latency/RESULTS.md). A transfer into the source table's folder finds their fp32 files in its cache.
 DEFAULT_TRANSFER_E2E = 7
 #: A kind's line is fitted with a free slope from this many points on; fewer: slope 1 (a pure ratio).
 MIN_POINTS_FOR_SLOPE = 4
