@@ -184,6 +184,7 @@ CASES: dict[str, list[tuple[str, list[str], str | None]]] = {
         ("zero workers", [*PROFILE, "--out", "{out}", "--workers", "0"], "{out}"),
         ("zero batch", [*PROFILE, "--out", "{out}", "--batch", "0"], "{out}"),
         ("zero runs", [*PROFILE, "--out", "{out}", "--runs", "0"], "{out}"),
+        ("zero passes", [*PROFILE, "--out", "{out}", "--passes", "0"], "{out}"),
         ("negative warm-up", [*PROFILE, "--out", "{out}", "--warmup", "-1"], "{out}"),
         ("zero time budget", [*PROFILE, "--out", "{out}", "--budget-min", "0"], "{out}"),
         ("negative time budget", [*PROFILE, "--out", "{out}", "--budget-min", "-5"], "{out}"),

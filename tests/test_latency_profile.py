@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from latency import table as tbl
+from latency.passes import passes_path
 from latency.plan import designed_sample, interleave
 from latency.setting import Setting
 
@@ -70,8 +71,14 @@ def test_profile_writes_one_row_per_operator_with_metadata(profiled):
     meta = tbl.read_json(tbl.meta_path(profiled, ST))
     assert meta["setting"] == ST.to_dict()
     assert meta["reduced"] and any("this run: --limit 7" in r for r in meta["reduced_reasons"])
-    assert meta["timing"]["conversions"] >= 8 and len(meta["drift"]) == 2
+    assert meta["timing"]["conversions"] >= 8 and [d["phase"] for d in meta["drift"]].count("design") == 2
     assert meta["plan"]["candidates"]["mbconv"] > 2000
+    # every operator timed in 3 passes (the first, then two in shuffled batches); the table keeps the median
+    passes = pd.read_csv(passes_path(tbl.ops_path(profiled, ST)))
+    assert meta["passes_done"] == 3 and len(passes) == 21 and set(passes["pass"]) == {0, 1, 2}
+    assert [d["phase"] for d in meta["drift"]].count("retime1") == 2  # 7 operators in batches of 4
+    med = passes.groupby("key")["median_ms"].median()
+    assert list(rows["median_ms"]) == pytest.approx(list(med[rows["key"]]))
 
 
 @pytest.mark.slow
@@ -146,8 +153,33 @@ def test_killed_profile_resumes_without_losing_or_duplicating_rows(tmp_path):
     assert sorted(after["key"]) == sorted(planned)  # nothing lost, nothing duplicated (read_ops rejects dups)
     kept = after.set_index("key").loc[list(before["key"])]
     assert list(kept["timestamp"]) == list(before["timestamp"])  # rows written before the kill are untouched
-    assert list(kept["median_ms"]) == list(before["median_ms"])
+    passes = pd.read_csv(passes_path(tbl.ops_path(out, ST)))  # ... and their first timing is pass 0
+    first = passes[passes["pass"] == 0].set_index("key").loc[list(before["key"])]
+    assert list(first["median_ms"]) == pytest.approx(list(before["median_ms"]))
+    assert passes.groupby("key")["pass"].nunique().eq(3).all() and len(passes) == 24
     assert not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_more_passes_retime_each_operator_once_more_and_a_rerun_times_nothing(profiled, tmp_path, capsys):
+    """--passes 4 on a finished 3-pass table: one more timing per operator (from the cache: nothing converted)
+    and the table's median follows; the same command again has nothing left to time."""
+    from latency.cli.profile import main
+
+    out = tmp_path / "four"
+    shutil.copytree(profiled, out, ignore=shutil.ignore_patterns("*.predictor.json"))
+    converted = tbl.read_json(tbl.meta_path(out, ST))["timing"]["conversions"]  # the fixture's, cumulative
+    for _ in range(2):
+        code = main(profile_args(out, 7, 4) + ["--passes", "4", "--json"])
+        summary = json.loads(capsys.readouterr().out)["local"]
+        passes = pd.read_csv(passes_path(tbl.ops_path(out, ST)))
+        assert code == 0 and summary["passes"] == 4 and summary["measured_this_run"] == 0
+        assert summary["timing"]["conversions"] == converted and len(passes) == 28
+    rows = tbl.read_ops(out, ST).set_index("key")
+    med = passes.groupby("key")["median_ms"].median()
+    assert list(rows.loc[med.index, "median_ms"]) == pytest.approx(list(med))
+    meta = tbl.read_json(tbl.meta_path(out, ST))
+    assert [d["phase"] for d in meta["drift"]].count("retime3") == 2
 
 
 @pytest.mark.slow

@@ -1,0 +1,84 @@
+"""Operator re-timing passes: every measured operator is timed again at later moments, in shuffled batches, and
+the table keeps the median of its passes.
+
+Why: one pass times an operator once, inside one batch of ~24 operators that takes well under a second at the
+demo's 256 px (0.1-0.7 ms per run). A slow or fast moment of the machine then shifts a whole batch, and batches
+follow the design's order, so it shifts a whole operator kind at once; the whole-network correction cannot
+absorb that, since it moves networks with more of that kind more. On the demo's 256 px table (demoL), refits on
+each of three re-timing passes scored 37-70% of 30 held-out subnets within +-5% and the median of the passes
+63-73% (latency/RESULTS.md). A pass costs the measurement alone (files are converted once): ~5 s at 256 px,
+~25 s at 512 px with one thread.
+
+The passes file (``<table stem>.passes.csv``) keeps every timing: pass 0 is the table's own measurement,
+recorded when the first re-timing pass starts; the table's ``median_ms`` is the median over the passes.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+#: Timing passes per operator by default (the first plus two re-timings).
+DEFAULT_PASSES = 3
+#: Columns of the passes file; one row per (key, pass).
+PASS_COLUMNS = ["key", "pass", "median_ms", "ref_ms", "batch", "timestamp"]
+
+
+def passes_path(ops_csv: str | Path) -> Path:
+    """The passes file beside an operator table ``<stem>.csv``."""
+    p = Path(ops_csv)
+    return p.with_name(p.name[:-len(".csv")] + ".passes.csv") if p.name.endswith(".csv") else p.with_suffix(".passes.csv")
+
+
+def first_pass_rows(ops: pd.DataFrame, recorded: pd.DataFrame) -> pd.DataFrame:
+    """Pass-0 rows (the table's own timing) for the operators of ``ops`` that ``recorded`` lacks them for."""
+    have = set(recorded.loc[recorded["pass"] == 0, "key"]) if len(recorded) else set()
+    new = ops[~ops["key"].isin(have)]
+    return pd.DataFrame({"key": new["key"].to_numpy(), "pass": 0, "median_ms": new["median_ms"].to_numpy(float),
+                         "ref_ms": new["ref_ms"].to_numpy(float), "batch": new["batch"].to_numpy(),
+                         "timestamp": new["timestamp"].to_numpy()}, columns=PASS_COLUMNS)
+
+
+def pending(keys: Sequence[str], recorded: pd.DataFrame, pass_index: int) -> list[str]:
+    """The operators of ``keys`` not yet timed in pass ``pass_index``, in their given order."""
+    done = set(recorded.loc[recorded["pass"] == pass_index, "key"]) if len(recorded) else set()
+    return [k for k in keys if k not in done]
+
+
+def pass_batches(keys: Sequence[str], pass_index: int, batch: int, seed: int = 0) -> list[list[str]]:
+    """``keys`` shuffled (seeded by the pass) and cut into batches: a re-timing pass mixes kinds in every batch,
+    so one slow moment touches a few operators of each kind instead of all of one."""
+    order = list(keys)
+    np.random.default_rng([seed, pass_index]).shuffle(order)
+    return [order[i:i + batch] for i in range(0, len(order), max(1, batch))]
+
+
+def pass_medians(recorded: pd.DataFrame) -> pd.Series:
+    """key -> median latency (ms) over the passes recorded for it."""
+    if not len(recorded):
+        return pd.Series(dtype=float)
+    return recorded.groupby("key")["median_ms"].median()
+
+
+def apply_medians(ops: pd.DataFrame, recorded: pd.DataFrame) -> pd.DataFrame:
+    """``ops`` with ``median_ms`` replaced by the median over passes where an operator has more than one pass."""
+    if not len(recorded) or not len(ops):
+        return ops
+    counts = recorded.groupby("key")["pass"].nunique()
+    med = pass_medians(recorded)[counts[counts > 1].index]
+    out = ops.copy()
+    hit = out["key"].isin(med.index)
+    out.loc[hit, "median_ms"] = med[out.loc[hit, "key"]].to_numpy(float)
+    return out
+
+
+def passes_done(ops_keys: Sequence[str], recorded: pd.DataFrame) -> int:
+    """How many passes every operator of ``ops_keys`` has (1 when none was re-timed)."""
+    if not len(ops_keys):
+        return 0
+    if not len(recorded):
+        return 1
+    counts = recorded.groupby("key")["pass"].nunique()
+    return int(min(max(1, int(counts.get(k, 1))) for k in ops_keys))
