@@ -148,6 +148,31 @@ def test_correction_keeps_no_intercept_that_only_fits_noise():
     assert Correction.fit([2.0], [3.0]).a == pytest.approx(1.5)
 
 
+def _anchor_rows(scale: float) -> pd.DataFrame:
+    """End-to-end rows of the anchors (smallest config, presets) measured at ``scale`` x their true latency."""
+    rows = []
+    for cfg in [TABLE1.min_config(), *PRESETS.values()]:
+        rows.append({"arch_key": cfg.key(), "arch_json": cfg.to_json(indent=None), "seed": None,
+                     "purpose": "correction", "device": "dev", "size": SIZE, "flops": model_size(cfg, SIZE).flops,
+                     "median_ms": scale * true_net(cfg), "std_ms": 0.0, "runs": 5, "ref_ms": 0.5, "timestamp": "t",
+                     "threads": 1, "precision": "fp32", "head": "logits8"})
+    return pd.DataFrame(rows, columns=tbl.E2E_COLUMNS)
+
+
+@pytest.mark.parametrize("n_random, fitted_on", [(6, 6), (5, 9)])
+def test_correction_leaves_the_anchors_out_once_six_space_subnets_are_measured(n_random, fitted_on):
+    # anchors 30% faster than the random subnets' rule: they must not pull the correction once 6 random exist
+    e2e = pd.concat([_anchor_rows(0.7), _e2e_rows(range(1000, 1000 + n_random))], ignore_index=True)
+    pred = LatencyPredictor.fit(_op_rows(), e2e, ST)
+    assert pred.info["correction_fitted_on"] == fitted_on
+    fresh = [TABLE1.sample(s) for s in range(7000, 7010)]
+    err = np.abs(pred.predict_many(fresh) / np.array([true_net(c) for c in fresh]) - 1)
+    if n_random >= 6:
+        assert np.median(err) < 0.03, err
+    else:  # too few space subnets: the anchors stay in and drag the prediction down
+        assert np.median(err) > 0.05, err
+
+
 def test_a_predictor_fitted_by_an_older_revision_is_refitted_on_load(tables, tmp_path):
     d = tmp_path / "t"
     shutil.copytree(tables, d)
