@@ -49,15 +49,15 @@ def truth_b(src: pd.DataFrame) -> dict[str, float]:
 
 
 def test_budget_shares_operators_by_kind_with_two_at_least_and_never_more_than_there_are(source):
-    budget = xfer.kind_budget(source, 40)
+    budget = xfer.kind_budget(source, 60)
     counts = source["kind"].value_counts()
-    assert budget["mbconv"] == 16 and budget["transformer"] == 8 and budget["injection"] == 6
+    assert budget["mbconv"] == 36 and budget["transformer"] == 8 and budget["injection"] == 6
     assert all(2 <= budget[k] <= counts[k] or budget[k] == counts[k] for k in budget)
     assert xfer.kind_budget(source, 1)["mbconv"] == 2  # a line needs two points
 
 
 def test_sample_spans_each_kinds_latency_range_ends_included(source):
-    budget = xfer.kind_budget(source, 40)
+    budget = xfer.kind_budget(source, 60)
     picked = {op.key for op in xfer.transfer_sample(source, budget)}
     for kind, rows in source.groupby("kind"):
         mine = rows[rows["key"].isin(picked)]
@@ -70,11 +70,11 @@ def test_sample_spans_each_kinds_latency_range_ends_included(source):
 
 def test_lines_recover_a_known_per_kind_law_and_map_every_other_row(source):
     truth = truth_b(source)
-    picked = xfer.transfer_sample(source, xfer.kind_budget(source, 40))
+    picked = xfer.transfer_sample(source, xfer.kind_budget(source, 60))
     measured = table_of(B, {op.key: truth[op.key] for op in picked}, phase=xfer.MEASURED_PHASE)
     table, maps = xfer.transferred_table(source, measured, {"threads": 2, "device": "local", "ref_ms": 0.7})
     assert maps["mbconv"].b == pytest.approx(0.9, abs=1e-9) and np.exp(maps["mbconv"].a) == pytest.approx(0.6)
-    assert maps["injection"].b == pytest.approx(1.0) and maps["mbconv"].n == 16
+    assert maps["injection"].b == pytest.approx(1.0) and maps["mbconv"].n == 36
     assert len(table) == len(source) and set(table["key"]) == set(source["key"])
     mapped = table[table["phase"] == xfer.MAPPED_PHASE]
     assert len(mapped) == len(source) - len(picked)
@@ -129,7 +129,7 @@ def test_a_speed_up_that_depends_on_the_operators_shape_is_mapped_through_its_ke
         return 0.5 * ms * (op.e / 4.0) ** -0.6 if op.kind == "mbconv" else 0.5 * ms
 
     law = {k: truth(k, v) for k, v in zip(source["key"], source["median_ms"])}
-    picked = xfer.transfer_sample(source, xfer.kind_budget(source, 40))
+    picked = xfer.transfer_sample(source, xfer.kind_budget(source, 60))
     measured = table_of(B, {op.key: law[op.key] for op in picked}, phase=xfer.MEASURED_PHASE)
     table, maps = xfer.transferred_table(source, measured, {"precision": "int8", "device": "local", "ref_ms": 0.7})
     assert maps["mbconv"].form == "features" and "e" in maps["mbconv"].features

@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a finished table of another setting (its .csv path, or its stem in --out): measure "
                         "only --transfer-ops operators and map the rest from it (see below)")
     p.add_argument("--transfer-ops", type=positive_int, default=DEFAULT_TRANSFER_OPS,
-                   help=f"operators measured in a transfer (default {DEFAULT_TRANSFER_OPS}, ~1/10 of a full table)")
+                   help=f"operators measured in a transfer (default {DEFAULT_TRANSFER_OPS}, ~1/6 of a full table)")
     p.add_argument("--e2e-only", action="store_true", help="skip the operator phases; measure only the --e2e "
                    "end-to-end subnets (e.g. after a budget-limited run)")
     p.add_argument("--limit", type=positive_int, default=None, help="measure only the first N planned operators "
