@@ -64,11 +64,16 @@ def test_recalibration_improves_a_sampled_subnet_of_a_trained_supernet(tiny_ckpt
     calib = calibration_batches(tiny_data, "synthetic", SIZE, n_batches=4, batch=4, seed=0)
     val, _ = validation_batches(tiny_data, "synthetic", SIZE, limit=None, batch=8)
     evaluator = SubnetEvaluator(net, calib, val, num_classes=5)
-    cfg = TABLE1.sample(random.Random(7))
-    stale = evaluator.metrics(cfg, calibrate=False)
-    fresh = evaluator.metrics(cfg, calibrate=True)
-    print(f"sampled subnet mIoU: stale BN {100 * stale['mIoU']:.2f}, recalibrated {100 * fresh['mIoU']:.2f}")
-    assert fresh["mIoU"] > stale["mIoU"]
+    # eight sampled subnets, judged on their mean: the tiny supernet trained in the test session can collapse to one
+    # class for a given subnet (seen once in CI: 2.69% with and without recalibration), which proves nothing
+    stale, fresh = [], []
+    for seed in range(7, 15):
+        cfg = TABLE1.sample(random.Random(seed))
+        stale.append(evaluator.metrics(cfg, calibrate=False)["mIoU"])
+        fresh.append(evaluator.metrics(cfg, calibrate=True)["mIoU"])
+    print(f"sampled subnets' mIoU: stale BN {[round(100 * v, 2) for v in stale]}, "
+          f"recalibrated {[round(100 * v, 2) for v in fresh]}")
+    assert sum(fresh) > sum(stale)
 
 
 def test_supernet_set_running_statistics_is_recalibration_of_the_active_subnet() -> None:

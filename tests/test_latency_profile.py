@@ -340,7 +340,7 @@ def test_transfer_to_two_threads_measures_a_subset_maps_the_rest_and_a_full_run_
     out = tmp_path / "transfer"
     shutil.copytree(profiled14, out, ignore=shutil.ignore_patterns("*.predictor.json"))
     source = tbl.read_ops(out, ST)
-    code = main(profile_args(out, 14, 7) + ["--threads", "2", "--transfer-from", ST.stem, "--transfer-ops", "6",
+    code = main(profile_args(out, 14, 7) + ["--threads", "2", "--transfer-from", ST.stem, "--transfer-ops", "4",
                                             "--json"])
     summary = json.loads(capsys.readouterr().out)["local"]
     assert code == 0 and summary["setting"] == two.to_dict()
