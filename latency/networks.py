@@ -21,6 +21,16 @@ from supernet.heads import DEFAULT_HEAD
 REFERENCE_PRESET = "topformer-tiny"
 
 
+def anchor_configs() -> list[Any]:
+    """The anchor networks: the space's smallest config and the TopFormer presets (the sizes a latency-constrained
+    search ends at, which random samples of Table 1 rarely reach). The profiler measures them first; the predictor's
+    correction leaves them out once enough networks drawn from the space are measured."""
+    from supernet.presets import PRESETS
+    from supernet.space import TABLE1
+
+    return [TABLE1.min_config(), *PRESETS.values()]
+
+
 def cache_dir(tables_dir: str | Path) -> Path:
     """The conversion cache of a tables folder (operators under ``ops``-style names, networks under ``nets/``)."""
     return Path(tables_dir) / "cache"

@@ -9,12 +9,11 @@ each of three re-timing passes scored 37-70% of 30 held-out subnets within +-5% 
 63-73% (latency/RESULTS.md). A pass costs the measurement alone (files are converted once): ~5 s at 256 px,
 ~25 s at 512 px with one thread.
 
-The passes file (``<table stem>.passes.csv``) keeps every timing: pass 0 is the table's own measurement,
+The passes file (``<table stem>.passes.csv``, ``latency.table.passes_path``) keeps every timing: pass 0 is the table's own measurement,
 recorded when the first re-timing pass starts; the table's ``median_ms`` is the median over the passes.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -24,12 +23,6 @@ import pandas as pd
 DEFAULT_PASSES = 3
 #: Columns of the passes file; one row per (key, pass).
 PASS_COLUMNS = ["key", "pass", "median_ms", "ref_ms", "batch", "timestamp"]
-
-
-def passes_path(ops_csv: str | Path) -> Path:
-    """The passes file beside an operator table ``<stem>.csv``."""
-    p = Path(ops_csv)
-    return p.with_name(p.name[:-len(".csv")] + ".passes.csv") if p.name.endswith(".csv") else p.with_suffix(".passes.csv")
 
 
 def first_pass_rows(ops: pd.DataFrame, recorded: pd.DataFrame) -> pd.DataFrame:

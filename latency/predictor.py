@@ -279,10 +279,10 @@ def _loo_mape(fit, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def anchor_keys() -> set[str]:
-    """Keys of the anchor networks: the space's smallest config and the TopFormer presets."""
-    from supernet.presets import PRESETS
+    """Keys of the anchor networks (:func:`latency.networks.anchor_configs`)."""
+    from latency.networks import anchor_configs
 
-    return {TABLE1.min_config().key(), *(cfg.key() for cfg in PRESETS.values())}
+    return {cfg.key() for cfg in anchor_configs()}
 
 
 def correction_rows(rows: pd.DataFrame) -> pd.DataFrame:
@@ -420,7 +420,8 @@ class LatencyPredictor:
             cfgs = [ArchConfig.from_json(j) for j in corr["arch_json"]]
             sums = pred.operator_sum_many(cfgs)
             measured = corr["median_ms"].to_numpy(float)
-            fit = corr.index.isin(correction_rows(corr).index)
+            fit_rows = correction_rows(corr)
+            fit = corr.index.isin(fit_rows.index)
             pred.correction = Correction.fit(sums[fit], measured[fit])
             ratio = pd.to_numeric(corr["ratio"], errors="coerce") if "ratio" in corr else pd.Series(np.nan, corr.index)
             has = ratio.notna().to_numpy()
@@ -438,7 +439,7 @@ class LatencyPredictor:
                      "modes": {k: m.mode for k, m in kinds.items()}, "correction_subnets": int(len(corr)),
                      "correction_purposes": {str(k): int(v) for k, v in corr["purpose"].value_counts().items()}
                      if len(corr) else {},
-                     "correction_fitted_on": int(len(correction_rows(corr))) if len(corr) else 0,
+                     "correction_fitted_on": int(len(fit_rows)) if len(corr) else 0,
                      "fit_revision": FIT_REVISION,
                      "correction": {"form": pred.correction.form, "a": pred.correction.a, "b": pred.correction.b},
                      "mode": pred.mode, "paired_subnets": int(len(paired)),

@@ -55,9 +55,7 @@ def correction_subnets(n: int) -> list[tuple[int | None, "ArchConfig"]]:
     """The ``n`` subnets measured end to end for the whole-network correction, as (seed or None, config):
     first the smallest config and the three TopFormer presets (the sizes a latency-constrained search ends at,
     which random samples of Table 1 rarely reach), then seeded random subnets."""
-    from supernet.presets import PRESETS
-
-    anchors = [TABLE1.min_config(), *PRESETS.values()]
+    anchors = networks.anchor_configs()
     out: list[tuple[int | None, ArchConfig]] = [(None, c) for c in anchors[:n]]
     seed = E2E_SEED_BASE
     while len(out) < n:
@@ -183,14 +181,12 @@ class Profiler:
         return meta
 
     def _read_passes(self, dev_name: str) -> pd.DataFrame:
-        df = tbl.read_csv_checked(retiming.passes_path(self._path(dev_name, ".csv")), retiming.PASS_COLUMNS,
-                                  ["key", "pass"])
+        df = tbl.read_csv_checked(self._path(dev_name, ".passes.csv"), retiming.PASS_COLUMNS, ["key", "pass"])
         return df.astype({"pass": int}) if len(df) else df
 
     def _save(self, dev_name: str) -> None:
         if len(self.passes[dev_name]):  # first: the table's medians are recomputed from it on resume
-            tbl.write_csv_atomic(self.passes[dev_name][retiming.PASS_COLUMNS],
-                                 retiming.passes_path(self._path(dev_name, ".csv")))
+            tbl.write_csv_atomic(self.passes[dev_name][retiming.PASS_COLUMNS], self._path(dev_name, ".passes.csv"))
         tbl.write_csv_atomic(self.tables[dev_name][tbl.OP_COLUMNS], self._path(dev_name, ".csv"))
         if len(self.e2e[dev_name]):
             tbl.write_csv_atomic(self.e2e[dev_name][tbl.E2E_COLUMNS], self._path(dev_name, ".e2e.csv"))
@@ -293,11 +289,7 @@ class Profiler:
             if dev.name not in results:
                 continue
             stats, refs = results[dev.name]
-            ref_ms = float(sum(refs) / len(refs))
-            batch_id = len(meta["drift"])
-            meta["drift"].append({"batch": batch_id, "timestamp": _now(), "ref_ms": ref_ms, "phase": phase,
-                                  "ops": len(ok)})
-            timing["measurements"] += len(stats) + 2
+            ref_ms, batch_id = self._record_batch(dev.name, refs, phase, len(stats))
             have = set(self.tables[dev.name]["key"])
             rows = [self._row(dev, op, st, ref_ms, batch_id, phase) for op, st in zip(ok, stats) if op.key not in have]
             if rows:
@@ -308,6 +300,16 @@ class Profiler:
         if self._bar is not None:
             self._bar.update(len(ops))
             self._bar.set_postfix_str(f"convert {conv_wall:.0f}s measure {meas_wall:.0f}s", refresh=True)
+
+    def _record_batch(self, dev_name: str, refs: Sequence[float], phase: str, n_models: int) -> tuple[float, int]:
+        """Record one timed batch in the device's drift record and counts; (its reference ms, its batch id)."""
+        meta = self.meta[dev_name]
+        ref_ms = float(sum(refs) / len(refs))
+        batch_id = len(meta["drift"])
+        meta["drift"].append({"batch": batch_id, "timestamp": _now(), "ref_ms": ref_ms, "phase": phase,
+                              "ops": n_models})
+        meta["timing"]["measurements"] += n_models + 2  # + the reference before and after
+        return ref_ms, batch_id
 
     def _fastest_ref(self, dev_name: str) -> float | None:
         """The fastest reference-operator latency of the device's earlier batches (its normal state), or None."""
@@ -373,13 +375,9 @@ class Profiler:
                     if dev.name not in results:
                         continue
                     stats, refs = results[dev.name]
-                    ref_ms = float(sum(refs) / len(refs))
-                    meta = self.meta[dev.name]
-                    batch_id = len(meta["drift"])
-                    meta["drift"].append({"batch": batch_id, "timestamp": _now(), "ref_ms": ref_ms,
-                                          "phase": f"retime{pass_index}", "ops": len(chunk)})
-                    meta["timing"]["retime_wall_s"] = meta["timing"].get("retime_wall_s", 0.0) + last_cost
-                    meta["timing"]["measurements"] += len(stats) + 2
+                    ref_ms, batch_id = self._record_batch(dev.name, refs, f"retime{pass_index}", len(stats))
+                    timing = self.meta[dev.name]["timing"]
+                    timing["retime_wall_s"] = timing.get("retime_wall_s", 0.0) + last_cost
                     mine = set(retiming.pending(list(self.tables[dev.name]["key"]), self.passes[dev.name], pass_index))
                     rows = pd.DataFrame([{"key": k, "pass": pass_index, "median_ms": st.median_ms, "ref_ms": ref_ms,
                                           "batch": batch_id, "timestamp": _now()}

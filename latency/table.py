@@ -116,6 +116,11 @@ def meta_path(tables_dir: str | Path, setting: Setting, write: bool = False) -> 
     return table_stem(tables_dir, setting, write).with_suffix(".meta.json")
 
 
+def passes_path(tables_dir: str | Path, setting: Setting, write: bool = False) -> Path:
+    """Every timing pass of the operator table's operators (latency/passes.py)."""
+    return table_stem(tables_dir, setting, write).with_suffix(".passes.csv")
+
+
 def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
     """Write ``df`` as a table CSV (no index) atomically: a crash leaves the old file whole."""
     with atomic_open(path, "w", encoding="utf-8", newline="") as fh:

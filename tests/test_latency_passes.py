@@ -46,4 +46,7 @@ def test_pending_medians_and_passes_done():
 
 
 def test_passes_file_sits_beside_the_table():
-    assert rp.passes_path("t/local_256_t1_fp32_logits8.csv").name == "local_256_t1_fp32_logits8.passes.csv"
+    from latency.setting import Setting
+    from latency.table import passes_path
+
+    assert passes_path("t", Setting("local", 256, 1)).name == "local_256_t1_fp32_logits8.passes.csv"

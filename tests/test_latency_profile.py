@@ -17,7 +17,6 @@ import pandas as pd
 import pytest
 
 from latency import table as tbl
-from latency.passes import passes_path
 from latency.plan import designed_sample, interleave
 from latency.setting import Setting
 
@@ -74,7 +73,7 @@ def test_profile_writes_one_row_per_operator_with_metadata(profiled):
     assert meta["timing"]["conversions"] >= 8 and [d["phase"] for d in meta["drift"]].count("design") == 2
     assert meta["plan"]["candidates"]["mbconv"] > 2000
     # every operator timed in 3 passes (the first, then two in shuffled batches); the table keeps the median
-    passes = pd.read_csv(passes_path(tbl.ops_path(profiled, ST)))
+    passes = pd.read_csv(tbl.passes_path(profiled, ST))
     assert meta["passes_done"] == 3 and len(passes) == 21 and set(passes["pass"]) == {0, 1, 2}
     assert [d["phase"] for d in meta["drift"]].count("retime1") == 2  # 7 operators in batches of 4
     med = passes.groupby("key")["median_ms"].median()
@@ -153,7 +152,7 @@ def test_killed_profile_resumes_without_losing_or_duplicating_rows(tmp_path):
     assert sorted(after["key"]) == sorted(planned)  # nothing lost, nothing duplicated (read_ops rejects dups)
     kept = after.set_index("key").loc[list(before["key"])]
     assert list(kept["timestamp"]) == list(before["timestamp"])  # rows written before the kill are untouched
-    passes = pd.read_csv(passes_path(tbl.ops_path(out, ST)))  # ... and their first timing is pass 0
+    passes = pd.read_csv(tbl.passes_path(out, ST))  # ... and their first timing is pass 0
     first = passes[passes["pass"] == 0].set_index("key").loc[list(before["key"])]
     assert list(first["median_ms"]) == pytest.approx(list(before["median_ms"]))
     assert passes.groupby("key")["pass"].nunique().eq(3).all() and len(passes) == 24
@@ -172,7 +171,7 @@ def test_more_passes_retime_each_operator_once_more_and_a_rerun_times_nothing(pr
     for _ in range(2):
         code = main(profile_args(out, 7, 4) + ["--passes", "4", "--json"])
         summary = json.loads(capsys.readouterr().out)["local"]
-        passes = pd.read_csv(passes_path(tbl.ops_path(out, ST)))
+        passes = pd.read_csv(tbl.passes_path(out, ST))
         assert code == 0 and summary["passes"] == 4 and summary["measured_this_run"] == 0
         assert summary["timing"]["conversions"] == converted and len(passes) == 28
     rows = tbl.read_ops(out, ST).set_index("key")
