@@ -1,0 +1,119 @@
+"""How far can any predictor go on this device? Re-measure a report's held-out subnets and compare with themselves.
+
+Usage (after ``etf-predictor-report`` has measured the held-out rows; their files are in TABLES/cache/nets):
+  PYTHONPATH=. python benchmarks/bench_heldout_retest.py TABLES --threads 1 --precision fp32 [--size 512] [--json]
+
+Every stored, still valid held-out subnet of the setting is timed again with the report's own protocol
+(``measure_paired`` beside TopFormer-Tiny, the report's default rounds, runs, warm-up and batch) in this window,
+and the script prints, side by side:
+
+* measurement vs measurement: how often a subnet's paired ratio now lies within +-5% / +-10% of the ratio the
+  report stored (a predictor scored against one window's measurement cannot expect to agree with it more often
+  than a second measurement of the same network does: that is the device's ceiling for the accuracy targets);
+* the table's predictor (as saved, fitted on the table alone) against the stored ratios and against the new ones.
+
+Nothing is fitted on held-out rows and nothing is written to the tables: the new measurements go to stdout only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+
+from latency import table as tbl
+from latency.measure import MAX_ROUNDS, MIN_ROUNDS, measure_paired
+from latency.networks import cache_dir, network_path, reference_network_path
+from latency.predictor import accuracy, load_for_device
+from latency.profile import get_device
+from latency.report import HELDOUT_WINDOW_H, heldout_path, read_heldout, valid_heldout
+from latency.setting import Setting
+from supernet.space import ArchConfig
+
+#: The report's defaults (latency/cli/report.py): timed runs per subnet over its first rounds, warm-up, batch.
+REPORT_RUNS, REPORT_WARMUP, REPORT_BATCH = 30, 2, 6
+
+
+def retest(tables: str, setting: Setting, window_h: float) -> dict:
+    """Time the setting's valid held-out subnets again; return both ratios per subnet and the comparisons."""
+    pred = load_for_device(setting, tables)
+    rows = valid_heldout(read_heldout(heldout_path(tables, setting)), tbl.ops_fingerprint(tables, setting),
+                         window_h=window_h)
+    if rows.empty:
+        raise SystemExit(f"no valid held-out rows for {setting.describe()} in {tables}: run etf-predictor-report first")
+    cache = cache_dir(tables)
+    cfgs = [ArchConfig.from_json(j) for j in rows["arch_json"]]
+    paths = [network_path(cache, c, setting.size, setting.head, setting.precision) for c in cfgs]
+    missing = [str(p) for p in paths if not p.exists()]
+    ref = reference_network_path(cache, setting.size, head=setting.head, precision=setting.precision)
+    if missing or not ref.exists():
+        raise SystemExit(f"{len(missing) + (not ref.exists())} converted files missing under {cache}: rerun the report")
+    dev = get_device(setting.device)
+    baseline = tbl.fastest_reference_ms(tbl.read_e2e(tables, setting))
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    t0 = time.time()
+    new: list[float] = []
+    for i in range(0, len(paths), REPORT_BATCH):
+        res = measure_paired(dev, paths[i:i + REPORT_BATCH], ref, rounds=MIN_ROUNDS,
+                             runs=max(1, REPORT_RUNS // MIN_ROUNDS), warmup=REPORT_WARMUP,
+                             max_rounds=MAX_ROUNDS, threads=setting.threads, baseline_ms=baseline)
+        new += [r.ratio for r in res]
+    stored = rows["ratio"].to_numpy(float)
+    again = np.asarray(new, float)
+    predicted = pred.predict_ratio_many(cfgs)
+    diff = np.abs(again / stored - 1) * 100
+    stamps = pd.to_datetime(rows["timestamp"], utc=True, errors="coerce")
+
+    def score(y: np.ndarray) -> dict:
+        m = accuracy(predicted, y)
+        return {k: round(m[k], 2) for k in ("within_5_pct", "within_10_pct", "mape_pct", "kendall_tau")}
+
+    return {
+        "setting": setting.describe(), "n": int(len(rows)),
+        "stored_window": [str(stamps.min()), str(stamps.max())], "retest_started": started,
+        "retest_wall_s": round(time.time() - t0),
+        "measurement_vs_measurement": {"within_5_pct": round(float(np.mean(diff <= 5) * 100), 2),
+                                       "within_10_pct": round(float(np.mean(diff <= 10) * 100), 2),
+                                       "abs_diff_median_pct": round(float(np.median(diff)), 2),
+                                       "abs_diff_p90_pct": round(float(np.quantile(diff, 0.9)), 2),
+                                       "median_shift_pct": round(float(np.median(again / stored - 1) * 100), 2)},
+        "predictor_vs_stored": score(stored), "predictor_vs_retest": score(again),
+        "predictor_vs_mean_of_both": score((stored + again) / 2),
+        "rows": [{"seed": int(s), "stored": round(float(a), 4), "retest": round(float(b), 4),
+                  "predicted": round(float(p), 4)} for s, a, b, p in zip(rows["seed"], stored, again, predicted)],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("tables")
+    ap.add_argument("--device", default="local")
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--head", default="logits8")
+    ap.add_argument("--window-h", type=float, default=HELDOUT_WINDOW_H)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    out = retest(a.tables, Setting(a.device, a.size, a.threads, a.precision, a.head), a.window_h)
+    if a.json:
+        print(json.dumps(out, indent=1))
+        return
+    mm = out["measurement_vs_measurement"]
+    print(f"{out['setting']}: {out['n']} held-out subnets stored {out['stored_window'][0]} .. "
+          f"{out['stored_window'][1]}, re-timed from {out['retest_started']} ({out['retest_wall_s']} s)")
+    print("| compared | within +-5% | within +-10% | note |")
+    print("|---|---|---|---|")
+    print(f"| re-timed vs stored ratio | {mm['within_5_pct']:.0f} | {mm['within_10_pct']:.0f} | |diff| median "
+          f"{mm['abs_diff_median_pct']:.1f}%, p90 {mm['abs_diff_p90_pct']:.1f}%, median shift {mm['median_shift_pct']:+.1f}% |")
+    for name in ("predictor_vs_stored", "predictor_vs_retest", "predictor_vs_mean_of_both"):
+        s = out[name]
+        print(f"| {name.replace('_', ' ')} | {s['within_5_pct']:.0f} | {s['within_10_pct']:.0f} | MAPE "
+              f"{s['mape_pct']:.1f}%, tau {s['kendall_tau']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
