@@ -23,7 +23,7 @@ from etf.common import EtfError, atomic_open
 from latency import table as tbl
 from latency.export_op import ignore_sigint
 from latency.measure import MAX_ROUNDS, MIN_ROUNDS, PROTOCOL, REFERENCE_PRESET, measure_paired
-from latency.networks import cache_dir, convert_networks, reference_network_path
+from latency.networks import cache_dir, convert_networks, network_path, reference_network_path
 from latency.predictor import accuracy
 from latency.profile import e2e_row, get_device
 from latency.setting import Setting
@@ -142,6 +142,46 @@ def measure_heldout(setting: Setting, tables_dir: str, n: int, workers: int, bat
             bar.update(len(chunk))
     bar.close()
     return rows
+
+
+def retime_heldout(setting: Setting, tables_dir: str, held: pd.DataFrame, runs: int, warmup: int, batch: int,
+                   rounds: int = MIN_ROUNDS) -> np.ndarray:
+    """Time already measured held-out subnets again, with the protocol they were measured with, and return their
+    new paired ratios (nothing is written): how often a second measurement agrees with the first is the
+    device's own ceiling for any predictor scored against one measurement (:func:`agreement`)."""
+    cache = cache_dir(tables_dir)
+    cfgs = [ArchConfig.from_json(j) for j in held["arch_json"]]
+    paths = [network_path(cache, c, setting.size, setting.head, setting.precision) for c in cfgs]
+    ref = reference_network_path(cache, setting.size, head=setting.head, precision=setting.precision)
+    missing = sum(not p.exists() for p in paths + [ref])
+    if missing:
+        raise EtfError(f"{missing} converted held-out file(s) missing under {cache}: run etf-predictor-report first")
+    dev = get_device(setting.device)
+    baseline = tbl.fastest_reference_ms(tbl.read_e2e(tables_dir, setting))
+    ratios: list[float] = []
+    for i in range(0, len(paths), batch):
+        results = measure_paired(dev, paths[i:i + batch], ref, rounds=rounds, runs=max(1, runs // rounds),
+                                 warmup=warmup, max_rounds=max(rounds, MAX_ROUNDS), threads=setting.threads,
+                                 baseline_ms=baseline)
+        ratios += [r.ratio for r in results]
+    return np.asarray(ratios, float)
+
+
+def agreement(first: np.ndarray, second: np.ndarray) -> dict[str, float]:
+    """How two measurements of the same networks agree: the share of second ratios within +-5% / +-10% of the
+    first (the accuracy targets' own terms), the median and 90th percentile of the absolute difference and the
+    median shift. With independent noise of equal size in each, one measurement's own noise is the difference
+    over sqrt(2): ``ceiling_within_5_pct`` / ``_10_`` is the share of ``|difference| / sqrt(2)`` within 5% / 10%, an
+    estimate of what a predictor that knew each network's true latency would score against one measurement."""
+    first, second = np.asarray(first, float), np.asarray(second, float)
+    rel = second / first - 1
+    diff = np.abs(rel) * 100
+    own = diff / math.sqrt(2)
+    return {"n": int(len(diff)), "within_5_pct": float(np.mean(diff <= 5) * 100),
+            "within_10_pct": float(np.mean(diff <= 10) * 100), "abs_diff_median_pct": float(np.median(diff)),
+            "abs_diff_p90_pct": float(np.quantile(diff, 0.9)), "median_shift_pct": float(np.median(rel) * 100),
+            "ceiling_within_5_pct": float(np.mean(own <= 5) * 100),
+            "ceiling_within_10_pct": float(np.mean(own <= 10) * 100)}
 
 
 def evaluate(pred, e2e: pd.DataFrame, held: pd.DataFrame) -> dict[str, Any]:

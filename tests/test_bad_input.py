@@ -228,6 +228,7 @@ CASES: dict[str, list[tuple[str, list[str], str | None]]] = {
         ("zero batch", [*REPORT, "--tables", "{tables}", "--batch", "0"], "{tables}"),
         ("zero runs", [*REPORT, "--tables", "{tables}", "--runs", "0"], "{tables}"),
         ("negative warm-up", [*REPORT, "--tables", "{tables}", "--warmup", "-1"], "{tables}"),
+        ("negative retest count", [*REPORT, "--tables", "{tables}", "--retest", "-1"], "{tables}"),
         ("size not a multiple of 64", [*REPORT, "--tables", "{tables}", "--size", "96"], "{tables}"),
         ("missing tables folder", [*REPORT, "--tables", "{missing}"], None),
         ("malformed operator key in the table", [*REPORT, "--tables", "{tables_badkey}"], "{tables_badkey}"),

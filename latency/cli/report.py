@@ -20,12 +20,14 @@ from android_bench.device_config import resolve_device
 from etf.args import Parser, add_verbose, device_name, existing_dir, int_range, nonneg_int, output_file, positive_float, positive_int, rule
 from etf.common import cli_entry
 from etf.quiet import set_verbose
+from supernet.space import ArchConfig
 from supernet.trace import check_deploy_size
 from latency import table as tbl
 from latency.measure import MAX_ROUNDS, TARGET_SE
-from latency.predictor import load_for_device
+from latency.predictor import accuracy, load_for_device
 from latency.profile import _now
-from latency.report import DRIFT_WARN_PCT, HELDOUT_WINDOW_H, evaluate, measure_heldout, scatter
+from latency.report import (DRIFT_WARN_PCT, HELDOUT_WINDOW_H, agreement, evaluate, measure_heldout,
+                            retime_heldout, scatter)
 from latency.setting import add_setting_arguments, make_setting
 
 
@@ -33,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(allow_abbrev=False, prog="etf-predictor-report", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Examples:\n  etf-predictor-report --device local --n 50 --size 512\n"
-                                       "  etf-predictor-report --device local --n 20 --size 256 --window-h 1 --json")
+                                       "  etf-predictor-report --device local --n 20 --size 256 --window-h 1 --json\n"
+                                       "  etf-predictor-report --device local --n 50 --retest 50   # how far the device lets any predictor go")
     p.add_argument("--device", required=True, type=device_name, help="device to measure on (its table must exist)")
     p.add_argument("--n", type=int_range(2, 10_000), default=50, help="held-out random subnets (default 50)")
     p.add_argument("--size", type=rule(check_deploy_size), default=512, help="input side (default 512)")
@@ -47,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=nonneg_int, default=2, help="warm-up runs per subnet (default 2)")
     p.add_argument("--window-h", type=positive_float, default=HELDOUT_WINDOW_H,
                    help=f"held-out rows older than this many hours expire (default {HELDOUT_WINDOW_H:g})")
+    p.add_argument("--retest", type=nonneg_int, default=0, metavar="K",
+                   help="then time the first K held-out subnets again, same protocol, and print how often the second "
+                        "measurement agrees with the first within +-5%%/+-10%% and what that leaves a perfect "
+                        "predictor: the device's own ceiling (default 0: off; nothing is refitted or stored)")
     p.add_argument("--png", default=None, type=output_file,
                    help="scatter plot path (default tables/<device>_<size>.report.png)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -75,6 +82,14 @@ def main(argv: list[str] | None = None) -> int:
            "drift": result["drift"],
            "table_reduced": pred.info.get("table_reduced"), "predictor_info": pred.info, "png": str(png),
            "timestamp": _now()}
+    if args.retest:
+        first = held.head(args.retest)
+        again = retime_heldout(setting, args.tables, first, args.runs, args.warmup, args.batch)
+        out["retest"] = {"agreement": agreement(first["ratio"].to_numpy(float), again)}
+        if pred.mode == "ratio":  # the predictor on the same subnets, against each measurement
+            predicted = pred.predict_ratio_many(ArchConfig.from_json(j) for j in first["arch_json"])
+            out["retest"].update(predictor_vs_first=accuracy(predicted, first["ratio"].to_numpy(float)),
+                                 predictor_vs_second=accuracy(predicted, again))
     tbl.write_json_atomic(out, tbl.table_stem(args.tables, setting).with_suffix(".report.json"))
     if args.json:
         print(json.dumps(out, indent=2, default=float))
@@ -99,6 +114,16 @@ def main(argv: list[str] | None = None) -> int:
     if abs(d["change_pct"]) > DRIFT_WARN_PCT:
         print(f"warning: the device runs {abs(d['change_pct']):.0f}% {'slower' if d['change_pct'] > 0 else 'faster'} "
               f"than when its table was profiled; rerun etf-profile or compare in one window", file=sys.stderr)
+    if args.retest:
+        r = out["retest"]
+        ag = r["agreement"]
+        print(f"\nthe first {ag['n']} held-out subnets timed again: the second paired ratio is within +-5% of the "
+              f"first for {ag['within_5_pct']:.0f}%, within +-10% for {ag['within_10_pct']:.0f}% (|difference| median "
+              f"{ag['abs_diff_median_pct']:.1f}%, 90th pct {ag['abs_diff_p90_pct']:.1f}%); a predictor that knew "
+              f"every true latency would score about {ag['ceiling_within_5_pct']:.0f}% within +-5% against one measurement")
+        if "predictor_vs_first" in r:
+            print(f"the predictor on them: {r['predictor_vs_first']['within_5_pct']:.0f}% within +-5% of the first "
+                  f"measurement, {r['predictor_vs_second']['within_5_pct']:.0f}% of the second")
     print(f"\nscatter plot: {png}")
     return 0
 
