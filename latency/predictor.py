@@ -6,7 +6,9 @@ linear fit on its cost otherwise). A network is the sum of its operators; a whol
 the table's end-to-end subnets (``a * sum`` or ``a * sum + b``, whichever predicts them better in leave-one-out)
 absorbs what operators alone miss (per-model overhead, the token split, cache effects). Once six networks drawn
 from the space are measured it is fitted on them alone, not on the anchors (smallest config, presets):
-:func:`correction_rows`.
+:func:`correction_rows`. In reference-relative mode, from eight such networks on, it is ``a * sum + w *
+weights``: an operator timed alone keeps its weights in the cache, a whole network streams them in every frame
+(:data:`MIN_POINTS_FOR_WEIGHTS`).
 
 Reference-relative mode (when the end-to-end table has rows measured with the paired protocol of
 latency/measure.py): the correction is fitted on ratios, ``measured network / reference network`` against
@@ -67,8 +69,17 @@ MIN_SPACE_ROWS = 6
 #: load. 2 (commit 26882ad) left the anchors out of the whole-network correction from 3 space networks on; 3 put
 #: them back (in the demo's first refits, 2 random subnets + 1 winner, the fit followed a +14% outlier); 4 leaves
 #: them out again from 6 space networks on (latency/RESULTS.md: on five fresh sets never worse by more than 3
-#: points within +-5%, up to 33 points better at the demo's 256 px).
-FIT_REVISION = 4
+#: points within +-5%, up to 33 points better at the demo's 256 px); 5 adds the weights term
+#: (:data:`MIN_POINTS_FOR_WEIGHTS`).
+FIT_REVISION = 5
+#: Ratio mode: from this many fit rows on, the correction is ``a * sum + w * weights`` (both relative to the
+#: reference network), when the fitted ``w`` is positive. Operators are timed alone, run after run, so their
+#: weights stay in the cache; inside a whole network every block's weights are evicted by the rest, and a network
+#: pays for its weights again on every frame. On the stored held-out sets of 12 tables (512 px 1 and 2 threads,
+#: int8, the demo's 256 px) the residual of the sum-only correction correlated +0.3..+0.6 with the weight count;
+#: rescored (selection, not validation) this form was better within +-5% than revision 4 on 11 of 20 sets, equal
+#: on 8, worse on 1 (by 2 points); latency/RESULTS.md has the fresh validation.
+MIN_POINTS_FOR_WEIGHTS = 8
 
 
 class TreeEnsemble:
@@ -314,16 +325,27 @@ class Correction:
     b: float = 0.0
     n: int = 0
     form: str = "identity"
+    #: form ``ratio+weights``: ``a * sum + w * weights`` (no intercept, no range guard); 0 otherwise
+    w: float = 0.0
     #: the operator sums the line was fitted on span [lo, hi]; outside it an affine correction keeps the ratio
     #: it has at the nearer end instead of extending the line (None: no intercept, nothing to keep)
     lo: float | None = None
     hi: float | None = None
 
     @classmethod
-    def fit(cls, op_sums: Sequence[float], measured: Sequence[float]) -> "Correction":
+    def fit(cls, op_sums: Sequence[float], measured: Sequence[float],
+            weights: Sequence[float] | None = None) -> "Correction":
+        """Fit on the networks' operator sums and measurements; with ``weights`` (each network's weight count,
+        in the sums' frame) and at least :data:`MIN_POINTS_FOR_WEIGHTS` networks, ``a * sum + w * weights``
+        when ``w`` comes out positive (a network's weights cost time, never save it)."""
         x, y = np.asarray(op_sums, float), np.asarray(measured, float)
         if len(x) == 0:
             return cls()
+        if weights is not None and len(x) >= MIN_POINTS_FOR_WEIGHTS:
+            p = np.asarray(weights, float)
+            a, w = np.linalg.lstsq(np.column_stack([x, p]), y, rcond=None)[0]
+            if w > 0 and a > 0:
+                return cls(a=float(a), n=len(x), form="ratio+weights", w=float(w))
         if len(x) < MIN_POINTS_FOR_AFFINE or np.ptp(x) <= 1e-9:
             return cls(*_ratio_fit(x, y), n=len(x), form="ratio")
         form = "affine" if _loo_mape(_affine_fit, x, y) < _loo_mape(_ratio_fit, x, y) else "ratio"
@@ -335,14 +357,25 @@ class Correction:
         it ``raw`` times the line's ratio at the range's nearer end: a line fitted on eight noisy networks says
         nothing past them (2-thread table t512g: fitted on sums up to 3.05 x Tiny's, held-out subnets reach 4.2 x;
         the guard alone did not lift that table's held-out score, latency/RESULTS.md)."""
+        if self.w:
+            raise EtfError("this correction has a weights term: call it with .with_weights(sums, weights)")
         if self.b == 0.0 or self.lo is None or self.hi is None:
             return self.a * raw + self.b
         edge = np.clip(raw, self.lo, self.hi)
         return raw * (self.a + self.b / edge)
 
+    def with_weights(self, raw: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+        """The corrected values of operator sums ``raw`` for networks of ``weights`` (used by the weights form;
+        the other forms ignore ``weights``)."""
+        if not self.w:
+            return np.asarray(self(raw), float)
+        if weights is None:
+            raise EtfError("this correction has a weights term: the networks' weight counts are needed")
+        return self.a * np.asarray(raw, float) + self.w * np.asarray(weights, float)
+
     def state(self) -> dict[str, Any]:
         """The correction as JSON-able numbers (see :meth:`from_state`)."""
-        return {"a": self.a, "b": self.b, "n": self.n, "form": self.form, "lo": self.lo, "hi": self.hi}
+        return {"a": self.a, "b": self.b, "n": self.n, "form": self.form, "lo": self.lo, "hi": self.hi, "w": self.w}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> "Correction":
@@ -352,8 +385,9 @@ class Correction:
         if float(state["b"]) != 0.0 and (lo is None or hi is None):
             raise EtfError("the predictor file's correction was saved without the range it was fitted on (an older "
                            "etf): refit it from its table (etf-predict --device D --size S does)")
-        return cls(float(state["a"]), float(state["b"]), int(state["n"]), str(state["form"]),
-                   None if lo is None else float(lo), None if hi is None else float(hi))
+        return cls(a=float(state["a"]), b=float(state["b"]), n=int(state["n"]), form=str(state["form"]),
+                   lo=None if lo is None else float(lo), hi=None if hi is None else float(hi),
+                   w=float(state.get("w", 0.0)))
 
 
 @dataclass
@@ -381,6 +415,8 @@ class LatencyPredictor:
     #: network is answered with its measurement, not the model (the closed loop's winners included). Keyed by
     #: the frozen config itself: hashing it costs the search's hot path ~1 us, its sha1 ``key()`` ~40 us
     measured_ratios: dict[ArchConfig, float] = field(default_factory=dict)
+    #: weight count of the reference network (the weights term's denominator; 0 without that term)
+    ref_weights: float = 0.0
 
     @property
     def mode(self) -> str:
@@ -391,6 +427,7 @@ class LatencyPredictor:
         if self.setting is None:
             self.setting = Setting(self.device, self.size, 1, LEGACY_PRECISION, LEGACY_HEAD)
         self._part_cache: dict[tuple, float] = {}
+        self._weight_cache: dict[tuple, int] = {}
         self._op_cache: dict[Operator, float] = {}
         self._grid = grid(self.size)
 
@@ -428,9 +465,11 @@ class LatencyPredictor:
             if has.sum() >= 2:
                 paired = corr[has]
                 pred.ref_sum = pred.reference_sum()
+                pred.ref_weights = pred.reference_weights()
                 fit_paired = corr.index.isin(correction_rows(paired).index)
                 pred.ratio_correction = Correction.fit(sums[fit_paired] / pred.ref_sum,
-                                                       ratio[fit_paired].to_numpy(float))
+                                                       ratio[fit_paired].to_numpy(float),
+                                                       pred.weight_count_many(cfgs)[fit_paired] / pred.ref_weights)
                 pred.ref_current_ms = tbl.latest_reference_ms(paired)
                 by_arch = paired.assign(ratio=pd.to_numeric(paired["ratio"], errors="coerce")).groupby("arch_key")
                 pred.measured_ratios = {ArchConfig.from_json(g["arch_json"].iloc[0]): float(g["ratio"].median())
@@ -449,7 +488,8 @@ class LatencyPredictor:
             pred.info["mapped_keys"] = sorted(map(str, mapped))
         if pred.ratio_correction is not None:
             rc = pred.ratio_correction
-            pred.info["ratio_correction"] = {"form": rc.form, "a": rc.a, "b": rc.b, "ref_sum_ms": pred.ref_sum,
+            pred.info["ratio_correction"] = {"form": rc.form, "a": rc.a, "b": rc.b, "w": rc.w,
+                                             "ref_sum_ms": pred.ref_sum, "ref_weights": pred.ref_weights,
                                              "ref_current_ms": pred.ref_current_ms}
         return pred
 
@@ -458,6 +498,12 @@ class LatencyPredictor:
         from supernet.presets import PRESETS
 
         return self.operator_sum(PRESETS[REFERENCE_PRESET])
+
+    def reference_weights(self) -> float:
+        """Weight count of the whole-network reference (TopFormer-Tiny), the denominator of the weights term."""
+        from supernet.presets import PRESETS
+
+        return float(self.weight_count_many([PRESETS[REFERENCE_PRESET]])[0])
 
     def with_reference(self, ref_ms: float) -> "LatencyPredictor":
         """Set the reference network's current latency (ms), e.g. just measured: predictions follow the device."""
@@ -472,7 +518,8 @@ class LatencyPredictor:
             raise EtfError("this predictor has no paired end-to-end rows: rerun etf-profile --e2e-only to record "
                            "reference-relative measurements")
         cfgs = list(cfgs)
-        ratios = np.asarray(self.ratio_correction(self.operator_sum_many(cfgs) / self.ref_sum), dtype=float)
+        weights = self.weight_count_many(cfgs) / self.ref_weights if self.ratio_correction.w else None
+        ratios = self.ratio_correction.with_weights(self.operator_sum_many(cfgs) / self.ref_sum, weights)
         if self.measured_ratios:
             for i, cfg in enumerate(cfgs):
                 ratios[i] = self.measured_ratios.get(cfg, ratios[i])
@@ -530,6 +577,24 @@ class LatencyPredictor:
         for key, ops in part_ops.items():
             cache[key] = sum(self._op_cache[op] for op in ops)
 
+    def weight_count_many(self, cfgs: Iterable[ArchConfig]) -> np.ndarray:
+        """Weights (parameters) of each config's deployed network, counted as ``supernet.size`` counts them and
+        cached by part like the operator sums."""
+        from supernet.size import part_params
+
+        cache = self._weight_cache
+        out = []
+        for cfg in cfgs:
+            total = 0
+            for key, mult in self._parts(cfg):
+                n = cache.get(key)
+                if n is None:
+                    n = cache[key] = sum(part_params(p) for p in
+                                         _key_parts(key, self._grid, self.size, self.num_classes, self.head))
+                total += mult * n
+            out.append(total)
+        return np.asarray(out, dtype=float)
+
     def operator_sum(self, cfg: ArchConfig) -> float:
         """Sum of the predicted operator latencies of ``cfg`` (no whole-network correction), cached by part."""
         return float(self.operator_sum_many([cfg])[0])
@@ -573,7 +638,7 @@ class LatencyPredictor:
                 "fingerprint": self.fingerprint, "ref_nominal": self.ref_nominal, "num_classes": self.num_classes,
                 "correction": self.correction.state(), "info": self.info,
                 "ratio_correction": None if self.ratio_correction is None else self.ratio_correction.state(),
-                "ref_sum": self.ref_sum, "ref_current_ms": self.ref_current_ms,
+                "ref_sum": self.ref_sum, "ref_weights": self.ref_weights, "ref_current_ms": self.ref_current_ms,
                 "measured_ratios": [{"arch": cfg.to_dict(), "ratio": r} for cfg, r in self.measured_ratios.items()],
                 "kinds": {k: m.state() for k, m in self.kinds.items()}, "setting": self.setting.to_dict()}
 
@@ -597,7 +662,8 @@ class LatencyPredictor:
                    Setting.from_dict(state["setting"]),
                    None if rc is None else Correction.from_state(rc),
                    float(state.get("ref_sum", 0.0)), None if ref_now is None else float(ref_now),
-                   {ArchConfig.from_dict(m["arch"]): float(m["ratio"]) for m in state.get("measured_ratios", [])})
+                   {ArchConfig.from_dict(m["arch"]): float(m["ratio"]) for m in state.get("measured_ratios", [])},
+                   float(state.get("ref_weights", 0.0)))
 
     def save(self, path: str | Path) -> Path:
         """Write the predictor as JSON (format :data:`FORMAT_VERSION`, with device/size/fingerprint) atomically."""

@@ -16,7 +16,7 @@ from supernet.space import ArchConfig, SearchSpace, TABLE1
 from supernet.trace import (HeadPart, InjectionPart, MBConvPart, Part, StemPart, TransformerPart, conv_out,
                             trace)
 
-__all__ = ["SizeReport", "model_size", "conv_out"]  # conv_out lives in supernet.trace; re-exported here
+__all__ = ["SizeReport", "model_size", "part_params", "conv_out"]  # conv_out lives in supernet.trace; re-exported here
 
 
 @dataclass
@@ -73,6 +73,14 @@ def model_size(cfg: ArchConfig, size: int | tuple[int, int] = 512, num_classes: 
         c.part = part.group
         _COUNT[part.kind](c, part)
     return c.report
+
+
+def part_params(part: Part) -> int:
+    """Weights (parameters) of one traced part, counted as :func:`model_size` counts them (the latency
+    predictor's whole-network correction charges a network for the weights it streams through the cache)."""
+    c = _Counter()
+    _COUNT[part.kind](c, part)
+    return c.report.params
 
 
 def _count_stem(c: _Counter, p: StemPart) -> None:
