@@ -26,13 +26,15 @@ import numpy as np
 import pandas as pd
 
 from latency import table as tbl
+from latency.cli.report import build_parser
 from latency.predictor import accuracy, load_for_device
 from latency.report import HELDOUT_WINDOW_H, agreement, heldout_path, read_heldout, retime_heldout, valid_heldout
 from latency.setting import Setting
 from supernet.space import ArchConfig
 
-#: The report's defaults (latency/cli/report.py): timed runs per subnet over its first rounds, warm-up, batch.
-REPORT_RUNS, REPORT_WARMUP, REPORT_BATCH = 30, 2, 6
+#: The report's own defaults (timed runs per subnet over its first rounds, warm-up, batch), read from its parser.
+_DEFAULTS = build_parser()
+REPORT_RUNS, REPORT_WARMUP, REPORT_BATCH = (_DEFAULTS.get_default(k) for k in ("runs", "warmup", "batch"))
 
 
 def retest(tables: str, setting: Setting, window_h: float) -> dict:

@@ -518,8 +518,9 @@ class LatencyPredictor:
             raise EtfError("this predictor has no paired end-to-end rows: rerun etf-profile --e2e-only to record "
                            "reference-relative measurements")
         cfgs = list(cfgs)
-        weights = self.weight_count_many(cfgs) / self.ref_weights if self.ratio_correction.w else None
-        ratios = self.ratio_correction.with_weights(self.operator_sum_many(cfgs) / self.ref_sum, weights)
+        parts = [self._parts(cfg) for cfg in cfgs]  # once for the sums and the weights: this is the search's hot path
+        weights = self._part_weights(parts) / self.ref_weights if self.ratio_correction.w else None
+        ratios = self.ratio_correction.with_weights(self._part_sums(parts) / self.ref_sum, weights)
         if self.measured_ratios:
             for i, cfg in enumerate(cfgs):
                 ratios[i] = self.measured_ratios.get(cfg, ratios[i])
@@ -580,13 +581,16 @@ class LatencyPredictor:
     def weight_count_many(self, cfgs: Iterable[ArchConfig]) -> np.ndarray:
         """Weights (parameters) of each config's deployed network, counted as ``supernet.size`` counts them and
         cached by part like the operator sums."""
+        return self._part_weights([self._parts(cfg) for cfg in cfgs])
+
+    def _part_weights(self, parts_per_cfg: Sequence[list[tuple[tuple, int]]]) -> np.ndarray:
         from supernet.size import part_params
 
         cache = self._weight_cache
         out = []
-        for cfg in cfgs:
+        for parts in parts_per_cfg:
             total = 0
-            for key, mult in self._parts(cfg):
+            for key, mult in parts:
                 n = cache.get(key)
                 if n is None:
                     n = cache[key] = sum(part_params(p) for p in
@@ -601,11 +605,13 @@ class LatencyPredictor:
 
     def operator_sum_many(self, cfgs: Iterable[ArchConfig]) -> np.ndarray:
         """Operator sums of many configs: cache misses are predicted in one batch per operator kind."""
+        return self._part_sums([self._parts(cfg) for cfg in cfgs])
+
+    def _part_sums(self, parts_per_cfg: Sequence[list[tuple[tuple, int]]]) -> np.ndarray:
         cache = self._part_cache
         values: list[float] = []
         pending: list[tuple[int, list[tuple[tuple, int]]]] = []
-        for i, cfg in enumerate(cfgs):
-            parts = self._parts(cfg)
+        for i, parts in enumerate(parts_per_cfg):
             try:
                 values.append(sum(mult * cache[key] for key, mult in parts))
             except KeyError:  # some part not seen yet: predicted below, in one batch per operator kind

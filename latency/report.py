@@ -132,9 +132,7 @@ def measure_heldout(setting: Setting, tables_dir: str, n: int, workers: int, bat
             chunk = todo[i:i + batch]
             paths, _ = convert_networks([c for _, c in chunk], size, cache, pool, head=setting.head,
                                         precision=setting.precision)
-            results = measure_paired(dev, paths, ref_net, rounds=rounds, runs=max(1, runs // rounds), warmup=warmup,
-                                     max_rounds=max(rounds, MAX_ROUNDS),
-                                     threads=setting.threads, baseline_ms=tbl.fastest_reference_ms(e2e))
+            results = _time_paired(dev, paths, ref_net, setting, runs, warmup, rounds, tbl.fastest_reference_ms(e2e))
             new = pd.DataFrame([{**e2e_row(setting, s, c, res, ref_nominal, "heldout"), "table_fingerprint": fp, "protocol": PROTOCOL}
                                 for (s, c), res in zip(chunk, results)], columns=HELDOUT_COLUMNS)
             rows = pd.concat([rows, new], ignore_index=True) if len(rows) else new
@@ -142,6 +140,14 @@ def measure_heldout(setting: Setting, tables_dir: str, n: int, workers: int, bat
             bar.update(len(chunk))
     bar.close()
     return rows
+
+
+def _time_paired(dev: Any, paths: list[Path], ref: Path, setting: Setting, runs: int, warmup: int, rounds: int,
+                 baseline_ms: float | None) -> list:
+    """The report's protocol, one definition for the first measurement and the retest: ``runs`` split over
+    ``rounds`` rounds beside the reference, more rounds up to ``MAX_ROUNDS`` while a ratio is uncertain."""
+    return measure_paired(dev, paths, ref, rounds=rounds, runs=max(1, runs // rounds), warmup=warmup,
+                          max_rounds=max(rounds, MAX_ROUNDS), threads=setting.threads, baseline_ms=baseline_ms)
 
 
 def retime_heldout(setting: Setting, tables_dir: str, held: pd.DataFrame, runs: int, warmup: int, batch: int,
@@ -160,10 +166,7 @@ def retime_heldout(setting: Setting, tables_dir: str, held: pd.DataFrame, runs: 
     baseline = tbl.fastest_reference_ms(tbl.read_e2e(tables_dir, setting))
     ratios: list[float] = []
     for i in range(0, len(paths), batch):
-        results = measure_paired(dev, paths[i:i + batch], ref, rounds=rounds, runs=max(1, runs // rounds),
-                                 warmup=warmup, max_rounds=max(rounds, MAX_ROUNDS), threads=setting.threads,
-                                 baseline_ms=baseline)
-        ratios += [r.ratio for r in results]
+        ratios += [r.ratio for r in _time_paired(dev, paths[i:i + batch], ref, setting, runs, warmup, rounds, baseline)]
     return np.asarray(ratios, float)
 
 
