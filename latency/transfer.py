@@ -40,13 +40,16 @@ MAPPED_PHASE = "transferred"
 #: MBConv 18 of 30 (8 of 20 until 2026-11-28): its speed-up from fp32 to int8 depends on the block's widths, and
 #: 16 measured blocks mapped the rest within -8..+16% (10th-90th pct), 36 within -8..+10% (latency/RESULTS.md).
 KIND_WEIGHTS = {"mbconv": 18, "transformer": 4, "injection": 3, "pool": 2, "stem": 1, "head": 2}
-#: Operators measured on the new setting by default (about a sixth of a full table; 40 until 2026-11-28): with
-#: the 7 networks, 19% of a full table's measurements, under the issue's fifth.
-DEFAULT_TRANSFER_OPS = 60
-#: Whole networks measured on the new setting by default: the smallest config, the three presets and three random
-#: subnets (the anchors alone until 2026-11-28): the anchors sit apart from the random subnets the correction has
-#: to answer (latency/RESULTS.md). A transfer into the source table's folder finds their fp32 files in its cache.
-DEFAULT_TRANSFER_E2E = 7
+#: Operators measured on the new setting by default (about a seventh of a full table; 60 until 2026-11-29, 40
+#: until 2026-11-28). With the 16 networks: 66 measurements, 18% of a full table's 342 operators + 24 networks.
+DEFAULT_TRANSFER_OPS = 50
+#: Whole networks measured on the new setting by default: the smallest config, the three presets and 12 random
+#: subnets (3 random until 2026-11-29, the anchors alone until 2026-11-28). The networks, not the operators, carry
+#: a transfer: 1 -> 2 threads simulated from full tables (B's own timings standing in), 3 random networks scored
+#: 60-84% within +-5% whatever the operator budget, 8 or more 84-94% (tD, tE), as well as B's full table
+#: (latency/RESULTS.md). From 8 random networks the correction has its weights term. A transfer into the source
+#: table's folder finds their fp32 files in its cache.
+DEFAULT_TRANSFER_E2E = 16
 #: A kind's line is fitted with a free slope from this many points on; fewer: slope 1 (a pure ratio).
 MIN_POINTS_FOR_SLOPE = 4
 #: The fitted slope is kept within these bounds (a dozen noisy points must not extrapolate wildly).

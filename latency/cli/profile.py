@@ -36,7 +36,7 @@ recording its setting), .e2e.csv, .passes.csv, .meta.json (setting, plan, timing
 
 Transfer (--transfer-from A): a finished table of another setting A (same input size) stands in for most of
 the new one. Only --transfer-ops of A's operators (spread over each kind's latency range) and --e2e whole
-networks (default 7: the smallest config, the presets and 3 random subnets) are measured here; every other row
+networks (default 16: the smallest config, the presets and 12 random subnets) are measured here; every other row
 is A's latency mapped through a per-kind line fitted on those pairs (log t_new = a + b log t_A). Mapped rows are marked
 `transferred` and the meta file records the transfer; a later run without --transfer-from measures them.
 
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a finished table of another setting (its .csv path, or its stem in --out): measure "
                         "only --transfer-ops operators and map the rest from it (see below)")
     p.add_argument("--transfer-ops", type=positive_int, default=DEFAULT_TRANSFER_OPS,
-                   help=f"operators measured in a transfer (default {DEFAULT_TRANSFER_OPS}, ~1/6 of a full table)")
+                   help=f"operators measured in a transfer (default {DEFAULT_TRANSFER_OPS}, ~1/7 of a full table)")
     p.add_argument("--e2e-only", action="store_true", help="skip the operator phases; measure only the --e2e "
                    "end-to-end subnets (e.g. after a budget-limited run)")
     p.add_argument("--limit", type=positive_int, default=None, help="measure only the first N planned operators "
