@@ -70,8 +70,9 @@ MIN_SPACE_ROWS = 6
 #: them back (in the demo's first refits, 2 random subnets + 1 winner, the fit followed a +14% outlier); 4 leaves
 #: them out again from 6 space networks on (latency/RESULTS.md: on five fresh sets never worse by more than 3
 #: points within +-5%, up to 33 points better at the demo's 256 px); 5 adds the weights term
-#: (:data:`MIN_POINTS_FOR_WEIGHTS`).
-FIT_REVISION = 5
+#: (:data:`MIN_POINTS_FOR_WEIGHTS`); 6 fits that term's two coefficients on relative errors (the report's measure)
+#: instead of absolute ones, which let the largest networks set the line.
+FIT_REVISION = 6
 #: Ratio mode: from this many fit rows on, the correction is ``a * sum + w * weights`` (both relative to the
 #: reference network), when the fitted ``w`` is positive. Operators are timed alone, run after run, so their
 #: weights stay in the cache; inside a whole network every block's weights are evicted by the rest, and a network
@@ -337,13 +338,15 @@ class Correction:
             weights: Sequence[float] | None = None) -> "Correction":
         """Fit on the networks' operator sums and measurements; with ``weights`` (each network's weight count,
         in the sums' frame) and at least :data:`MIN_POINTS_FOR_WEIGHTS` networks, ``a * sum + w * weights``
-        when ``w`` comes out positive (a network's weights cost time, never save it)."""
+        (least squares on relative errors) when ``w`` comes out positive (a network's weights cost time, never
+        save it)."""
         x, y = np.asarray(op_sums, float), np.asarray(measured, float)
         if len(x) == 0:
             return cls()
         if weights is not None and len(x) >= MIN_POINTS_FOR_WEIGHTS:
             p = np.asarray(weights, float)
-            a, w = np.linalg.lstsq(np.column_stack([x, p]), y, rcond=None)[0]
+            # least squares on (predicted / measured - 1): the error the report and the search's +-5% judge
+            a, w = np.linalg.lstsq(np.column_stack([x, p]) / y[:, None], np.ones(len(y)), rcond=None)[0]
             if w > 0 and a > 0:
                 return cls(a=float(a), n=len(x), form="ratio+weights", w=float(w))
         if len(x) < MIN_POINTS_FOR_AFFINE or np.ptp(x) <= 1e-9:

@@ -169,6 +169,27 @@ def test_the_ratio_correction_charges_a_network_for_its_weights_once_eight_are_m
     assert np.median(np.abs(few.predict_ratio_many(fresh) / truth(fresh) - 1)) > np.median(err)
 
 
+def test_the_weights_term_is_fitted_on_relative_errors_not_absolute_ones():
+    """The correction is judged by |predicted / measured - 1| (the report, the search's +-5%): its two
+    coefficients minimise exactly that, so the largest networks' absolute residuals do not set the line."""
+    from latency.predictor import Correction
+
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0.6, 4.0, 20)  # operator sums relative to Tiny's
+    p = x * rng.uniform(0.5, 1.5, 20)  # weight counts relative to Tiny's
+    y = (0.95 * x + 0.08 * p) * (1 + rng.normal(0, 0.03, 20)) + np.where(x > 3.5, 0.4, 0.0)  # big nets off
+    rc = Correction.fit(x, y, p)
+    assert rc.form == "ratio+weights" and rc.a > 0 and rc.w > 0
+
+    def rel_sse(a: float, w: float) -> float:
+        return float(np.sum(((a * x + w * p) / y - 1) ** 2))
+
+    a_abs, w_abs = np.linalg.lstsq(np.column_stack([x, p]), y, rcond=None)[0]
+    assert rel_sse(rc.a, rc.w) < rel_sse(a_abs, w_abs)
+    for da, dw in [(1e-3, 0), (-1e-3, 0), (0, 1e-3), (0, -1e-3)]:  # and it is the minimum
+        assert rel_sse(rc.a, rc.w) <= rel_sse(rc.a + da, rc.w + dw)
+
+
 def test_ratio_correction_recovers_the_true_relation_where_the_raw_fit_does_not():
     rng = np.random.default_rng(3)
     ops = _op_rows()
