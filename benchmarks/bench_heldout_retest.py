@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 
+from etf.common import EtfError
 from latency import table as tbl
 from latency.cli.report import build_parser
 from latency.predictor import accuracy, load_for_device
@@ -78,7 +79,10 @@ def main() -> None:
     ap.add_argument("--window-h", type=float, default=HELDOUT_WINDOW_H)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    out = retest(a.tables, Setting(a.device, a.size, a.threads, a.precision, a.head), a.window_h)
+    try:
+        out = retest(a.tables, Setting(a.device, a.size, a.threads, a.precision, a.head), a.window_h)
+    except EtfError as exc:  # a missing table or converted file: one line, not a traceback
+        raise SystemExit(f"bench_heldout_retest: {exc}") from None
     if a.json:
         print(json.dumps(out, indent=1))
         return
