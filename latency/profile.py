@@ -47,8 +47,9 @@ E2E_SEED_BASE = 1000
 #: Whole networks measured end to end for the correction by default: the 4 anchors and 20 random subnets (4 + 8
 #: until 2026-11-29, 4 + 4 before 2026-11-28). The weights term (fit revision 5) has two coefficients to learn from
 #: the random ones alone: fitted on 8, tD's predictor scored 78-88 % within +-5% on fresh subnets; the same fit
-#: with 12 more random networks (rows of another held-out set) 92-96 (latency/RESULTS.md). ~8 s a network at 512 px,
-#: one thread (conversion on 2 workers + timing); the 2-thread and int8 tables reuse the converted files.
+#: with 12 more random networks (rows of another held-out set) 92-96 (latency/RESULTS.md). ~10 s a network at 512
+#: px, one thread (8.6 s conversion on 2 workers + 1.8 s timing, table tE); the 2-thread and int8 tables reuse the
+#: converted files.
 DEFAULT_E2E = 24
 
 
