@@ -11,7 +11,11 @@ samples), reduced to what a dozen points per kind can carry: two numbers per kin
 depends on the operator's shape (int8: 1.0-3.3x over MBConv blocks on this CPU, by channels, expansion and
 resolution), the line is extended with the operator key's own numbers (log channels, expansion, kernel, stride,
 resolution; standardised, ridge-penalised, clipped to the measured range) when that predicts the kind's measured
-operators better in leave-one-out; otherwise the line is kept.
+operators better in leave-one-out; or, preferred to both, for kinds whose operators name the work of their parts
+(:meth:`latency.operators.MBConv.cost_terms`: the expansion's, depthwise's and projection's multiply-adds and the
+maps they read and write), replaced by a non-negative sum of those parts plus a constant and the source time,
+when that wins in leave-one-out: int8 speeds each part up by its own factor, which neither a line nor features
+of the key in logs carry (int8 MBConv blocks mapped within 4-5% RMSE against 8-10%, latency/RESULTS.md).
 
 Rows measured on B keep phase ``transfer``; mapped rows get phase ``transferred`` and are regenerated from the
 measured ones on every run, so a later full ``etf-profile`` of B (without ``--transfer-from``) measures and
@@ -61,8 +65,14 @@ SLOPE_RANGE = (0.5, 1.5)
 MIN_POINTS_FOR_FEATURES = 6
 #: Ridge penalty on the standardised key features (the source latency and the intercept are not penalised).
 FEATURE_RIDGE = 1.0
-#: The features' leave-one-out RMSE (log ms) must be below this fraction of the line's to be used.
+#: The features' (or the cost terms') leave-one-out RMSE (log ms) must be below this fraction of the line's to
+#: be used; the cost terms win over the features when both do (in the int8 transfer of table tE, features chosen
+#: over them by their leave-one-out missed the unmeasured blocks by 9.0% RMSE, the cost terms by 4.3%).
 FEATURES_MUST_WIN = 0.9
+#: A cost-terms map never maps an operator below this (ms; a guard for all-zero terms, whose log is -inf).
+MIN_MAPPED_MS = 1e-4
+#: Cost terms are in units of this many (multiply-adds, elements), so the fitted weights read as ms per million.
+COST_UNIT = 1e6
 
 
 def key_features(keys: Sequence[str]) -> pd.DataFrame:
@@ -82,11 +92,20 @@ def key_features(keys: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, index=range(len(rows)), dtype=float)
 
 
+def cost_matrix(keys: Sequence[str], terms: Sequence[str]) -> np.ndarray:
+    """The operators' cost terms (:meth:`latency.operators.MBConv.cost_terms`) named ``terms``, in
+    :data:`COST_UNIT` units; one row per key (0 where an operator lacks a term)."""
+    rows = [parse_key(key).cost_terms() for key in keys]
+    return np.array([[row.get(t, 0.0) / COST_UNIT for t in terms] for row in rows], float).reshape(len(rows), len(terms))
+
+
 @dataclass(frozen=True)
 class KindMap:
     """``log t_new = a + b log t_source (+ w . z)`` for one operator kind, fitted on ``n`` operators measured in
     both; ``z`` = the key features ``features`` standardised by ``mean`` / ``scale`` and clipped to what the
-    measured operators spanned (``low``..``high``), ``form`` 'line' or 'features'."""
+    measured operators spanned (``low``..``high``), ``form`` 'line' or 'features'. Form 'costs':
+    ``t_new = a + b t_source + w . c`` in ms, ``c`` the operator's cost terms named ``features`` (in
+    :data:`COST_UNIT` units), every coefficient non-negative."""
 
     a: float
     b: float
@@ -100,6 +119,11 @@ class KindMap:
     weights: tuple[float, ...] = ()
 
     def __call__(self, source_ms: np.ndarray, keys: Sequence[str] | None = None) -> np.ndarray:
+        if self.form == "costs":
+            if keys is None:
+                raise ValueError("this kind's map uses the operator keys: pass them")
+            t = self.a + self.b * np.asarray(source_ms, float) + cost_matrix(keys, self.features) @ np.asarray(self.weights)
+            return np.maximum(t, MIN_MAPPED_MS)
         log_t = self.a + self.b * np.log(np.asarray(source_ms, float))
         if self.weights:
             if keys is None:
@@ -187,8 +211,9 @@ def _loo_rmse(fit_predict, n: int) -> float:
 
 
 def _fit_kind(keys: Sequence[str], x: np.ndarray, y: np.ndarray) -> KindMap:
-    """The line of one kind, or the line plus key features when they predict its measured operators better
-    in leave-one-out (see :data:`FEATURES_MUST_WIN`)."""
+    """The line of one kind, or the line plus key features, or the sum of its parts' work (:func:`_fit_costs`),
+    whichever predicts its measured operators better than the line in leave-one-out (see
+    :data:`FEATURES_MUST_WIN`; the parts' work first)."""
     a, b = _fit_line(x, y)
     line = KindMap(a, b, int(len(x)))
     if len(x) < MIN_POINTS_FOR_FEATURES:
@@ -209,12 +234,48 @@ def _fit_kind(keys: Sequence[str], x: np.ndarray, y: np.ndarray) -> KindMap:
         return float(y[i] - (c[0] * x[i] + c[1] + z[i] @ c[2:]))
 
     line_loo, ridge_loo = _loo_rmse(line_err, len(x)), _loo_rmse(ridge_err, len(x))
-    if ridge_loo >= FEATURES_MUST_WIN * line_loo or line_loo - ridge_loo < 0.005:  # 0.5% is noise, not shape
-        return line
-    c = _ridge(x, z, y)
-    return KindMap(float(c[1]), float(c[0]), int(len(x)), "features", tuple(map(str, feats.columns)),
-                   tuple(map(float, mean)), tuple(map(float, scale)), tuple(map(float, z.min(axis=0))),
-                   tuple(map(float, z.max(axis=0))), tuple(map(float, c[2:])))
+    best = line
+    if ridge_loo < FEATURES_MUST_WIN * line_loo and line_loo - ridge_loo >= 0.005:  # 0.5% is noise, not shape
+        c = _ridge(x, z, y)
+        best = KindMap(float(c[1]), float(c[0]), int(len(x)), "features", tuple(map(str, feats.columns)),
+                       tuple(map(float, mean)), tuple(map(float, scale)), tuple(map(float, z.min(axis=0))),
+                       tuple(map(float, z.max(axis=0))), tuple(map(float, c[2:])))
+    costs = _fit_costs(keys, x, y)
+    if costs is not None and costs[1] < FEATURES_MUST_WIN * line_loo and line_loo - costs[1] >= 0.005:
+        return costs[0]  # before the features: a sum of the parts' work extrapolates, logs of the key clip
+    return best
+
+
+def _cost_design(keys: Sequence[str], x: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
+    """The cost terms the kind's operators name (those non-zero somewhere), and ``[1, t_source, terms...]``."""
+    names = sorted({t for key in keys for t, v in parse_key(key).cost_terms().items()})
+    c = cost_matrix(keys, names)
+    used = tuple(n for n, col in zip(names, c.T) if np.any(col > 0))
+    return used, np.column_stack([np.ones(len(x)), np.exp(x), cost_matrix(keys, used)])
+
+
+def _nnls_relative(design: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Non-negative coefficients minimising the relative squared error ``sum((design @ c / t - 1) ** 2)``."""
+    from scipy.optimize import nnls
+
+    return nnls(design / t[:, None], np.ones(len(t)))[0]
+
+
+def _fit_costs(keys: Sequence[str], x: np.ndarray, y: np.ndarray) -> tuple[KindMap, float] | None:
+    """The cost-terms map of one kind and its leave-one-out RMSE (log ms), or None when its operators name no
+    cost terms or there are too few of them for the terms."""
+    terms, design = _cost_design(keys, x)
+    if not terms or len(x) < design.shape[1] + MIN_POINTS_FOR_SLOPE:
+        return None
+    t = np.exp(y)
+
+    def err(keep: np.ndarray, i: int) -> float:
+        c = _nnls_relative(design[keep], t[keep])
+        return float(y[i] - np.log(max(design[i] @ c, MIN_MAPPED_MS)))
+
+    c = _nnls_relative(design, t)
+    return KindMap(float(c[0]), float(c[1]), int(len(x)), "costs", terms, weights=tuple(map(float, c[2:]))), \
+        _loo_rmse(err, len(x))
 
 
 def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -293,6 +354,6 @@ def design_missing_from(source: pd.DataFrame, design: Sequence[Operator]) -> lis
     return [op for op in design if op.kind not in kinds]
 
 
-__all__ = ["KindMap", "key_features", "MEASURED_PHASE", "MAPPED_PHASE", "KIND_WEIGHTS", "DEFAULT_TRANSFER_OPS",
+__all__ = ["KindMap", "key_features", "cost_matrix", "COST_UNIT", "MEASURED_PHASE", "MAPPED_PHASE", "KIND_WEIGHTS", "DEFAULT_TRANSFER_OPS",
            "DEFAULT_TRANSFER_E2E", "source_table", "check_transfer", "kind_budget", "transfer_sample", "fit_maps",
            "mapped_rows", "transferred_table", "transfer_record", "design_missing_from"]

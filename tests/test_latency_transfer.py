@@ -117,36 +117,75 @@ def test_source_errors_are_one_line(tmp_path, source):
         xfer.fit_maps(source, table_of(B, {}, phase=xfer.MEASURED_PHASE))
 
 
-def test_a_speed_up_that_depends_on_the_operators_shape_is_mapped_through_its_key_features(source):
-    """int8 speeds a wide MBConv up more than a narrow one at the same fp32 latency: a line on the source latency
-    cannot carry that, the key features (here the expansion) can; the map survives JSON (the meta record)."""
+def _transfer_with(source: pd.DataFrame, law: dict[str, float], n_ops: int = 60):
+    picked = xfer.transfer_sample(source, xfer.kind_budget(source, n_ops))
+    measured = table_of(B, {op.key: law[op.key] for op in picked}, phase=xfer.MEASURED_PHASE)
+    table, maps = xfer.transferred_table(source, measured, {"precision": "int8", "device": "local", "ref_ms": 0.7})
+    return picked, table, maps
+
+
+def _map_round_trips_through_json(maps, source, kind: str, picked, mapped: pd.DataFrame) -> None:
+    """The map in the meta record (JSON) maps exactly as the fitted one, and refuses to map without the keys."""
     import json
 
+    record = xfer.transfer_record(Path("a.csv"), A, len(source), maps, len(picked), 4, 8)
+    again = xfer.KindMap(**{k: tuple(v) if isinstance(v, list) else v
+                            for k, v in json.loads(json.dumps(record["maps"]))[kind].items()})
+    src = source.set_index("key").loc[mapped["key"], "median_ms"].to_numpy()
+    np.testing.assert_allclose(again(src, list(mapped["key"])), mapped["median_ms"].to_numpy(), rtol=1e-12)
+    with pytest.raises(ValueError, match="keys"):
+        maps[kind](src)
+
+
+def test_a_speed_up_that_depends_on_the_operators_shape_is_mapped_through_its_key_features(source):
+    """A speed-up that grows with a transformer's head count at the same source latency: a line on the source
+    latency cannot carry that, the key features (here the heads) can; the map survives JSON (the meta record)."""
     from latency.operators import parse_key
 
     def truth(key: str, ms: float) -> float:
         op = parse_key(key)
-        return 0.5 * ms * (op.e / 4.0) ** -0.6 if op.kind == "mbconv" else 0.5 * ms
+        return 0.5 * ms * (op.heads / 4.0) ** -0.6 if op.kind == "transformer" else 0.5 * ms
 
     law = {k: truth(k, v) for k, v in zip(source["key"], source["median_ms"])}
-    picked = xfer.transfer_sample(source, xfer.kind_budget(source, 60))
-    measured = table_of(B, {op.key: law[op.key] for op in picked}, phase=xfer.MEASURED_PHASE)
-    table, maps = xfer.transferred_table(source, measured, {"precision": "int8", "device": "local", "ref_ms": 0.7})
-    assert maps["mbconv"].form == "features" and "e" in maps["mbconv"].features
-    assert maps["transformer"].form == "line"  # a plain ratio there: the line wins, nothing to add
-    mapped = table[(table["phase"] == xfer.MAPPED_PHASE) & (table["kind"] == "mbconv")]
-    seen_e = [parse_key(op.key).e for op in picked if op.kind == "mbconv"]
-    inside = mapped[[min(seen_e) <= parse_key(k).e <= max(seen_e) for k in mapped["key"]]]  # beyond: clipped
-    assert len(inside) >= 0.5 * len(mapped)
-    mapped = inside
+    picked, table, maps = _transfer_with(source, law, n_ops=120)
+    assert maps["transformer"].form == "features" and "heads" in maps["transformer"].features
+    assert maps["injection"].form == "line"  # a plain ratio there: the line wins, nothing to add
+    mapped = table[(table["phase"] == xfer.MAPPED_PHASE) & (table["kind"] == "transformer")]
+    seen = [parse_key(op.key).heads for op in picked if op.kind == "transformer"]
+    mapped = mapped[[min(seen) <= parse_key(k).heads <= max(seen) for k in mapped["key"]]]  # beyond: clipped
+    assert len(mapped) >= 10
     err = np.abs(mapped["median_ms"].to_numpy() / np.array([law[k] for k in mapped["key"]]) - 1)
     assert np.median(err) < 0.03 and err.max() < 0.15
-    line_only = xfer.KindMap(maps["mbconv"].a, maps["mbconv"].b, maps["mbconv"].n)
+    line_only = xfer.KindMap(maps["transformer"].a, maps["transformer"].b, maps["transformer"].n)
     src = source.set_index("key").loc[mapped["key"], "median_ms"].to_numpy()
     assert np.median(np.abs(line_only(src) / np.array([law[k] for k in mapped["key"]]) - 1)) > np.median(err)
-    record = xfer.transfer_record(Path("a.csv"), A, len(source), maps, len(picked), 4, 8)
-    again = xfer.KindMap(**{k: tuple(v) if isinstance(v, list) else v
-                            for k, v in json.loads(json.dumps(record["maps"]))["mbconv"].items()})
-    np.testing.assert_allclose(again(src, list(mapped["key"])), mapped["median_ms"].to_numpy(), rtol=1e-12)
-    with pytest.raises(ValueError, match="keys"):
-        maps["mbconv"](src)
+    _map_round_trips_through_json(maps, source, "transformer", picked, mapped)
+
+
+def test_a_speed_up_per_part_of_a_block_is_mapped_through_its_cost_terms(source):
+    """int8 speeds a block's expansion, depthwise and projection up by different factors, so its new time is a sum
+    of its parts' work with new weights, not a function of its source time: the MBConv map becomes that sum
+    (non-negative weights, fitted on the measured blocks) and maps every other block of the kind, wider and
+    narrower ones included, within 1%."""
+    from latency.operators import parse_key
+
+    weight = {"expand_macs": 0.1, "dw_macs": 1.0, "project_macs": 0.15, "expanded_elems": 0.5,
+              "hidden_out_elems": 0.0, "in_out_elems": 0.25}  # ms per million; blocks of 0.2-0.6 ms at 64 px
+
+    def truth(key: str, ms: float) -> float:
+        op = parse_key(key)
+        if op.kind != "mbconv":
+            return 0.5 * ms
+        return 0.2 + sum(weight[t] * v / xfer.COST_UNIT for t, v in op.cost_terms().items())
+
+    law = {k: truth(k, v) for k, v in zip(source["key"], source["median_ms"])}
+    picked, table, maps = _transfer_with(source, law)
+    m = maps["mbconv"]
+    assert m.form == "costs" and set(m.features) >= {"expand_macs", "dw_macs", "project_macs"}
+    assert min(m.weights) >= 0 and m.a >= 0 and m.b >= 0
+    assert dict(zip(m.features, m.weights))["dw_macs"] == pytest.approx(1.0, rel=0.05)
+    mapped = table[(table["phase"] == xfer.MAPPED_PHASE) & (table["kind"] == "mbconv")]
+    assert len(mapped) > 100
+    err = np.abs(mapped["median_ms"].to_numpy() / np.array([law[k] for k in mapped["key"]]) - 1)
+    assert err.max() < 0.01
+    _map_round_trips_through_json(maps, source, "mbconv", picked, mapped)
