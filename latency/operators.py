@@ -54,11 +54,6 @@ class _Keyed:
     def key(self) -> str:
         return _fmt_key(self.kind, self)
 
-    def cost_terms(self) -> dict[str, float]:
-        """The work of the operator's parts, for maps whose time is a non-negative sum of them (the fp32 -> int8
-        transfer, latency/transfer.py); empty for kinds that do not name their parts."""
-        return {}
-
 
 @dataclass(frozen=True)
 class Stem(_Keyed):
@@ -128,22 +123,14 @@ class MBConv(_Keyed):
         total += _cbn_flops(h, self.cout, 1, 1, n_out)
         return total
 
-    def cost_terms(self) -> dict[str, float]:
-        """Multiply-adds of the expansion, depthwise and projection convs, and elements of the expanded map, the
-        depthwise output and the block's input plus output: another precision speeds each part up by its own
-        factor (int8: 1.0-3.3x over blocks on this CPU, by their widths), so a block's new time is close to a
-        non-negative sum of these with a weight per part."""
-        n_in, n_out, h = self.hw ** 2, self.out_hw() ** 2, self.hidden
-        expanded = self.e != 1
-        return {"expand_macs": float(self.cin * h * n_in if expanded else 0), "dw_macs": float(h * self.k ** 2 * n_out),
-                "project_macs": float(h * self.cout * n_out), "expanded_elems": float(h * n_in if expanded else 0),
-                "hidden_out_elems": float(h * n_out), "in_out_elems": float(self.cin * n_in + self.cout * n_out)}
-
     def features(self) -> list[float]:
-        t = self.cost_terms()
-        memory = t["expanded_elems"] + t["hidden_out_elems"] + t["in_out_elems"]
-        return [self.cin, self.cout, self.k, self.e, self.s, self.hw, int(self.res), self.hidden,
-                t["expand_macs"], t["dw_macs"], t["project_macs"], memory, self.flops()]
+        n_in, n_out, h = self.hw ** 2, self.out_hw() ** 2, self.hidden
+        expand = self.cin * h * n_in if self.e != 1 else 0
+        dw = h * self.k * self.k * n_out
+        project = h * self.cout * n_out
+        memory = self.cin * n_in + (h * n_in if self.e != 1 else 0) + h * n_out + self.cout * n_out
+        return [self.cin, self.cout, self.k, self.e, self.s, self.hw, int(self.res), h,
+                expand, dw, project, memory, self.flops()]
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ depends on the operator's shape (int8: 1.0-3.3x over MBConv blocks on this CPU, 
 resolution), the line is extended with the operator key's own numbers (log channels, expansion, kernel, stride,
 resolution; standardised, ridge-penalised, clipped to the measured range) when that predicts the kind's measured
 operators better in leave-one-out; or, preferred to both, for kinds whose operators name the work of their parts
-(:meth:`latency.operators.MBConv.cost_terms`: the expansion's, depthwise's and projection's multiply-adds and the
+(:func:`latency.costs.cost_terms`: the expansion's, depthwise's and projection's multiply-adds and the
 maps they read and write), replaced by a non-negative sum of those parts plus a constant and the source time,
 when that wins in leave-one-out: int8 speeds each part up by its own factor, which neither a line nor features
 of the key in logs carry (int8 MBConv blocks mapped within 4-5% RMSE against 8-10%, latency/RESULTS.md).
@@ -33,6 +33,7 @@ import pandas as pd
 
 from etf.common import EtfError
 from latency import table as tbl
+from latency.costs import cost_terms
 from latency.operators import Operator, parse_key
 from latency.setting import Setting
 
@@ -93,9 +94,9 @@ def key_features(keys: Sequence[str]) -> pd.DataFrame:
 
 
 def cost_matrix(keys: Sequence[str], terms: Sequence[str]) -> np.ndarray:
-    """The operators' cost terms (:meth:`latency.operators.MBConv.cost_terms`) named ``terms``, in
+    """The operators' cost terms (:func:`latency.costs.cost_terms`) named ``terms``, in
     :data:`COST_UNIT` units; one row per key (0 where an operator lacks a term)."""
-    rows = [parse_key(key).cost_terms() for key in keys]
+    rows = [cost_terms(parse_key(key)) for key in keys]
     return np.array([[row.get(t, 0.0) / COST_UNIT for t in terms] for row in rows], float).reshape(len(rows), len(terms))
 
 
@@ -248,7 +249,7 @@ def _fit_kind(keys: Sequence[str], x: np.ndarray, y: np.ndarray) -> KindMap:
 
 def _cost_design(keys: Sequence[str], x: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
     """The cost terms the kind's operators name (those non-zero somewhere), and ``[1, t_source, terms...]``."""
-    names = sorted({t for key in keys for t, v in parse_key(key).cost_terms().items()})
+    names = sorted({t for key in keys for t, v in cost_terms(parse_key(key)).items()})
     c = cost_matrix(keys, names)
     used = tuple(n for n, col in zip(names, c.T) if np.any(col > 0))
     return used, np.column_stack([np.ones(len(x)), np.exp(x), cost_matrix(keys, used)])

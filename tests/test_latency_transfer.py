@@ -167,6 +167,7 @@ def test_a_speed_up_per_part_of_a_block_is_mapped_through_its_cost_terms(source)
     of its parts' work with new weights, not a function of its source time: the MBConv map becomes that sum
     (non-negative weights, fitted on the measured blocks) and maps every other block of the kind, wider and
     narrower ones included, within 1%."""
+    from latency.costs import cost_terms
     from latency.operators import parse_key
 
     weight = {"expand_macs": 0.1, "dw_macs": 1.0, "project_macs": 0.15, "expanded_elems": 0.5,
@@ -176,7 +177,7 @@ def test_a_speed_up_per_part_of_a_block_is_mapped_through_its_cost_terms(source)
         op = parse_key(key)
         if op.kind != "mbconv":
             return 0.5 * ms
-        return 0.2 + sum(weight[t] * v / xfer.COST_UNIT for t, v in op.cost_terms().items())
+        return 0.2 + sum(weight[t] * v / xfer.COST_UNIT for t, v in cost_terms(op).items())
 
     law = {k: truth(k, v) for k, v in zip(source["key"], source["median_ms"])}
     picked, table, maps = _transfer_with(source, law)
@@ -189,3 +190,20 @@ def test_a_speed_up_per_part_of_a_block_is_mapped_through_its_cost_terms(source)
     err = np.abs(mapped["median_ms"].to_numpy() / np.array([law[k] for k in mapped["key"]]) - 1)
     assert err.max() < 0.01
     _map_round_trips_through_json(maps, source, "mbconv", picked, mapped)
+
+
+def test_cost_terms_are_the_operators_own_work_and_only_mbconv_names_its_parts(source):
+    """latency/costs.py's MBConv terms add up to what the operator's features count (expansion, depthwise and
+    projection multiply-adds; the memory term), so the two cannot drift apart; other kinds name none."""
+    from latency.costs import cost_terms
+    from latency.operators import parse_key
+
+    for key in source["key"]:
+        op = parse_key(key)
+        terms = cost_terms(op)
+        if op.kind != "mbconv":
+            assert terms == {}
+            continue
+        f = op.features()
+        assert [terms["expand_macs"], terms["dw_macs"], terms["project_macs"]] == [f[8], f[9], f[10]]
+        assert terms["expanded_elems"] + terms["hidden_out_elems"] + terms["in_out_elems"] == f[11]
