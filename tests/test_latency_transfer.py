@@ -207,3 +207,27 @@ def test_cost_terms_are_the_operators_own_work_and_only_mbconv_names_its_parts(s
         f = op.features()
         assert [terms["expand_macs"], terms["dw_macs"], terms["project_macs"]] == [f[8], f[9], f[10]]
         assert terms["expanded_elems"] + terms["hidden_out_elems"] + terms["in_out_elems"] == f[11]
+
+
+def test_blocks_are_picked_over_their_parts_work_so_the_sum_is_pinned_in_every_direction(source):
+    """MBConv picks (a kind naming its parts' work) are a greedy D-optimal design for the cost-terms map: ends of
+    the latency range included, and the relative design better conditioned (larger log det) than the same number
+    of blocks spread evenly over latency; kinds without cost terms keep the even spread."""
+    mb = source[source["kind"] == "mbconv"].sort_values(["median_ms", "key"], kind="stable")
+    keys, ms = list(mb["key"]), mb["median_ms"].to_numpy(float)
+    idx = xfer.spread_over_costs(keys, ms, 20)
+    assert len(set(idx)) == 20 and 0 in idx and len(keys) - 1 in idx
+
+    def logdet(picks: list[int]) -> float:
+        _, design = xfer._cost_design([keys[i] for i in picks], np.log(ms[picks]))
+        x = design / ms[picks][:, None]
+        return float(np.linalg.slogdet(x.T @ x)[1])
+
+    even = sorted({int(round(i)) for i in np.linspace(0, len(keys) - 1, 20)})
+    assert logdet(idx) > logdet(even) + 1.0
+    budget = {"mbconv": 20, "transformer": 5}
+    picked = xfer.transfer_sample(source, budget)
+    assert [op.key for op in picked if op.kind == "mbconv"] == [keys[i] for i in idx]
+    tf = source[source["kind"] == "transformer"].sort_values(["median_ms", "key"], kind="stable")
+    even_tf = [tf["key"].iloc[int(round(i))] for i in np.linspace(0, len(tf) - 1, 5)]
+    assert [op.key for op in picked if op.kind == "transformer"] == even_tf
