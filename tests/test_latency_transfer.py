@@ -190,6 +190,10 @@ def test_a_speed_up_per_part_of_a_block_is_mapped_through_its_cost_terms(source)
     err = np.abs(mapped["median_ms"].to_numpy() / np.array([law[k] for k in mapped["key"]]) - 1)
     assert err.max() < 0.01
     _map_round_trips_through_json(maps, source, "mbconv", picked, mapped)
+    from latency.cli.profile import transfer_line
+
+    line = transfer_line(xfer.transfer_record(Path("a.csv"), A, len(source), maps, len(picked), 16, 24))
+    assert "mbconv costs (n=36)" in line and "injection line" in line and f"{len(picked)} operators and 16" in line
 
 
 def test_cost_terms_are_the_operators_own_work_and_only_mbconv_names_its_parts(source):

@@ -35,10 +35,13 @@ recording its setting), .e2e.csv, .passes.csv, .meta.json (setting, plan, timing
 (converted operators are cached and shared, so only the head's operator and the end-to-end nets are new).
 
 Transfer (--transfer-from A): a finished table of another setting A (same input size) stands in for most of
-the new one. Only --transfer-ops of A's operators (spread over each kind's latency range) and --e2e whole
-networks (default 16: the smallest config, the presets and 12 random subnets) are measured here; every other row
-is A's latency mapped through a per-kind line fitted on those pairs (log t_new = a + b log t_A). Mapped rows are marked
-`transferred` and the meta file records the transfer; a later run without --transfer-from measures them.
+the new one. Only --transfer-ops of A's operators (spread over each kind's latency range; MBConv blocks over
+their parts' work) and --e2e whole networks (default 16: the smallest config, the presets and 12 random subnets)
+are measured here; every other row is A's latency mapped through a per-kind map fitted on those pairs: a line
+(log t_new = a + b log t_A), extended with the operator's key numbers, or for MBConv a non-negative sum of its
+parts' work (multiply-adds and maps of the expansion, depthwise and projection: how int8 speeds a block up),
+whichever wins in leave-one-out. Mapped rows are marked `transferred` and the meta file records the transfer
+and each kind's map; a later run without --transfer-from measures them.
 
 Examples:
   etf-profile --device local --size 512 --budget-min 30          # -> tables/local_512_t1_fp32_logits8.csv
@@ -92,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @cli_entry("etf-profile")
+def transfer_line(x: dict) -> str:
+    """One line on a transfer (``latency.transfer.transfer_record``): what was measured, what mapped, how."""
+    share = f" ({100 * x['fraction_of_full']:.0f}% of the source's measurements)" if x["fraction_of_full"] else ""
+    maps = ", ".join(f"{kind} {m['form']} (n={m['n']})" for kind, m in sorted(x["maps"].items()))
+    return (f"transferred from {x['from']}: {x['measured_ops']} operators and {x['measured_e2e']} networks measured "
+            f"here, {x['mapped_ops']} operators mapped{share}; maps: {maps}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     set_verbose(args.verbose)
@@ -119,11 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {info['rows']} operator rows, {info['e2e_rows']} end-to-end subnets -> {info['table']} "
                   f"({state})")
             if "transfer" in info:
-                x = info["transfer"]
-                share = f" ({100 * x['fraction_of_full']:.0f}% of the source's measurements)" \
-                    if x["fraction_of_full"] else ""
-                print(f"  transferred from {x['from']}: {x['measured_ops']} operators and {x['measured_e2e']} "
-                      f"networks measured here, {x['mapped_ops']} operators mapped{share}")
+                print("  " + transfer_line(info["transfer"]))
             print(f"  conversion {t['convert_wall_s']:.0f}s wall ({t['conversions']} models), measurement "
                   f"{t['measure_wall_s']:.0f}s + re-timing {t.get('retime_wall_s', 0.0):.0f}s "
                   f"({t['measurements']} measurements; operators timed in {info['passes']} passes), end-to-end "
