@@ -94,7 +94,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-@cli_entry("etf-profile")
 def transfer_line(x: dict) -> str:
     """One line on a transfer (``latency.transfer.transfer_record``): what was measured, what mapped, how."""
     share = f" ({100 * x['fraction_of_full']:.0f}% of the source's measurements)" if x["fraction_of_full"] else ""
@@ -103,6 +102,7 @@ def transfer_line(x: dict) -> str:
             f"here, {x['mapped_ops']} operators mapped{share}; maps: {maps}")
 
 
+@cli_entry("etf-profile")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     set_verbose(args.verbose)
