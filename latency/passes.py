@@ -23,6 +23,12 @@ import pandas as pd
 DEFAULT_PASSES = 3
 #: Columns of the passes file; one row per (key, pass).
 PASS_COLUMNS = ["key", "pass", "median_ms", "ref_ms", "batch", "timestamp"]
+#: An operator whose passes differ by more than this (slowest / fastest - 1) was timed in different machine states.
+DISAGREE = 0.3
+#: A table is flagged unsteady when more than this share of its re-timed operators disagree. Stored tables here:
+#: 2-20% at 256 px and 512 px, except demoR's 55%, the table whose widest head operator was timed +55% in two of
+#: three passes and whose searched winners were then over-predicted by 6-16% (search/RESULTS.md, 2026-11-29).
+UNSTEADY_SHARE = 0.25
 
 
 def first_pass_rows(ops: pd.DataFrame, recorded: pd.DataFrame) -> pd.DataFrame:
@@ -65,6 +71,34 @@ def apply_medians(ops: pd.DataFrame, recorded: pd.DataFrame) -> pd.DataFrame:
     hit = out["key"].isin(med.index)
     out.loc[hit, "median_ms"] = med[out.loc[hit, "key"]].to_numpy(float)
     return out
+
+
+def disagreeing(recorded: pd.DataFrame, keys: Sequence[str] | None = None) -> tuple[int, int]:
+    """(operators whose passes differ by more than :data:`DISAGREE`, operators with two passes or more), over
+    ``keys`` (default: every recorded operator)."""
+    if not len(recorded):
+        return 0, 0
+    rows = recorded if keys is None else recorded[recorded["key"].isin(set(keys))]
+    by = rows.groupby("key")["median_ms"]
+    multi = by.count() > 1
+    spread = (by.max() / by.min() - 1)[multi]
+    return int((spread > DISAGREE).sum()), int(multi.sum())
+
+
+def unsteady(recorded: pd.DataFrame, keys: Sequence[str] | None = None) -> bool:
+    """Whether the machine moved so much while these operators were timed that the table is suspect: more than
+    :data:`UNSTEADY_SHARE` of the re-timed operators disagree across their passes."""
+    bad, timed = disagreeing(recorded, keys)
+    return timed > 0 and bad > UNSTEADY_SHARE * timed
+
+
+def unsteady_warning(disagree: dict) -> str | None:
+    """The one-line warning for a profile's ``passes_disagree`` record (None when the table is steady)."""
+    if not disagree.get("unsteady"):
+        return None
+    return (f"WARNING: the machine was unsteady while profiling: {disagree['operators']} of {disagree['of']} "
+            f"operators' passes differ by more than {disagree['threshold']:.0%}; predictions from this table may be "
+            f"off by 10% or more (profile again in a quieter moment)")
 
 
 def passes_done(ops_keys: Sequence[str], recorded: pd.DataFrame) -> int:

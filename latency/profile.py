@@ -490,8 +490,11 @@ class Profiler:
                             "adaptive": s.adaptive if s.limit is None and self.source is None else {},
                             "candidates": cands, "runs": s.runs, "warmup": s.warmup, "threads": s.threads,
                             "seed": s.seed, "passes": s.passes}
-            meta["passes_done"] = retiming.passes_done(list(t["key"][t["phase"] != xfer.MAPPED_PHASE]),
-                                                       self.passes[dev.name]) if len(t) else 0
+            measured_keys = list(t["key"][t["phase"] != xfer.MAPPED_PHASE]) if len(t) else []
+            meta["passes_done"] = retiming.passes_done(measured_keys, self.passes[dev.name]) if len(t) else 0
+            bad, timed = retiming.disagreeing(self.passes[dev.name], measured_keys)
+            meta["passes_disagree"] = {"operators": bad, "of": timed, "threshold": retiming.DISAGREE,
+                                       "unsteady": retiming.unsteady(self.passes[dev.name], measured_keys)}
             meta["complete"] = not reasons
             meta["timing"]["runs"] += 1
             meta["timing"]["last_run_wall_s"] = time.monotonic() - self.start
@@ -500,7 +503,8 @@ class Profiler:
                                  "setting": self.settings[dev.name].to_dict(),
                                  "rows_by_kind": meta["rows_by_kind"], "e2e_rows": len(self.e2e[dev.name]),
                                  "reduced": meta["reduced"], "reduced_reasons": reasons, "timing": meta["timing"],
-                                 "measured_this_run": self.measured_now, "passes": meta["passes_done"]}
+                                 "measured_this_run": self.measured_now, "passes": meta["passes_done"],
+                                 "passes_disagree": meta["passes_disagree"]}
             if "transfer" in meta:
                 summary[dev.name]["transfer"] = meta["transfer"]
         return summary

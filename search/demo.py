@@ -193,14 +193,18 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
     if state.get("profiled") == [device_name, scale.deploy_size, head] and tables.exists():
         st.done(t, "latency table (reduced)", tables, skipped=True)
     else:
+        from latency.passes import unsteady_warning
         from latency.profile import ProfileSettings, Profiler
 
         settings = ProfileSettings(size=scale.deploy_size, tables_dir=str(tables), budget_min=scale.profile_minutes,
                                    adaptive={}, e2e=scale.profile_e2e, head=head)
-        Profiler([device_name], settings, progress=True).run()  # minutes: a line with ETA every 30 s in a log
+        profiled = Profiler([device_name], settings, progress=True).run()  # minutes: ETA every 30 s in a log
         state["profiled"] = [device_name, scale.deploy_size, head]
         atomic_write_json(state_path, state)
         st.done(t, "latency table (reduced)", tables)
+        warning = unsteady_warning(profiled.get(device_name, {}).get("passes_disagree", {}))
+        if warning:  # the searched winners' verdicts below inherit it (search/RESULTS.md, demoR)
+            print("      " + warning, flush=True)
 
     # 4. predictor
     t = st.start("fit the latency predictor")

@@ -50,3 +50,25 @@ def test_passes_file_sits_beside_the_table():
     from latency.table import passes_path
 
     assert passes_path("t", Setting("local", 256, 1)).name == "local_256_t1_fp32_logits8.passes.csv"
+
+
+def test_disagreeing_passes_flag_an_unsteady_table():
+    """An operator whose passes differ by more than 30% was timed in two machine states; a table where more than
+    a quarter of the re-timed operators do is flagged (demoR: 149 of 269; the other stored tables 2-20%)."""
+    def rec(spreads: dict[str, float]) -> pd.DataFrame:
+        rows = [{"key": k, "pass": p, "median_ms": 1.0 + (s if p == 2 else 0.0), "ref_ms": 1.0, "batch": p,
+                 "timestamp": "t"} for k, s in spreads.items() for p in range(3)]
+        return pd.DataFrame(rows, columns=rp.PASS_COLUMNS)
+
+    calm = rec({f"k{i}": 0.05 for i in range(8)} | {"k8": 0.6, "k9": 0.2})
+    assert rp.disagreeing(calm) == (1, 10) and not rp.unsteady(calm)
+    shaky = rec({f"k{i}": 0.55 for i in range(3)} | {f"c{i}": 0.0 for i in range(7)})
+    assert rp.disagreeing(shaky) == (3, 10) and rp.unsteady(shaky)
+    assert rp.disagreeing(shaky, [f"c{i}" for i in range(7)]) == (0, 7)  # only the given operators count
+    single = shaky[shaky["pass"] == 0]
+    assert rp.disagreeing(single) == (0, 0) and not rp.unsteady(single)  # one pass says nothing
+    assert rp.disagreeing(pd.DataFrame(columns=rp.PASS_COLUMNS)) == (0, 0)
+    bad, timed = rp.disagreeing(shaky)
+    record = {"operators": bad, "of": timed, "threshold": rp.DISAGREE, "unsteady": rp.unsteady(shaky)}
+    assert rp.unsteady_warning(record).startswith("WARNING: the machine was unsteady while profiling: 3 of 10 ")
+    assert rp.unsteady_warning({**record, "unsteady": False}) is None and rp.unsteady_warning({}) is None

@@ -78,6 +78,10 @@ def test_profile_writes_one_row_per_operator_with_metadata(profiled):
     assert [d["phase"] for d in meta["drift"]].count("retime1") == 2  # 7 operators in batches of 4
     med = passes.groupby("key")["median_ms"].median()
     assert list(rows["median_ms"]) == pytest.approx(list(med[rows["key"]]))
+    spread = passes.groupby("key")["median_ms"].max() / passes.groupby("key")["median_ms"].min() - 1
+    d = meta["passes_disagree"]  # how many operators' passes disagree: the table's steadiness, kept with it
+    assert (d["operators"], d["of"], d["threshold"]) == (int((spread > 0.3).sum()), 7, 0.3)
+    assert d["unsteady"] == (d["operators"] > 0.25 * 7)
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import sys
 from android_bench.device_config import resolve_device
 from latency.profile import ADAPTIVE, DEFAULT_E2E, ProfileSettings, Profiler
 from latency.plan import DEFAULT_MBCONV, MBCONV_DESIGNS
-from latency.passes import DEFAULT_PASSES
+from latency.passes import DEFAULT_PASSES, unsteady_warning
 from etf.args import Parser, add_verbose, device_names, nonneg_int, output_dir, positive_float, positive_int, rule
 from etf.common import EtfError, cli_entry
 from etf.quiet import set_verbose
@@ -131,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"({state})")
             if "transfer" in info:
                 print("  " + transfer_line(info["transfer"]))
+            warning = unsteady_warning(info.get("passes_disagree", {}))
+            if warning:
+                print("  " + warning, file=sys.stderr)
             print(f"  conversion {t['convert_wall_s']:.0f}s wall ({t['conversions']} models), measurement "
                   f"{t['measure_wall_s']:.0f}s + re-timing {t.get('retime_wall_s', 0.0):.0f}s "
                   f"({t['measurements']} measurements; operators timed in {info['passes']} passes), end-to-end "
