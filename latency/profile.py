@@ -491,10 +491,8 @@ class Profiler:
                             "candidates": cands, "runs": s.runs, "warmup": s.warmup, "threads": s.threads,
                             "seed": s.seed, "passes": s.passes}
             measured_keys = list(t["key"][t["phase"] != xfer.MAPPED_PHASE]) if len(t) else []
-            meta["passes_done"] = retiming.passes_done(measured_keys, self.passes[dev.name]) if len(t) else 0
-            bad, timed = retiming.disagreeing(self.passes[dev.name], measured_keys)
-            meta["passes_disagree"] = {"operators": bad, "of": timed, "threshold": retiming.DISAGREE,
-                                       "unsteady": retiming.unsteady(self.passes[dev.name], measured_keys)}
+            meta["passes_done"] = retiming.passes_done(measured_keys, self.passes[dev.name])
+            meta["passes_disagree"] = retiming.disagreement_record(self.passes[dev.name], measured_keys)
             meta["complete"] = not reasons
             meta["timing"]["runs"] += 1
             meta["timing"]["last_run_wall_s"] = time.monotonic() - self.start

@@ -261,25 +261,31 @@ def _fit_kind(keys: Sequence[str], x: np.ndarray, y: np.ndarray) -> KindMap:
         c = _ridge(x[keep], z[keep], y[keep])
         return float(y[i] - (c[0] * x[i] + c[1] + z[i] @ c[2:]))
 
-    line_loo, ridge_loo = _loo_rmse(line_err, len(x)), _loo_rmse(ridge_err, len(x))
-    best = line
-    if ridge_loo < FEATURES_MUST_WIN * line_loo and line_loo - ridge_loo >= 0.005:  # 0.5% is noise, not shape
-        c = _ridge(x, z, y)
-        best = KindMap(float(c[1]), float(c[0]), int(len(x)), "features", tuple(map(str, feats.columns)),
-                       tuple(map(float, mean)), tuple(map(float, scale)), tuple(map(float, z.min(axis=0))),
-                       tuple(map(float, z.max(axis=0))), tuple(map(float, c[2:])))
+    line_loo = _loo_rmse(line_err, len(x))
     costs = _fit_costs(keys, x, y)
-    if costs is not None and costs[1] < FEATURES_MUST_WIN * line_loo and line_loo - costs[1] >= 0.005:
+    if costs is not None and _beats(costs[1], line_loo):
         return costs[0]  # before the features: a sum of the parts' work extrapolates, logs of the key clip
-    return best
+    if not _beats(_loo_rmse(ridge_err, len(x)), line_loo):
+        return line
+    c = _ridge(x, z, y)
+    return KindMap(float(c[1]), float(c[0]), int(len(x)), "features", tuple(map(str, feats.columns)),
+                   tuple(map(float, mean)), tuple(map(float, scale)), tuple(map(float, z.min(axis=0))),
+                   tuple(map(float, z.max(axis=0))), tuple(map(float, c[2:])))
+
+
+def _beats(loo: float, line_loo: float) -> bool:
+    """Whether a map's leave-one-out RMSE beats the line's by :data:`FEATURES_MUST_WIN` and by 0.5% at least
+    (less is noise, not shape)."""
+    return loo < FEATURES_MUST_WIN * line_loo and line_loo - loo >= 0.005
 
 
 def _cost_design(keys: Sequence[str], x: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
     """The cost terms the kind's operators name (those non-zero somewhere), and ``[1, t_source, terms...]``."""
-    names = sorted({t for key in keys for t, v in cost_terms(parse_key(key)).items()})
+    names = sorted({t for key in keys for t in cost_terms(parse_key(key))})
     c = cost_matrix(keys, names)
-    used = tuple(n for n, col in zip(names, c.T) if np.any(col > 0))
-    return used, np.column_stack([np.ones(len(x)), np.exp(x), cost_matrix(keys, used)])
+    nonzero = np.any(c > 0, axis=0)
+    used = tuple(n for n, keep in zip(names, nonzero) if keep)
+    return used, np.column_stack([np.ones(len(x)), np.exp(x), c[:, nonzero]])
 
 
 def _nnls_relative(design: np.ndarray, t: np.ndarray) -> np.ndarray:
