@@ -21,7 +21,7 @@ from supernet.presets import PRESETS
 from supernet.space import TABLE1
 
 from search import pieces
-from search.pipeline import SearchJob, refine_stop, run_job
+from search.pipeline import SearchJob, fills_before_timing, refine_stop, run_job
 from tests.test_latency_predictor import SIZE, _op_rows, true_net
 
 
@@ -40,6 +40,17 @@ def test_refine_stop_reasons():
     assert "round limit" in refine_stop(80.0, 100.0, 2, 2, False, True, predicted_ms=82.0, fill=True)
     assert refine_stop(80.0, 100.0, 0, 2, False, True, predicted_ms=90.0) is None  # predictor 12% off: refit
     assert refine_stop(130.0, 100.0, 0, 2, False, True, predicted_ms=131.0) is None  # over the target: search again
+
+
+def test_a_first_winner_predicted_under_the_band_is_grown_into_it_before_timing(tmp_path):
+    job = SearchJob(out=tmp_path, target=10.0)  # fill, export, ms and 2 refinements: etf-search's defaults
+    assert fills_before_timing(job, 0.0, [], 9.0)  # 10 % under: timing it could only confirm the miss
+    assert not fills_before_timing(job, 0.0, [], 9.6)  # within 5 %: time it
+    assert not fills_before_timing(job, 0.0, [], None)  # no prediction (GFLOPs): nothing to judge
+    assert not fills_before_timing(job, 9.75, [], 9.0)  # already a band search
+    assert not fills_before_timing(job, 0.0, [{"round": 0}], 9.0)  # after a timing the refinement decides
+    for kw in ({"fill": False}, {"export": False}, {"refine": 0}, {"unit": "GFLOPs"}):
+        assert not fills_before_timing(SearchJob(out=tmp_path, target=10.0, **kw), 0.0, [], 9.0), kw
 
 
 @pytest.mark.slow

@@ -109,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a winner measured more than 5%% under --target-ms ends the refinement when the predictor "
                         "was right about it (the most accurate config found, wherever it lands); by default the "
                         "refinement searches again within [97.5%%, 100%%] of the target, from the winner grown into "
-                        "that band, so the latency paid for is used")
+                        "that band, so the latency paid for is used (a first winner already predicted more than 5%% "
+                        "under it is grown into the band before it is timed, so no refinement round is spent on it)")
     p.add_argument("--runs", type=positive_int, default=30,
                    help="timed runs of the re-benchmark, split over 3 paired rounds [30]")
     p.add_argument("--warmup", type=nonneg_int, default=5, help="warm-up runs of the re-benchmark [5]")
