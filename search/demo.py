@@ -268,8 +268,10 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
                   dataset="synthetic", eval_size=scale.eval_size, n_calib=scale.n_calib, n_val=scale.n_val, batch=8,
                   size=scale.deploy_size, runs=scale.bench_runs, warmup=3, head=head, refine=scale.refine,
                   frame_ms=round(float(paired["topformer-tiny"][0]), 4))  # the speed the targets were measured at
+    # the searches with an export load the predictor from the table themselves (predictor None): refitted on
+    # every winner the searches before them measured, and scaled to those winners (etf-search's closed loop)
     main_summary = _search_stage(SearchJob(out=out / "search", target=target, budget=scale.budget, **common),
-                                 evaluator=evaluator, predictor=predictor, device=device, reporter=reporter)
+                                 evaluator=evaluator, predictor=None, device=device, reporter=reporter)
     st.done(t, "search (best.json, search_log.csv, pareto.png, model.tflite)", out / "search")
 
     # 7. at each preset's measured latency
@@ -281,7 +283,7 @@ def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local
             try:
                 compare[name] = _search_stage(SearchJob(out=out / f"search_at_{short}", target=round(ms, 2),
                                                         budget=scale.compare_budget, **common),
-                                              evaluator=evaluator, predictor=predictor, device=device,
+                                              evaluator=evaluator, predictor=None, device=device,
                                               reporter=reporter)
             except EtfError as exc:  # e.g. the predictor puts the whole space above the preset's measured latency
                 print(f"      NOT RUN at {name}'s {ms:.2f} ms: {exc}", flush=True)

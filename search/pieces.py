@@ -23,16 +23,20 @@ from search.objective import AccuracyFn, LatencyFn
 # -- latency ------------------------------------------------------------------------------------------------
 
 
-def load_predictor(setting: Any, tables_dir: str | Path = "tables", path: str | Path | None = None) -> Any:
+def load_predictor(setting: Any, tables_dir: str | Path = "tables", path: str | Path | None = None,
+                   for_search: bool = False) -> Any:
     """The fitted latency predictor of ``setting`` (a ``latency.setting.Setting``), or the one saved at ``path``
-    (refused with one line when it was fitted in another setting)."""
-    from latency.predictor import LatencyPredictor, load_for_device
+    (refused with one line when it was fitted in another setting). ``for_search``: one from the tables is scaled
+    to the searches' winners those tables measured (``latency.predictor.scaled_to_winners``)."""
+    from latency import table as tbl
+    from latency.predictor import LatencyPredictor, load_for_device, scaled_to_winners
 
     if path is not None:
         if not Path(path).exists():
             raise EtfError(f"latency predictor file not found: {path}")
         return LatencyPredictor.load(path, setting)
-    return load_for_device(setting, tables_dir=str(tables_dir))
+    pred = load_for_device(setting, tables_dir=str(tables_dir))
+    return scaled_to_winners(pred, tbl.read_e2e(tables_dir, setting)) if for_search else pred
 
 
 def predictor_latency_fn(predictor: Any) -> LatencyFn:
@@ -180,11 +184,13 @@ def reference_baseline(tables_dir: str | Path, setting: Any) -> float | None:
     return tbl.fastest_reference_ms(tbl.read_e2e(tables_dir, setting))
 
 
-def record_and_refit(tables_dir: str | Path, setting: Any, measurements: list[tuple], purpose: str) -> Any:
-    """Record end-to-end measurements in the setting's table and return the refitted predictor (None: no table)."""
+def record_and_refit(tables_dir: str | Path, setting: Any, measurements: list[tuple], purpose: str,
+                     for_search: bool = False) -> Any:
+    """Record end-to-end measurements in the setting's table and return the refitted predictor (None: no table;
+    ``for_search``: scaled to the table's measured winners, for a refinement's next search)."""
     from latency.predictor import record_and_refit as record
 
-    return record(tables_dir, setting, measurements, purpose)
+    return record(tables_dir, setting, measurements, purpose, for_search=for_search)
 
 
 def measure(device: Any, model: str | Path, runs: int, warmup: int, threads: int | None) -> Any:

@@ -217,7 +217,7 @@ def _run_job(job: SearchJob, info: Any, *, evaluator: Any, predictor: Any, devic
         device = pieces.resolve(job.device)
     setting = job.setting()
     if predictor is None and job.device and (job.unit == "ms" or job.predictor):
-        predictor = pieces.load_predictor(setting, job.tables, job.predictor)
+        predictor = pieces.load_predictor(setting, job.tables, job.predictor, for_search=True)
     elif predictor is not None and hasattr(predictor, "check_for"):
         predictor.check_for(setting, "the latency predictor")
     if job.unit == "ms" and predictor is None:
@@ -334,7 +334,8 @@ def _run_job(job: SearchJob, info: Any, *, evaluator: Any, predictor: Any, devic
         # the closed loop: the measured winner joins the setting's end-to-end table, the correction is refitted
         refitted = (pieces.record_and_refit(job.tables, setting,
                                             [(best, summary["measured_ms"], summary["measured_std_ms"], job.runs,
-                                              summary["reference_ms"], summary["measured_ratio"])], "winner")
+                                              summary["reference_ms"], summary["measured_ratio"])], "winner",
+                                            for_search=True)
                     if info.is_main else None)
         refitted = broadcast_object(refitted, info)  # every rank searches again under the same predictor
         step = {"round": len(refinements), "best_key": best.key(), "best_accuracy": result.best_accuracy,
@@ -348,6 +349,7 @@ def _run_job(job: SearchJob, info: Any, *, evaluator: Any, predictor: Any, devic
             constraint = predict_ms
             step["refitted_predicted_ms"] = float(predict_ms([best])[0])
             step["refitted_mode"] = predictor.mode
+            step["winner_scale"] = predictor.info.get("winner_scale")
         repeated = bool(refinements) and refinements[-1]["best_key"] == best.key()
         stop = refine_stop(summary["measured_in_frame_ms"], job.target, len(refinements), job.refine, repeated,
                            refitted is not None, summary["best_predicted_ms"], fill=job.fill)
@@ -364,7 +366,10 @@ def _run_job(job: SearchJob, info: Any, *, evaluator: Any, predictor: Any, devic
         say(f"the winner measures {summary['measured_vs_target_pct']:+.1f} % from the target (outside "
             f"±{MEASURED_TOLERANCE:.0%}); the predictor was refitted with it ({predictor.mode} mode, now predicts "
             f"{step['refitted_predicted_ms']:.2f} ms for it"
-            f"{', its measurement' if best in predictor.measured_ratios else ''}): "
+            f"{', its measurement' if best in predictor.measured_ratios else ''}"
+            + (f"; the table's {scale['winners']} measured winner(s) run {scale['scale']:.3f}x its correction, so "
+               "this job's searches scale unmeasured networks by that" if (scale := step.get("winner_scale")) else "")
+            + "): "
             f"searching again {where} "
             f"(refinement {len(refinements)} of {job.refine}, evaluated configs are replayed from the log)")
     summary["refinements"] = refinements

@@ -294,6 +294,32 @@ def test_add_e2e_rows_records_purposes_and_paired_columns_and_refits(tmp_path):
         tbl.add_e2e_rows(tmp_path, ST, [(win, 50.0, 1.0, 10)], purpose="whatever")
 
 
+def test_a_search_scales_unmeasured_networks_to_the_winners_the_table_measured(tmp_path):
+    from latency.predictor import scaled_to_winners
+
+    rng = np.random.default_rng(3)
+    tbl.write_csv_atomic(_op_rows(), tbl.ops_path(tmp_path, ST, write=True))
+    tbl.write_csv_atomic(_drifting_e2e(range(1000, 1008), rng), tbl.e2e_path(tmp_path, ST))
+    plain = load_for_device(ST, tmp_path)
+    assert scaled_to_winners(plain, tbl.read_e2e(tmp_path, ST)).region_scale == 1.0  # no winners: unchanged
+    ref = true_net(PRESETS[REFERENCE_PRESET])
+    winners = [TABLE1.sample(s) for s in (7001, 7002)]  # the search's corner runs 10% faster than the table says
+    tbl.add_e2e_rows(tmp_path, ST, [(w, 0.9 * true_net(w), 0.1, 10, ref, 0.9 * true_net(w) / ref) for w in winners],
+                     purpose="winner")
+    e2e = tbl.read_e2e(tmp_path, ST)
+    refitted = load_for_device(ST, tmp_path)
+    scaled = scaled_to_winners(load_for_device(ST, tmp_path), e2e)
+    modelled = refitted.modelled_ratio_many(winners)
+    want = math.exp(np.mean(np.log([0.9 * true_net(w) / ref / m for w, m in zip(winners, modelled)])))
+    assert scaled.region_scale == pytest.approx(want) and 0.85 < want < 0.95  # the refit alone moved little
+    assert scaled.info["winner_scale"] == {"scale": pytest.approx(want), "winners": 2}
+    other = TABLE1.sample(7003)  # an unmeasured network is scaled, a measured winner keeps its measurement
+    assert scaled.predict_ratio_many([other])[0] == pytest.approx(want * refitted.predict_ratio_many([other])[0])
+    assert scaled.predict_ratio_many(winners) == pytest.approx([0.9 * true_net(w) / ref for w in winners], rel=1e-9)
+    assert load_for_device(ST, tmp_path).region_scale == 1.0  # search-local: the saved predictor never carries it
+    assert "region_scale" not in scaled.state()
+
+
 def test_old_tables_without_paired_columns_still_read_in_raw_mode(tmp_path):
     rng = np.random.default_rng(2)
     old = _drifting_e2e(range(1000, 1006), rng)[tbl.E2E_REQUIRED]
