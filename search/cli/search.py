@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "setting's end-to-end table (purpose 'winner'); when it measures outside +-5%% of "
                         "--target-ms, search again with the predictor refitted on it (evaluated configs are "
                         "replayed from the log), at most N times; summary.json 'refine_stop' says why it "
-                        "stopped; 0: record only [2]")
+                        "stopped; 0: record only. Every search of the job scales the networks the table has not "
+                        "measured by the mean miss of the winners it has (refinements[].winner_scale) [2]")
     p.add_argument("--no-fill", action="store_true",
                    help="a winner measured more than 5%% under --target-ms ends the refinement when the predictor "
                         "was right about it (the most accurate config found, wherever it lands); by default the "
