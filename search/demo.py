@@ -143,7 +143,19 @@ def _search_stage(job: SearchJob, **parts: Any) -> dict[str, Any]:
 def run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str = "local",
              threads: int | None = None, head: str = "logits8") -> dict[str, Any]:
     """Run (or resume) every stage with output ``head`` (profiled, predicted, exported and measured with it);
-    returns the final table rows and artefact paths."""
+    returns the final table rows and artefact paths. Torch's thread count is set for the run and restored after
+    it (the caller's process keeps its own)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    try:
+        return _run_demo(out, scale, quick, device_name, threads, head)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _run_demo(out: Path, scale: DemoScale, quick: bool, device_name: str, threads: int | None,
+              head: str) -> dict[str, Any]:
     import torch
 
     from latency.setting import make_setting

@@ -7,9 +7,24 @@ this process alive on a hang-up just the same, and exec resets a handled signal 
 """
 import signal
 
+import pytest
+
 from tests.train_helpers import tiny_ckpt, tiny_data
 
 if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
     signal.signal(signal.SIGHUP, lambda signum, frame: None)
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """Every test starts with the process's torch thread count: a test that changes it (``run_demo`` picks 1 thread
+    on a loaded machine, in-process callers included) must not change the summation order, and so the numbers, of
+    the tests after it."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
 
 __all__ = ["tiny_ckpt", "tiny_data"]

@@ -1,20 +1,20 @@
-"""BN recalibration: exact cumulative statistics of the active channels, others untouched, state restored,
-and a better mIoU for a sampled subnet of a trained supernet than its stale shared statistics give."""
+"""BN recalibration: exact cumulative statistics of the active channels, others untouched, state restored.
+
+What recalibration is worth is measured where a supernet is trained (the demo; README: the shared statistics cost
+~15 mIoU points on the synthetic set), not here: the session's supernet has 6 training steps, most of its subnets
+predict one class, and recalibration *raises* their validation loss (1.4-1.5 -> 1.6-2.9 nats on 8 sampled subnets,
+2026-11-29), so an mIoU comparison on it passed or failed by the argmax's luck (a fresh-clone CI run failed it
+with the same checkpoint and the same stale scores). That test was removed."""
 from __future__ import annotations
 
-import random
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from supernet.recalibration import elastic_bn_layers, recalibrate_bn
-from supernet.training.checkpoint import load_supernet
-from supernet.evaluation.evaluator import SubnetEvaluator, calibration_batches, validation_batches
 from supernet.model import TopFormerSupernet
 from supernet.space import TABLE1
-from tests.train_helpers import SIZE
 
 
 def test_recalibration_gives_the_exact_mean_of_batch_statistics_on_active_channels() -> None:
@@ -57,23 +57,6 @@ def test_recalibration_with_no_batches_restores_everything() -> None:
         recalibrate_bn(net, [], TABLE1.min_config())
     assert all(torch.equal(a, m.running_mean) for a, m in zip(means, elastic_bn_layers(net)))
     assert all(m.momentum == 0.1 for m in elastic_bn_layers(net))
-
-
-def test_recalibration_improves_a_sampled_subnet_of_a_trained_supernet(tiny_ckpt: Path, tiny_data: Path) -> None:
-    net = load_supernet(tiny_ckpt)
-    calib = calibration_batches(tiny_data, "synthetic", SIZE, n_batches=4, batch=4, seed=0)
-    val, _ = validation_batches(tiny_data, "synthetic", SIZE, limit=None, batch=8)
-    evaluator = SubnetEvaluator(net, calib, val, num_classes=5)
-    # eight sampled subnets, judged on their mean: the tiny supernet trained in the test session can collapse to one
-    # class for a given subnet (seen once in CI: 2.69% with and without recalibration), which proves nothing
-    stale, fresh = [], []
-    for seed in range(7, 15):
-        cfg = TABLE1.sample(random.Random(seed))
-        stale.append(evaluator.metrics(cfg, calibrate=False)["mIoU"])
-        fresh.append(evaluator.metrics(cfg, calibrate=True)["mIoU"])
-    print(f"sampled subnets' mIoU: stale BN {[round(100 * v, 2) for v in stale]}, "
-          f"recalibrated {[round(100 * v, 2) for v in fresh]}")
-    assert sum(fresh) > sum(stale)
 
 
 def test_supernet_set_running_statistics_is_recalibration_of_the_active_subnet() -> None:
