@@ -85,21 +85,14 @@ def disagreeing(recorded: pd.DataFrame, keys: Sequence[str] | None = None) -> tu
     return int((spread > DISAGREE).sum()), int(multi.sum())
 
 
-def unsteady(recorded: pd.DataFrame, keys: Sequence[str] | None = None) -> bool:
-    """Whether the machine moved so much while these operators were timed that the table is suspect: more than
-    :data:`UNSTEADY_SHARE` of the re-timed operators disagree across their passes."""
-    return _unsteady(*disagreeing(recorded, keys))
-
-
-def _unsteady(bad: int, timed: int) -> bool:
-    return timed > 0 and bad > UNSTEADY_SHARE * timed
-
-
 def disagreement_record(recorded: pd.DataFrame, keys: Sequence[str] | None = None) -> dict:
     """What the meta file and the profile's summary keep as ``passes_disagree`` (read by
-    :func:`unsteady_warning`): the disagreeing operators, of how many re-timed, the threshold, the verdict."""
+    :func:`unsteady_warning`): the disagreeing operators, of how many re-timed, the threshold, and the verdict
+    ``unsteady``: the machine moved so much while these operators were timed that the table is suspect (more than
+    :data:`UNSTEADY_SHARE` of the re-timed operators disagree across their passes)."""
     bad, timed = disagreeing(recorded, keys)
-    return {"operators": bad, "of": timed, "threshold": DISAGREE, "unsteady": _unsteady(bad, timed)}
+    return {"operators": bad, "of": timed, "threshold": DISAGREE,
+            "unsteady": timed > 0 and bad > UNSTEADY_SHARE * timed}
 
 
 def unsteady_warning(disagree: dict) -> str | None:

@@ -61,14 +61,14 @@ def test_disagreeing_passes_flag_an_unsteady_table():
         return pd.DataFrame(rows, columns=rp.PASS_COLUMNS)
 
     calm = rec({f"k{i}": 0.05 for i in range(8)} | {"k8": 0.6, "k9": 0.2})
-    assert rp.disagreeing(calm) == (1, 10) and not rp.unsteady(calm)
+    assert rp.disagreeing(calm) == (1, 10) and not rp.disagreement_record(calm)["unsteady"]
     shaky = rec({f"k{i}": 0.55 for i in range(3)} | {f"c{i}": 0.0 for i in range(7)})
-    assert rp.disagreeing(shaky) == (3, 10) and rp.unsteady(shaky)
+    assert rp.disagreeing(shaky) == (3, 10) and rp.disagreement_record(shaky)["unsteady"]
     assert rp.disagreeing(shaky, [f"c{i}" for i in range(7)]) == (0, 7)  # only the given operators count
     single = shaky[shaky["pass"] == 0]
-    assert rp.disagreeing(single) == (0, 0) and not rp.unsteady(single)  # one pass says nothing
+    assert rp.disagreeing(single) == (0, 0) and not rp.disagreement_record(single)["unsteady"]  # one pass says nothing
     assert rp.disagreeing(pd.DataFrame(columns=rp.PASS_COLUMNS)) == (0, 0)
-    bad, timed = rp.disagreeing(shaky)
-    record = {"operators": bad, "of": timed, "threshold": rp.DISAGREE, "unsteady": rp.unsteady(shaky)}
+    record = rp.disagreement_record(shaky)
+    assert record == {"operators": 3, "of": 10, "threshold": rp.DISAGREE, "unsteady": True}
     assert rp.unsteady_warning(record).startswith("WARNING: the machine was unsteady while profiling: 3 of 10 ")
     assert rp.unsteady_warning({**record, "unsteady": False}) is None and rp.unsteady_warning({}) is None
