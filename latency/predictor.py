@@ -821,9 +821,7 @@ def load_for_device(setting: Setting, tables_dir: str | Path = "tables") -> Late
             pass  # stale or foreign file: refit below
     elif _legacy_predictor_path(tables_dir, setting).exists():
         old = _legacy_predictor_path(tables_dir, setting)
-    ops = tbl.read_ops(tables_dir, setting)
-    e2e = tbl.read_e2e(tables_dir, setting)
-    pred = LatencyPredictor.fit(ops, e2e, setting, fp)
+    pred = fit_from_tables(setting, tables_dir, fp)
     meta = tbl.meta_path(tables_dir, setting)
     if meta.exists():
         m = tbl.read_json(meta)
@@ -837,6 +835,22 @@ def load_for_device(setting: Setting, tables_dir: str | Path = "tables") -> Late
     if old is not None:
         print(f"etf: {old} was saved by an older etf (pickle); refitted from the table"
               + (f" into {ppath}" if old != ppath else ""), file=sys.stderr)
+    return pred
+
+
+def fit_from_tables(setting: Setting, tables_dir: str | Path, fingerprint: str = "",
+                    own_operators: bool = False) -> LatencyPredictor:
+    """The predictor of ``setting`` fitted on its end-to-end rows and the operator table
+    :func:`latency.table.operator_setting` picks (for several threads, the folder's 1-thread table when it has
+    one: recorded in ``info["operators_from"]``). ``own_operators``: on the setting's own operator table
+    whatever the folder holds (the report's baseline; never saved)."""
+    source = setting if own_operators else tbl.operator_setting(tables_dir, setting)
+    ops = tbl.read_ops(tables_dir, source)
+    if source != setting:  # the sibling's rows stand for this setting's operators; their own setting is recorded
+        ops = ops.assign(threads=setting.threads)
+    pred = LatencyPredictor.fit(ops, tbl.read_e2e(tables_dir, setting), setting, fingerprint)
+    if source != setting:
+        pred.info["operators_from"] = source.stem
     return pred
 
 

@@ -1,7 +1,7 @@
 """How well the latency predictor does on subnets it never saw, against two baselines.
 
-Held-out subnets are always fresh: drawn from seeds never used before for the operator table's fingerprint (a
-ledger per fingerprint), measured with the paired protocol (beside TopFormer-Tiny, latency/measure.py) in the
+Held-out subnets are always fresh: drawn from seeds never used before in the setting's folder (a ledger of the
+seeds drawn per operator-table fingerprint; a new table skips every earlier table's seeds too), measured with the paired protocol (beside TopFormer-Tiny, latency/measure.py) in the
 report's window, never used for fitting, and expired with the table, after ``HELDOUT_WINDOW_H`` hours and when
 the protocol changes (``latency.measure.PROTOCOL``). The
 predictor (in ratio mode: predicted ratio x the reference timed beside each subnet) is compared with (a) a linear
@@ -58,6 +58,12 @@ def read_seed_ledger(path: Path) -> dict[str, list[int]]:
     if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
         raise EtfError(f"{path} is not a held-out seed ledger ({{fingerprint: [seeds]}}); delete it")
     return {str(k): [int(x) for x in v] for k, v in data.items()}
+
+
+def seeds_drawn(ledger: dict[str, list[int]]) -> set[int]:
+    """Every seed a setting's ledger records, under any table fingerprint: a new table of the setting never draws
+    them again, since an earlier table's held-out subnets may have been looked at when a rule was chosen."""
+    return set().union(*ledger.values()) if ledger else set()
 
 
 def fresh_heldout_configs(n: int, exclude: set[str], used: set[int]) -> list[tuple[int, ArchConfig]]:
@@ -118,7 +124,7 @@ def measure_heldout(setting: Setting, tables_dir: str, n: int, workers: int, bat
         return rows.head(n)
     ledger_path = seeds_path(tables_dir, setting)
     ledger = read_seed_ledger(ledger_path)
-    used = set(ledger.get(fp, []))
+    used = seeds_drawn(ledger)
     todo = fresh_heldout_configs(n - len(rows), set(e2e["arch_key"]) | set(rows["arch_key"]), used)
     ledger[fp] = sorted(used | {s for s, _ in todo})
     tbl.write_json_atomic(ledger, ledger_path)  # drawn = used, even if the run stops before measuring them
@@ -187,8 +193,9 @@ def agreement(first: np.ndarray, second: np.ndarray) -> dict[str, float]:
             "ceiling_within_10_pct": float(np.mean(own <= 10) * 100)}
 
 
-def evaluate(pred, e2e: pd.DataFrame, held: pd.DataFrame) -> dict[str, Any]:
-    """Accuracy of the predictor and of the two baselines on the held-out rows.
+def evaluate(pred, e2e: pd.DataFrame, held: pd.DataFrame, others: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Accuracy of the predictor and of the two baselines (and of ``others``: name -> another predictor of the
+    same setting, e.g. one fitted on the setting's own operators) on the held-out rows.
 
     ``raw`` compares with the latency as measured (the headline: the predictor is fitted on raw latencies);
     ``reference_normalised`` scales each measurement by (the reference when the table was fitted / the reference
@@ -212,6 +219,15 @@ def evaluate(pred, e2e: pd.DataFrame, held: pd.DataFrame) -> dict[str, Any]:
         # reference-relative: each held-out subnet's predicted ratio x the reference timed beside it (its window)
         series["predictor"] = pred.predict_ratio_many(cfgs) * ref_net
         series["predictor_raw"] = np.asarray(pred.correction(pred.operator_sum_many(cfgs)), float)
+    # predictions that followed the reference timed beside each subnet (scaled back below with the measurement)
+    followed = {"predictor"} if "predictor_raw" in series else set()
+    others = others or {}
+    for name, other in others.items():
+        if other.mode == "ratio" and ref_net is not None and np.isfinite(ref_net).all():
+            series[name] = other.predict_ratio_many(cfgs) * ref_net
+            followed.add(name)
+        else:
+            series[name] = other.predict_many(cfgs)
     raw = held["median_ms"].to_numpy(float)
     paired = pred.ref_current_ms is not None and ref_net is not None and np.isfinite(ref_net).all()
     if paired:  # the reference network timed beside each subnet vs its latency when the table was fitted
@@ -220,8 +236,7 @@ def evaluate(pred, e2e: pd.DataFrame, held: pd.DataFrame) -> dict[str, Any]:
         table_ref, beside, reference = pred.ref_nominal, held["ref_ms"].to_numpy(float), "reference operator"
     measured = {"raw": raw, "reference_normalised": raw * table_ref / beside}
     # scaled to the table's window, a prediction that followed the reference beside it is scaled back as well
-    normalised = {name: p * table_ref / beside if name == "predictor" and "predictor_raw" in series else p
-                  for name, p in series.items()}
+    normalised = {name: p * table_ref / beside if name in followed else p for name, p in series.items()}
     drift = {"reference": reference, "table_ref_ms": table_ref, "report_ref_ms": float(np.median(beside)),
              "change_pct": 100 * (float(np.median(beside)) / table_ref - 1)}
     per_basis = {"raw": series, "reference_normalised": normalised}
@@ -234,6 +249,8 @@ def evaluate(pred, e2e: pd.DataFrame, held: pd.DataFrame) -> dict[str, Any]:
         per_basis["paired_ratio"] = {"predictor": pred.predict_ratio_many(cfgs) * table_ref,
                                      "flops_linear": series["flops_linear"] / ref_flops_ms * table_ref,
                                      "operator_sum": series["operator_sum"] / pred.ref_sum * table_ref}
+        per_basis["paired_ratio"].update({name: other.predict_ratio_many(cfgs) * table_ref
+                                          for name, other in others.items() if other.mode == "ratio"})
     return {"series": series, "measured": measured, "drift": drift,
             "metrics": {m: {name: accuracy(p, y) for name, p in per_basis[m].items()} for m, y in measured.items()},
             "flops_fit": {"a_ms_per_gflop": a * 1e9, "b_ms": b}, "fit_subnets": int(len(fit))}

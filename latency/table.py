@@ -309,19 +309,38 @@ def fastest_reference_ms(e2e: pd.DataFrame) -> float | None:
     return float(refs.min()) if len(refs) else None
 
 
-def ops_fingerprint(tables_dir: str | Path, setting: Setting) -> str:
-    """Hash of the setting and its operator table alone: what held-out rows are tied to (closed-loop end-to-end
-    rows do not change the operators the predictor sums, so they do not expire the held-out set)."""
+def operator_setting(tables_dir: str | Path, setting: Setting) -> Setting:
+    """The setting whose operator table a predictor of ``setting`` sums: for more than one thread, the same
+    device, size, precision and head at 1 thread when that table is in the folder; else ``setting`` itself.
+
+    Why: an operator timed alone on two threads differs from the same operator inside a network on two threads
+    in ways a sum cannot express (its threads' start-up and split overheads are paid per operator), while the
+    1-thread sums rank the networks as the 2-thread whole networks do. Fitted with the same 2-thread end-to-end
+    rows, the 1-thread operators scored 88.7% of stored held-out subnets within +-5% against 80.4% for the
+    2-thread ones (7 sets, better on 6; latency/RESULTS.md, 2026-11-29)."""
+    if setting.threads == 1:
+        return setting
+    one = Setting(setting.device, setting.size, 1, setting.precision, setting.head)
+    return one if ops_path(tables_dir, one).exists() else setting
+
+
+def _hash_files(setting: Setting, paths: Sequence[Path]) -> str:
     h = hashlib.sha1(setting.stem.encode())
-    p = ops_path(tables_dir, setting)
-    h.update(p.read_bytes() if p.exists() else b"-")
+    for p in paths:
+        h.update(p.read_bytes() if p.exists() else b"-")
     return h.hexdigest()[:16]
+
+
+def ops_fingerprint(tables_dir: str | Path, setting: Setting) -> str:
+    """Hash of the setting and the operator table its predictor sums (:func:`operator_setting`): what held-out
+    rows are tied to (closed-loop end-to-end rows do not change the operators the predictor sums, so they do not
+    expire the held-out set)."""
+    return _hash_files(setting, [ops_path(tables_dir, operator_setting(tables_dir, setting))])
 
 
 def fingerprint(tables_dir: str | Path, setting: Setting) -> str:
-    """Hash of the setting and its operator and end-to-end tables: a predictor is valid only for the tables it
-    was fitted on."""
-    h = hashlib.sha1(setting.stem.encode())
-    for p in (ops_path(tables_dir, setting), e2e_path(tables_dir, setting)):
-        h.update(p.read_bytes() if p.exists() else b"-")
-    return h.hexdigest()[:16]
+    """Hash of the setting, the operator table its predictor sums (:func:`operator_setting`), its own operator
+    table and its end-to-end table: a predictor is valid only for the tables it was fitted on."""
+    paths = [ops_path(tables_dir, setting), e2e_path(tables_dir, setting)]
+    source = operator_setting(tables_dir, setting)
+    return _hash_files(setting, paths if source == setting else [ops_path(tables_dir, source)] + paths)

@@ -361,6 +361,10 @@ def test_heldout_seeds_are_never_reused_for_a_table_and_rows_expire(tmp_path):
     assert read_seed_ledger(path) == {}
     tbl.write_json_atomic({"fp1": [50000, 50001]}, path)
     assert read_seed_ledger(path) == {"fp1": [50000, 50001]}
+    # a new table of the setting (fingerprint fp2) skips every seed drawn before, under any table
+    from latency.report import seeds_drawn
+    assert seeds_drawn({}) == set()
+    assert seeds_drawn({"fp1": [50000, 50001], "fp0": [50007]}) == {50000, 50001, 50007}
     tbl.write_json_atomic({"fp1": 3}, path)
     with pytest.raises(EtfError, match="ledger"):
         read_seed_ledger(path)

@@ -10,7 +10,7 @@ import pytest
 from etf.common import EtfError
 from latency import table as tbl
 from latency.cli.predict import main as predict_main
-from latency.predictor import LatencyPredictor, load_for_device, predictor_path
+from latency.predictor import LatencyPredictor, fit_from_tables, load_for_device, predictor_path
 from latency.setting import Setting, check_precision, make_setting
 from supernet.presets import PRESETS
 from tests.test_latency_predictor import SIZE, _e2e_rows, _op_rows
@@ -79,6 +79,30 @@ def test_two_settings_two_tables_and_each_predictor_refuses_the_other(tmp_path):
         pb.check_for(a)
     meta_free = {p.name for p in tmp_path.iterdir()}
     assert {"dev_64_t1_fp32_logits8.csv", "dev_64_t1_fp32_labels.csv"} <= meta_free
+
+
+def test_several_threads_sum_the_folders_1_thread_operators_and_the_fingerprint_covers_both(tmp_path):
+    one, two = Setting("dev", SIZE, 1), Setting("dev", SIZE, 2)
+    _write(tmp_path, two)
+    alone = load_for_device(two, tmp_path)
+    assert tbl.operator_setting(tmp_path, two) == two and "operators_from" not in alone.info
+    _write(tmp_path, one)
+    ops1 = tbl.read_ops(tmp_path, one)
+    ops1["median_ms"] *= 3.0  # the 1-thread operators: three times slower, same ranking
+    tbl.write_csv_atomic(ops1, tbl.ops_path(tmp_path, one))
+    assert tbl.operator_setting(tmp_path, two) == one and tbl.operator_setting(tmp_path, one) == one
+    pred = load_for_device(two, tmp_path)  # the 1-thread table appeared: refitted, on its rows
+    assert pred.info["operators_from"] == one.stem and pred.setting == two
+    cfg = PRESETS["topformer-tiny"]
+    assert pred.operator_sum(cfg) == pytest.approx(3.0 * alone.operator_sum(cfg), rel=1e-6)
+    own = fit_from_tables(two, tmp_path, own_operators=True)  # the report's baseline
+    assert "operators_from" not in own.info and own.operator_sum(cfg) == pytest.approx(alone.operator_sum(cfg))
+    # a change to the 1-thread operators changes the 2-thread predictor's fingerprints (held-out rows expire)
+    fp, ofp = tbl.fingerprint(tmp_path, two), tbl.ops_fingerprint(tmp_path, two)
+    ops1["median_ms"] *= 1.1
+    tbl.write_csv_atomic(ops1, tbl.ops_path(tmp_path, one))
+    assert tbl.fingerprint(tmp_path, two) != fp and tbl.ops_fingerprint(tmp_path, two) != ofp
+    assert load_for_device(two, tmp_path).fingerprint == tbl.fingerprint(tmp_path, two)
 
 
 def test_a_table_whose_rows_are_of_another_head_is_refused(tmp_path):

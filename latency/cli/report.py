@@ -4,7 +4,7 @@ Measures N random subnets end to end on the device, each timed beside TopFormer-
 latency/measure.py), and compares the predictor with (a) a linear fit on FLOPs and (b) the plain operator sum
 without correction, both fitted on the same data as the predictor's correction, all in one setting (device, size,
 threads, precision, output head). Held-out subnets are always fresh: drawn from seeds never used before for the
-setting's operator table (ledger ``<setting>.heldout_seeds.json``), never used for fitting, and they expire with
+setting in this folder, under this or an earlier operator table (ledger ``<setting>.heldout_seeds.json``), never used for fitting, and they expire with
 the table, after --window-h hours and with a new measurement protocol (then new ones are drawn and measured). Rows are kept in
 ``<setting>.heldout.csv`` (resumable within the window); the scatter plot goes to ``<setting>.report.png``.
 """
@@ -24,7 +24,7 @@ from supernet.space import ArchConfig
 from supernet.trace import check_deploy_size
 from latency import table as tbl
 from latency.measure import MAX_ROUNDS, TARGET_SE
-from latency.predictor import accuracy, load_for_device
+from latency.predictor import accuracy, fit_from_tables, load_for_device
 from latency.profile import _now
 from latency.report import (DRIFT_WARN_PCT, HELDOUT_WINDOW_H, agreement, evaluate, measure_heldout,
                             retime_heldout, scatter)
@@ -73,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     held = measure_heldout(setting, args.tables, args.n, args.workers, args.batch, args.runs,
                            args.warmup, not args.no_progress, window_h=args.window_h)
     wall = time.monotonic() - start
-    result = evaluate(pred, tbl.read_e2e(args.tables, setting), held)
+    others = {}
+    if "operators_from" in pred.info:  # the rule's baseline: the same fit on the setting's own operator table
+        others["own_operators"] = fit_from_tables(setting, args.tables, own_operators=True)
+    result = evaluate(pred, tbl.read_e2e(args.tables, setting), held, others)
     png = Path(args.png) if args.png else tbl.table_stem(args.tables, setting).with_suffix(".report.png")
     scatter(result, png, f"{setting.describe()}, {len(held)} held-out subnets")
     out = {"device": args.device, "size": args.size, "setting": setting.to_dict(), "heldout": int(len(held)),
@@ -94,8 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(out, indent=2, default=float))
         return 0
+    source = pred.info.get("operators_from")
     print(f"{setting.describe()}: {len(held)} held-out subnets, fitted on "
-          f"{result['fit_subnets']} end-to-end subnets + {pred.info['rows']} operator rows")
+          f"{result['fit_subnets']} end-to-end subnets + {pred.info['rows']} operator rows"
+          + (f" of {source} (own_operators: the same fit on this setting's own operator table)" if source else ""))
     d0 = result["drift"]
     for basis, label in (("raw", "latency as measured"),
                          ("reference_normalised", f"scaled by the {d0['reference']} timed next to it"),
