@@ -81,8 +81,8 @@ def test_two_settings_two_tables_and_each_predictor_refuses_the_other(tmp_path):
     assert {"dev_64_t1_fp32_logits8.csv", "dev_64_t1_fp32_labels.csv"} <= meta_free
 
 
-def test_several_threads_sum_the_folders_1_thread_operators_and_the_fingerprint_covers_both(tmp_path):
-    one, two = Setting("dev", SIZE, 1), Setting("dev", SIZE, 2)
+def test_several_threads_sum_the_folders_1_thread_operators_and_the_fingerprint_covers_both(tmp_path, capsys):
+    one, two = Setting("local", SIZE, 1), Setting("local", SIZE, 2)
     _write(tmp_path, two)
     alone = load_for_device(two, tmp_path)
     assert tbl.operator_setting(tmp_path, two) == two and "operators_from" not in alone.info
@@ -103,6 +103,9 @@ def test_several_threads_sum_the_folders_1_thread_operators_and_the_fingerprint_
     tbl.write_csv_atomic(ops1, tbl.ops_path(tmp_path, one))
     assert tbl.fingerprint(tmp_path, two) != fp and tbl.ops_fingerprint(tmp_path, two) != ofp
     assert load_for_device(two, tmp_path).fingerprint == tbl.fingerprint(tmp_path, two)
+    assert predict_main(["--device", "local", "--arch", "topformer-tiny", "--size", str(SIZE), "--tables",
+                         str(tmp_path), "--threads", "2"]) == 0
+    assert f"operators (the sum and the breakdown) timed in {one.stem}" in capsys.readouterr().out
 
 
 def test_a_table_whose_rows_are_of_another_head_is_refused(tmp_path):

@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
            "table_reduced": pred.info.get("table_reduced")}
     if "transfer" in pred.info:
         out["transfer"] = pred.info["transfer"]
+    if "operators_from" in pred.info:
+        out["operators_from"] = pred.info["operators_from"]
     if args.breakdown:
         mapped = set(pred.info.get("mapped_keys", []))
         out["operators"] = [{"key": op.key, "ms": round(ms_op, 4),
@@ -87,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
             x = out["transfer"]
             print(f"  table transferred from {Setting.from_dict(x['from_setting']).describe()}: "
                   f"{x['measured_ops']} operators measured here, {x['mapped_ops']} mapped")
+        if "operators_from" in out:
+            print(f"  operators (the sum and the breakdown) timed in {out['operators_from']}, the folder's 1-thread "
+                  "table: they rank networks better than the several-thread ones; the correction maps them to "
+                  "this setting")
         for row in out.get("operators", []):
             print(f"  {row['ms']:9.3f} ms  {dict(measured='lut ', mapped='map ').get(row['source'], 'pred')}  "
                   f"{row['key']}")
