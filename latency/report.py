@@ -193,9 +193,11 @@ def agreement(first: np.ndarray, second: np.ndarray) -> dict[str, float]:
             "ceiling_within_10_pct": float(np.mean(own <= 10) * 100)}
 
 
-def evaluate(pred, e2e: pd.DataFrame, held: pd.DataFrame, others: dict[str, Any] | None = None) -> dict[str, Any]:
+def evaluate(pred, e2e: pd.DataFrame, held: pd.DataFrame, others: dict[str, Any] | None = None,
+             plain: Any = None) -> dict[str, Any]:
     """Accuracy of the predictor and of the two baselines (and of ``others``: name -> another predictor of the
-    same setting, e.g. one fitted on the setting's own operators) on the held-out rows.
+    same setting, e.g. one fitted on the setting's own operators) on the held-out rows. The plain-sum baseline
+    sums ``plain``'s operators (default ``pred``'s; the setting's own when ``pred`` sums another setting's).
 
     ``raw`` compares with the latency as measured (the headline: the predictor is fitted on raw latencies);
     ``reference_normalised`` scales each measurement by (the reference when the table was fitted / the reference
@@ -213,7 +215,7 @@ def evaluate(pred, e2e: pd.DataFrame, held: pd.DataFrame, others: dict[str, Any]
     cfgs = [ArchConfig.from_json(j) for j in held["arch_json"]]
     flops = np.array([model_size(c, pred.size).flops for c in cfgs], float)
     series = {"predictor": pred.predict_many(cfgs), "flops_linear": a * flops + b,
-              "operator_sum": pred.operator_sum_many(cfgs)}
+              "operator_sum": (plain or pred).operator_sum_many(cfgs)}
     ref_net = pd.to_numeric(held["ref_net_ms"], errors="coerce").to_numpy(float) if "ref_net_ms" in held else None
     if pred.mode == "ratio" and ref_net is not None and np.isfinite(ref_net).all():
         # reference-relative: each held-out subnet's predicted ratio x the reference timed beside it (its window)
@@ -248,7 +250,8 @@ def evaluate(pred, e2e: pd.DataFrame, held: pd.DataFrame, others: dict[str, Any]
         measured["paired_ratio"] = ratio * table_ref
         per_basis["paired_ratio"] = {"predictor": pred.predict_ratio_many(cfgs) * table_ref,
                                      "flops_linear": series["flops_linear"] / ref_flops_ms * table_ref,
-                                     "operator_sum": series["operator_sum"] / pred.ref_sum * table_ref}
+                                     "operator_sum": series["operator_sum"] / (plain or pred).reference_sum()
+                                     * table_ref}
         per_basis["paired_ratio"].update({name: other.predict_ratio_many(cfgs) * table_ref
                                           for name, other in others.items() if other.mode == "ratio"})
     return {"series": series, "measured": measured, "drift": drift,

@@ -394,6 +394,15 @@ def test_evaluate_uses_the_reference_beside_each_heldout_subnet_in_ratio_mode():
     assert paired == pytest.approx(held["ratio"].to_numpy(float) * pred.ref_current_ms)
     assert slow["metrics"]["paired_ratio"] == res["metrics"]["paired_ratio"]  # ratios do not move with the speed
     assert set(res["metrics"]["paired_ratio"]) == {"predictor", "flops_linear", "operator_sum"}
+    # another predictor of the setting is scored beside it on every basis; the plain sum can be another's
+    slower_ops = _op_rows().assign(median_ms=lambda d: d["median_ms"] * 2.0)
+    other = LatencyPredictor.fit(slower_ops, e2e, ST)
+    both = evaluate(pred, e2e, held, {"own_operators": other}, plain=other)
+    for basis in ("raw", "reference_normalised", "paired_ratio"):
+        assert both["metrics"][basis]["own_operators"]["mape_pct"] == pytest.approx(
+            res["metrics"][basis]["predictor"]["mape_pct"], rel=0.05)  # twice the sums: the ratio fit absorbs it
+    assert both["series"]["operator_sum"] == pytest.approx(2.0 * res["series"]["operator_sum"])
+    assert both["metrics"]["paired_ratio"]["operator_sum"] == pytest.approx(res["metrics"]["paired_ratio"]["operator_sum"])
 
 
 def test_ratios_use_each_visits_fastest_run_when_given_and_raw_latencies_stay_medians():

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     others = {}
     if "operators_from" in pred.info:  # the rule's baseline: the same fit on the setting's own operator table
         others["own_operators"] = fit_from_tables(setting, args.tables, own_operators=True)
-    result = evaluate(pred, tbl.read_e2e(args.tables, setting), held, others)
+    result = evaluate(pred, tbl.read_e2e(args.tables, setting), held, others, plain=others.get("own_operators"))
     png = Path(args.png) if args.png else tbl.table_stem(args.tables, setting).with_suffix(".report.png")
     scatter(result, png, f"{setting.describe()}, {len(held)} held-out subnets")
     out = {"device": args.device, "size": args.size, "setting": setting.to_dict(), "heldout": int(len(held)),
