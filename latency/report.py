@@ -109,8 +109,9 @@ def measure_heldout(setting: Setting, tables_dir: str, n: int, workers: int, bat
                     warmup: int, progress: bool, rounds: int = MIN_ROUNDS,
                     window_h: float = HELDOUT_WINDOW_H) -> pd.DataFrame:
     """Make sure ``n`` valid held-out rows exist and return them: expired rows (other table, older window, older
-    protocol) are dropped, fresh subnets are drawn from seeds never used for this table (recorded in the ledger before they
-    are measured) and timed with the paired protocol beside TopFormer-Tiny. Atomic write per batch."""
+    protocol) are not used (they stay in the file, a record of what was measured), fresh subnets are drawn from seeds
+    never drawn for this setting's folder (recorded in the ledger before they are measured) and timed with the
+    paired protocol beside TopFormer-Tiny. Atomic write per batch."""
     from etf.progress import progress_bar
 
     size = setting.size
@@ -118,15 +119,15 @@ def measure_heldout(setting: Setting, tables_dir: str, n: int, workers: int, bat
     e2e = tbl.read_e2e(tables_dir, setting)
     fp = tbl.ops_fingerprint(tables_dir, setting)
     path = heldout_path(tables_dir, setting)
-    rows = read_heldout(path)
-    rows = valid_heldout(rows, fp, window_h=window_h)
+    every = read_heldout(path)
+    rows = valid_heldout(every, fp, window_h=window_h)
     if len(rows) >= n:
         return rows.head(n)
     ledger_path = seeds_path(tables_dir, setting)
     ledger = read_seed_ledger(ledger_path)
     used = seeds_drawn(ledger)
-    todo = fresh_heldout_configs(n - len(rows), set(e2e["arch_key"]) | set(rows["arch_key"]), used)
-    ledger[fp] = sorted(used | {s for s, _ in todo})
+    todo = fresh_heldout_configs(n - len(rows), set(e2e["arch_key"]) | set(every["arch_key"]), used)
+    ledger[fp] = sorted(set(ledger.get(fp, [])) | {s for s, _ in todo})
     tbl.write_json_atomic(ledger, ledger_path)  # drawn = used, even if the run stops before measuring them
     cache = str(cache_dir(tables_dir))
     ref_nominal = float(tbl.read_ops(tables_dir, setting)["ref_ms"].median())
@@ -142,7 +143,8 @@ def measure_heldout(setting: Setting, tables_dir: str, n: int, workers: int, bat
             new = pd.DataFrame([{**e2e_row(setting, s, c, res, ref_nominal, "heldout"), "table_fingerprint": fp, "protocol": PROTOCOL}
                                 for (s, c), res in zip(chunk, results)], columns=HELDOUT_COLUMNS)
             rows = pd.concat([rows, new], ignore_index=True) if len(rows) else new
-            tbl.write_csv_atomic(rows[HELDOUT_COLUMNS], path)
+            every = pd.concat([every, new], ignore_index=True) if len(every) else new
+            tbl.write_csv_atomic(every.reindex(columns=HELDOUT_COLUMNS), path)
             bar.update(len(chunk))
     bar.close()
     return rows

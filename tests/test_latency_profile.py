@@ -218,6 +218,13 @@ def test_report_measures_fresh_heldout_subnets_and_a_retest_only_retimes_them(pr
     assert report_main(args + ["--retest", "1"]) == 0
     rep2 = json.loads(capsys.readouterr().out)
     assert rep2["retest"]["agreement"]["n"] == 1 and heldout_path(str(out), ST).read_bytes() == before
+    # rows of an earlier table expire but stay in the file; the new table draws a seed none of them used
+    tbl.write_csv_atomic(held.assign(table_fingerprint="an-earlier-table"), heldout_path(str(out), ST))
+    assert report_main(args) == 0
+    assert json.loads(capsys.readouterr().out)["heldout"] == 2
+    kept = pd.read_csv(heldout_path(str(out), ST))
+    assert len(kept) == 4 and list(kept["seed"][:2]) == list(held["seed"])
+    assert not set(kept["seed"][2:]) & set(held["seed"])
 
 
 @pytest.mark.slow
