@@ -3,10 +3,13 @@
 Measures N random subnets end to end on the device, each timed beside TopFormer-Tiny (the paired protocol of
 latency/measure.py), and compares the predictor with (a) a linear fit on FLOPs and (b) the plain operator sum
 without correction, both fitted on the same data as the predictor's correction, all in one setting (device, size,
-threads, precision, output head). Held-out subnets are always fresh: drawn from seeds never used before for the
-setting in this folder, under this or an earlier operator table (ledger ``<setting>.heldout_seeds.json``), never used for fitting, and they expire with
-the table, after --window-h hours and with a new measurement protocol (then new ones are drawn and measured). Rows are kept in
-``<setting>.heldout.csv`` (resumable within the window); the scatter plot goes to ``<setting>.report.png``.
+threads, precision, output head). With several threads the predictor sums the folder's 1-thread operator table
+when there is one; the report then also scores the same fit on the setting's own operators (own_operators).
+Held-out subnets are always fresh: drawn from seeds never used before for the setting in this folder, under this
+or an earlier operator table (ledger ``<setting>.heldout_seeds.json``), never used for fitting, and they expire
+with the table, after --window-h hours and with a new measurement protocol (then new ones are drawn and
+measured; the expired rows stay in the file). Rows are kept in ``<setting>.heldout.csv`` (resumable within the
+window); the scatter plot goes to ``<setting>.report.png``.
 """
 from __future__ import annotations
 
