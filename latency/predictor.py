@@ -855,16 +855,20 @@ def fit_from_tables(setting: Setting, tables_dir: str | Path, fingerprint: str =
 
 
 def record_and_refit(tables_dir: str | Path, setting: Setting, measurements: Sequence[tuple],
-                     purpose: str, for_search: bool = False) -> LatencyPredictor | None:
+                     purpose: str) -> LatencyPredictor | None:
     """The closed loop: append end-to-end measurements of known architectures (``tbl.add_e2e_rows``, with their
     purpose) to the setting's table and return the predictor refitted on it; None when the setting has no latency
-    table (nothing to record into: the caller keeps its predictor and says so). ``for_search``: the predictor a
-    refinement searches with next, scaled to the table's measured winners (:func:`scaled_to_winners`)."""
+    table (nothing to record into: the caller keeps its predictor and says so)."""
     if not tbl.ops_path(tables_dir, setting).exists():
         return None
     tbl.add_e2e_rows(tables_dir, setting, measurements, purpose=purpose)
-    pred = load_for_device(setting, tables_dir)
-    return scaled_to_winners(pred, tbl.read_e2e(tables_dir, setting)) if for_search else pred
+    return load_for_device(setting, tables_dir)
+
+
+def search_predictor(setting: Setting, tables_dir: str | Path = "tables") -> LatencyPredictor:
+    """The predictor a search uses: the setting's (:func:`load_for_device`) scaled to the winners its table
+    measured (:func:`scaled_to_winners`; for that job's searches only, never saved)."""
+    return scaled_to_winners(load_for_device(setting, tables_dir), tbl.read_e2e(tables_dir, setting))
 
 
 def scaled_to_winners(predictor: LatencyPredictor, e2e: pd.DataFrame) -> LatencyPredictor:

@@ -28,15 +28,13 @@ def load_predictor(setting: Any, tables_dir: str | Path = "tables", path: str | 
     """The fitted latency predictor of ``setting`` (a ``latency.setting.Setting``), or the one saved at ``path``
     (refused with one line when it was fitted in another setting). ``for_search``: one from the tables is scaled
     to the searches' winners those tables measured (``latency.predictor.scaled_to_winners``)."""
-    from latency import table as tbl
-    from latency.predictor import LatencyPredictor, load_for_device, scaled_to_winners
+    from latency.predictor import LatencyPredictor, load_for_device, search_predictor
 
     if path is not None:
         if not Path(path).exists():
             raise EtfError(f"latency predictor file not found: {path}")
         return LatencyPredictor.load(path, setting)
-    pred = load_for_device(setting, tables_dir=str(tables_dir))
-    return scaled_to_winners(pred, tbl.read_e2e(tables_dir, setting)) if for_search else pred
+    return (search_predictor if for_search else load_for_device)(setting, str(tables_dir))
 
 
 def predictor_latency_fn(predictor: Any) -> LatencyFn:
@@ -188,9 +186,10 @@ def record_and_refit(tables_dir: str | Path, setting: Any, measurements: list[tu
                      for_search: bool = False) -> Any:
     """Record end-to-end measurements in the setting's table and return the refitted predictor (None: no table;
     ``for_search``: scaled to the table's measured winners, for a refinement's next search)."""
-    from latency.predictor import record_and_refit as record
+    from latency.predictor import record_and_refit as record, search_predictor
 
-    return record(tables_dir, setting, measurements, purpose, for_search=for_search)
+    refitted = record(tables_dir, setting, measurements, purpose)
+    return search_predictor(setting, tables_dir) if refitted is not None and for_search else refitted
 
 
 def measure(device: Any, model: str | Path, runs: int, warmup: int, threads: int | None) -> Any:
