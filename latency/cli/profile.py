@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MBConv blocks to measure: the corners of the width grid (~190 at 512, default), the grid "
                         "with middle output widths (~280), or all (~2,200)")
     p.add_argument("--no-adaptive", action="store_true", help="skip the adaptive-sampling phase")
+    p.add_argument("--adaptive-mbconv", type=nonneg_int, default=ADAPTIVE["mbconv"], metavar="N",
+                   help=f"MBConv blocks picked by adaptive sampling (default {ADAPTIVE['mbconv']}): blocks at the "
+                        "interior widths the corners do not measure, where the forest is least sure")
     p.add_argument("--e2e", type=nonneg_int, default=None, help="subnets measured end to end for the whole-network "
                    f"correction: the smallest config and the 3 presets, then random ones (default {DEFAULT_E2E}; "
                    f"{DEFAULT_TRANSFER_E2E} with --transfer-from)")
@@ -117,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = ProfileSettings(size=args.size, tables_dir=str(args.out), cache_dir=str(args.cache), workers=args.workers, batch=args.batch,
                                runs=args.runs, warmup=args.warmup, threads=args.threads,
                                budget_min=args.budget_min, mbconv=args.mbconv,
-                               adaptive={} if args.no_adaptive else dict(ADAPTIVE), e2e=args.e2e, limit=args.limit,
+                               adaptive={} if args.no_adaptive else {**ADAPTIVE, "mbconv": args.adaptive_mbconv}, e2e=args.e2e, limit=args.limit,
                                e2e_only=args.e2e_only, precision=args.precision, head=args.head,
                                transfer_from=args.transfer_from, transfer_ops=args.transfer_ops, passes=args.passes)
     summary = Profiler(names, settings, progress=not args.no_progress).run()
