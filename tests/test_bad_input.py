@@ -197,6 +197,7 @@ CASES: dict[str, list[tuple[str, list[str], str | None]]] = {
         ("zero limit", [*PROFILE, "--out", "{out}", "--limit", "0"], "{out}"),
         ("zero threads", [*PROFILE, "--out", "{out}", "--threads", "0"], "{out}"),
         ("unknown mbconv plan", [*PROFILE, "--out", "{out}", "--mbconv", "bogus"], "{out}"),
+        ("negative adaptive MBConv count", [*PROFILE, "--out", "{out}", "--adaptive-mbconv", "-1"], "{out}"),
         ("transfer from no table", [*PROFILE, "--out", "{out}", "--transfer-from", "{missing}.csv"], "{out}"),
         ("transfer from a corrupt table", [*PROFILE, "--out", "{out}", "--transfer-from", "{corrupt_table}"], "{out}"),
         ("transfer from the same setting", [*PROFILE, "--out", "{tables}", "--threads", "1", "--transfer-from",
