@@ -1,9 +1,10 @@
 """How well the latency predictor does on subnets it never saw, against two baselines.
 
 Held-out subnets are always fresh: drawn from seeds never used before in the setting's folder (a ledger of the
-seeds drawn per operator-table fingerprint; a new table skips every earlier table's seeds too), measured with the paired protocol (beside TopFormer-Tiny, latency/measure.py) in the
-report's window, never used for fitting, and expired with the table, after ``HELDOUT_WINDOW_H`` hours and when
-the protocol changes (``latency.measure.PROTOCOL``). The
+seeds drawn per operator-table fingerprint; a new table skips every earlier table's seeds too), measured with
+the paired protocol (beside TopFormer-Tiny, latency/measure.py) in the report's window, never used for fitting,
+and expired (kept in the file, not used) with the table, after ``HELDOUT_WINDOW_H`` hours and when the protocol
+changes (``latency.measure.PROTOCOL``). The
 predictor (in ratio mode: predicted ratio x the reference timed beside each subnet) is compared with (a) a linear
 fit on FLOPs and (b) the plain operator sum, both fitted on the same data as the correction.
 """

@@ -314,10 +314,10 @@ def operator_setting(tables_dir: str | Path, setting: Setting) -> Setting:
     device, size, precision and head at 1 thread when that table is in the folder; else ``setting`` itself.
 
     Why: an operator timed alone on two threads differs from the same operator inside a network on two threads
-    in ways a sum cannot express (its threads' start-up and split overheads are paid per operator), while the
-    1-thread sums rank the networks as the 2-thread whole networks do. Fitted with the same 2-thread end-to-end
-    rows, the 1-thread operators scored 88.7% of stored held-out subnets within +-5% against 80.4% for the
-    2-thread ones (7 sets, better on 6; latency/RESULTS.md, 2026-11-29)."""
+    (no linear correction of the 2-thread sums reached 95% of tE's stored set within +-5%), and the 1-thread sums,
+    fitted with the same 2-thread end-to-end rows, did better: 88.7% of 7 stored held-out sets within +-5% against
+    80.4%, better on 6. On three fresh sets they were level (96, 92, 84 against 94, 94, 84; latency/RESULTS.md,
+    2026-11-29)."""
     if setting.threads == 1:
         return setting
     one = Setting(setting.device, setting.size, 1, setting.precision, setting.head)
