@@ -389,6 +389,7 @@ def test_transfer_to_two_threads_measures_a_subset_maps_the_rest_and_a_full_run_
                                             "--json"])
     summary = json.loads(capsys.readouterr().out)["local"]
     assert code == 0 and summary["setting"] == two.to_dict()
+    assert summary["predictor_operators"] == ST.stem  # the folder's 1-thread table is what its predictor sums
     assert summary["timing"]["conversions"] == 0
     assert [r.split(" is ")[-1] for r in summary["reduced_reasons"]] == ["reduced; complete it first"]  # --limit 14
     rows = tbl.read_ops(out, two)
@@ -403,6 +404,7 @@ def test_transfer_to_two_threads_measures_a_subset_maps_the_rest_and_a_full_run_
     assert code == 0, err
     info = json.loads(res)
     assert info["setting"] == two.to_dict() and info["transfer"]["mapped_ops"] == 2
+    assert info["operators_from"] == ST.stem
     code = main(profile_args(out, 14, 7) + ["--threads", "2", "--json"])
     summary = json.loads(capsys.readouterr().out)["local"]
     rows = tbl.read_ops(out, two)

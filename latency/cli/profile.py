@@ -12,7 +12,8 @@ from latency.passes import DEFAULT_PASSES, unsteady_warning
 from etf.args import Parser, add_verbose, device_names, nonneg_int, output_dir, positive_float, positive_int, rule
 from etf.common import EtfError, cli_entry
 from etf.quiet import set_verbose
-from latency.setting import add_setting_arguments, check_precision
+from latency import table as tbl
+from latency.setting import Setting, add_setting_arguments, check_precision
 from latency.transfer import DEFAULT_TRANSFER_E2E, DEFAULT_TRANSFER_OPS
 from supernet.trace import check_deploy_size, deploy_multiple
 
@@ -124,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
                                e2e_only=args.e2e_only, precision=args.precision, head=args.head,
                                transfer_from=args.transfer_from, transfer_ops=args.transfer_ops, passes=args.passes)
     summary = Profiler(names, settings, progress=not args.no_progress).run()
+    for info in summary.values():  # for several threads the predictor may sum the folder's 1-thread operators
+        info["predictor_operators"] = tbl.operator_setting(args.out, Setting.from_dict(info["setting"])).stem
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -134,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"({state})")
             if "transfer" in info:
                 print("  " + transfer_line(info["transfer"]))
+            if info["predictor_operators"] != Setting.from_dict(info["setting"]).stem:
+                print(f"  its predictor sums {info['predictor_operators']}.csv (the folder's 1-thread operators) with "
+                      "this table's end-to-end subnets: latency/README.md says why")
             warning = unsteady_warning(info.get("passes_disagree", {}))
             if warning:
                 print("  " + warning, file=sys.stderr)
