@@ -865,10 +865,13 @@ def record_and_refit(tables_dir: str | Path, setting: Setting, measurements: Seq
     return load_for_device(setting, tables_dir)
 
 
-def search_predictor(setting: Setting, tables_dir: str | Path = "tables") -> LatencyPredictor:
-    """The predictor a search uses: the setting's (:func:`load_for_device`) scaled to the winners its table
-    measured (:func:`scaled_to_winners`; for that job's searches only, never saved)."""
-    return scaled_to_winners(load_for_device(setting, tables_dir), tbl.read_e2e(tables_dir, setting))
+def search_predictor(setting: Setting, tables_dir: str | Path = "tables",
+                     predictor: LatencyPredictor | None = None) -> LatencyPredictor:
+    """The predictor a search uses: the setting's (``predictor`` when the caller has just loaded or refitted it,
+    else :func:`load_for_device`) scaled to the winners its table measured (:func:`scaled_to_winners`; for that
+    job's searches only, never saved)."""
+    pred = predictor if predictor is not None else load_for_device(setting, tables_dir)
+    return scaled_to_winners(pred, tbl.read_e2e(tables_dir, setting))
 
 
 def scaled_to_winners(predictor: LatencyPredictor, e2e: pd.DataFrame) -> LatencyPredictor:

@@ -189,7 +189,7 @@ def record_and_refit(tables_dir: str | Path, setting: Any, measurements: list[tu
     from latency.predictor import record_and_refit as record, search_predictor
 
     refitted = record(tables_dir, setting, measurements, purpose)
-    return search_predictor(setting, tables_dir) if refitted is not None and for_search else refitted
+    return search_predictor(setting, tables_dir, refitted) if refitted is not None and for_search else refitted
 
 
 def measure(device: Any, model: str | Path, runs: int, warmup: int, threads: int | None) -> Any:
