@@ -91,8 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{x['measured_ops']} operators measured here, {x['mapped_ops']} mapped")
         if "operators_from" in out:
             print(f"  operators (the sum and the breakdown) timed in {out['operators_from']}, the folder's 1-thread "
-                  "table: they rank networks better than the several-thread ones; the correction maps them to "
-                  "this setting")
+                  "table; the correction maps them to this setting (latency/README.md says why)")
         for row in out.get("operators", []):
             print(f"  {row['ms']:9.3f} ms  {dict(measured='lut ', mapped='map ').get(row['source'], 'pred')}  "
                   f"{row['key']}")
