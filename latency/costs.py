@@ -12,14 +12,35 @@ from __future__ import annotations
 from latency.operators import MBConv, Operator
 
 
-def mbconv_terms(op: MBConv) -> dict[str, float]:
+#: Channel tiles an MBConv's work is also counted at (:func:`tiled_terms`): XNNPACK's kernels work on whole
+#: register tiles of channels (16 floats in an AVX-512 register on this CPU), so a 56-channel map costs about what
+#: a 64-channel one does. The operator table's fit weighs the counts at each tile (and untiled) from the data.
+TILES = (16, 32)
+
+
+def _tiled(c: int, tile: int) -> int:
+    return tile * -(-c // tile) if tile > 1 else c
+
+
+def mbconv_terms(op: MBConv, tile: int = 1) -> dict[str, float]:
     """Multiply-adds of the expansion, depthwise and projection convs, and elements of the expanded map, the
-    depthwise output and the block's input plus output."""
-    n_in, n_out, h = op.hw ** 2, op.out_hw() ** 2, op.hidden
+    depthwise output and the block's input plus output; with ``tile`` > 1, every channel count rounded up to a
+    multiple of it (the work a kernel that fills whole ``tile``-channel registers does)."""
+    n_in, n_out = op.hw ** 2, op.out_hw() ** 2
+    cin, cout, h = _tiled(op.cin, tile), _tiled(op.cout, tile), _tiled(op.hidden, tile)
     expanded = op.e != 1
-    return {"expand_macs": float(op.cin * h * n_in if expanded else 0), "dw_macs": float(h * op.k ** 2 * n_out),
-            "project_macs": float(h * op.cout * n_out), "expanded_elems": float(h * n_in if expanded else 0),
-            "hidden_out_elems": float(h * n_out), "in_out_elems": float(op.cin * n_in + op.cout * n_out)}
+    return {"expand_macs": float(cin * h * n_in if expanded else 0), "dw_macs": float(h * op.k ** 2 * n_out),
+            "project_macs": float(h * cout * n_out), "expanded_elems": float(h * n_in if expanded else 0),
+            "hidden_out_elems": float(h * n_out), "in_out_elems": float(cin * n_in + cout * n_out)}
+
+
+def tiled_terms(op: MBConv, tiles: tuple[int, ...] = TILES) -> list[float]:
+    """A constant 1, then :func:`mbconv_terms` untiled and at each of ``tiles``: the columns of
+    :class:`latency.regressors.TiledCostModel`."""
+    out = [1.0]
+    for tile in (1, *tiles):
+        out += list(mbconv_terms(op, tile).values())
+    return out
 
 
 def cost_terms(op: Operator) -> dict[str, float]:
@@ -27,4 +48,4 @@ def cost_terms(op: Operator) -> dict[str, float]:
     return mbconv_terms(op) if isinstance(op, MBConv) else {}
 
 
-__all__ = ["cost_terms", "mbconv_terms"]
+__all__ = ["TILES", "cost_terms", "mbconv_terms", "tiled_terms"]

@@ -1,8 +1,9 @@
 """Predict a subnet's latency: per-operator regressors fitted on the table, summed, plus a learned correction.
 
 Per operator kind: the measured latency where the table has the operator (lookup), else a regressor on the
-operator's pure features (gradient boosting on log latency when the kind has enough rows, a non-negative
-linear fit on its cost otherwise). A network is the sum of its operators; a whole-network correction fitted on
+operator's pure features (for MBConv blocks a non-negative sum of their parts' work at whole channel registers
+times trees on the rest, latency/regressors.py; for other kinds gradient boosting on log latency when the kind has
+enough rows, a non-negative linear fit on its cost otherwise). A network is the sum of its operators; a whole-network correction fitted on
 the table's end-to-end subnets (``a * sum`` or ``a * sum + b``, whichever predicts them better in leave-one-out)
 absorbs what operators alone miss (per-model overhead, the token split, cache effects). Once six networks drawn
 from the space are measured it is fitted on them alone, not on the anchors (smallest config, presets):
@@ -44,7 +45,8 @@ import pandas as pd
 
 from latency import table as tbl
 from latency.measure import REFERENCE_PRESET
-from latency.operators import NUM_CLASSES, Operator, decompose, from_part, log_features, parse_key
+from latency.operators import NUM_CLASSES, MBConv, Operator, decompose, from_part, log_features, parse_key
+from latency.regressors import LinearModel, TiledCostModel, TreeEnsemble
 from latency.setting import LEGACY_HEAD, LEGACY_PRECISION, Setting
 from etf.common import EtfError
 from supernet.space import INJECTION_LEVELS, TABLE1, ArchConfig, StageConfig, VitConfig
@@ -71,8 +73,9 @@ MIN_SPACE_ROWS = 6
 #: them out again from 6 space networks on (latency/RESULTS.md: on five fresh sets never worse by more than 3
 #: points within +-5%, up to 33 points better at the demo's 256 px); 5 adds the weights term
 #: (:data:`MIN_POINTS_FOR_WEIGHTS`); 6 fits that term's two coefficients on relative errors (the report's measure)
-#: instead of absolute ones, which let the largest networks set the line.
-FIT_REVISION = 6
+#: instead of absolute ones, which let the largest networks set the line; 7 models MBConv blocks the table did not
+#: measure with :class:`latency.regressors.TiledCostModel` (their work at whole channel registers).
+FIT_REVISION = 7
 #: Ratio mode: from this many fit rows on, the correction is ``a * sum + w * weights`` (both relative to the
 #: reference network), when the fitted ``w`` is positive. Operators are timed alone, run after run, so their
 #: weights stay in the cache; inside a whole network every block's weights are evicted by the rest, and a network
@@ -83,121 +86,12 @@ FIT_REVISION = 6
 MIN_POINTS_FOR_WEIGHTS = 8
 
 
-class TreeEnsemble:
-    """A fitted gradient-boosting regressor as plain arrays, evaluated with numpy (no scikit-learn object).
-
-    scikit-learn predicts ``init + sum_t learning_rate * tree_t(x)`` with ``x`` cast to float32 and each tree
-    walked by ``x[feature] <= threshold`` (left) until ``children_left == -1``; the trees are added in order,
-    one after another. :meth:`predict` does the same float operations in the same order, so it equals
-    ``GradientBoostingRegressor.predict`` (bit for bit on x86-64; tests allow 1e-12).
-    """
-
-    def __init__(self, init: float, learning_rate: float, n_features: int,
-                 trees: Sequence[dict[str, Sequence[float]]]):
-        self.init = float(init)
-        self.n_features = int(n_features)
-        self.learning_rate = float(learning_rate)
-        self.trees = [{k: list(t[k]) for k in _TREE_ARRAYS} for t in trees]
-        for t in self.trees:  # a damaged file must fail here, not index out of bounds while predicting
-            m = len(t["value"])
-            if any(len(t[k]) != m for k in _TREE_ARRAYS) or m == 0:
-                raise ValueError("tree arrays of different lengths")
-            kids = np.asarray(t["children_left"] + t["children_right"], dtype=np.int64)
-            if ((kids < -1) | (kids >= m) | (kids == 0)).any():
-                raise ValueError("tree child index out of range")
-            if max(t["feature"]) >= self.n_features:
-                raise ValueError("tree feature index out of range")
-        # all trees in flat arrays (children as flat indices, -1 at leaves): walked at once, level by level
-        sizes = [len(t["value"]) for t in self.trees]
-        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp) if sizes else np.zeros(0, np.intp)
-        self._roots = offsets
-        cat = (lambda k, dt: np.concatenate([np.asarray(t[k], dtype=dt) for t in self.trees])
-               if self.trees else np.zeros(0, dt))
-        left, right = cat("children_left", np.intp), cat("children_right", np.intp)
-        shift = np.repeat(offsets, sizes)
-        self._left = np.where(left == -1, -1, left + shift)
-        self._right = np.where(right == -1, -1, right + shift)
-        self._feature = np.maximum(cat("feature", np.intp), 0)  # leaves hold -2
-        self._threshold = cat("threshold", np.float64)
-        self._value = cat("value", np.float64)
-
-    @classmethod
-    def from_sklearn(cls, model: Any, x: np.ndarray) -> "TreeEnsemble":
-        """Read a fitted ``GradientBoostingRegressor`` (``x``: its training features, to read the init value)."""
-        init = np.asarray(model._raw_predict_init(np.asarray(x, dtype=np.float32)), dtype=np.float64)
-        if init.shape[1] != 1 or np.ptp(init) != 0.0:
-            raise EtfError("the gradient-boosting init estimator is not a constant: cannot store it as data")
-        trees = []
-        for est in model.estimators_[:, 0]:
-            t = est.tree_
-            if t.value.shape[1:] != (1, 1):
-                raise EtfError("a latency regression tree has more than one output")
-            trees.append({"children_left": t.children_left.tolist(), "children_right": t.children_right.tolist(),
-                          "feature": t.feature.tolist(), "threshold": t.threshold.tolist(),
-                          "value": t.value[:, 0, 0].tolist()})
-        return cls(float(init[0, 0]), float(model.learning_rate), int(model.n_features_in_), trees)
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float32).astype(np.float64)  # scikit-learn compares float32 features
-        if x.ndim != 2 or x.shape[1] != self.n_features:
-            raise ValueError(f"expected {self.n_features} features, got shape {x.shape}")
-        n, t = x.shape[0], len(self.trees)
-        if t == 0:
-            return np.full(n, self.init)
-        flat = x.ravel()
-        base = (np.arange(n, dtype=np.intp) * x.shape[1])[:, None]
-        node = np.broadcast_to(self._roots, (n, t)).copy()
-        while True:
-            left = self._left[node]
-            inner = left != -1
-            if not inner.any():
-                break
-            go_left = flat[base + self._feature[node]] <= self._threshold[node]
-            node = np.where(inner, np.where(go_left, left, self._right[node]), node)
-        steps = self.learning_rate * self._value[node]
-        # sequential sum in tree order, like scikit-learn's `out += scale * value` (cumsum is not pairwise)
-        return np.cumsum(np.concatenate([np.full((n, 1), self.init), steps], axis=1), axis=1)[:, -1]
-
-    def state(self) -> dict[str, Any]:
-        return {"init": self.init, "learning_rate": self.learning_rate, "n_features": self.n_features,
-                "trees": self.trees}
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any]) -> "TreeEnsemble":
-        return cls(state["init"], state["learning_rate"], state["n_features"], state["trees"])
-
-
-_TREE_ARRAYS = ("children_left", "children_right", "feature", "threshold", "value")
-
-
-class LinearModel:
-    """A fitted ``LinearRegression`` as its coefficients: ``x @ coef + intercept`` (as scikit-learn computes it)."""
-
-    def __init__(self, coef: Sequence[float], intercept: float):
-        self.coef = [float(c) for c in coef]
-        self.intercept = float(intercept)
-        self._coef = np.asarray(self.coef, dtype=np.float64)
-
-    @classmethod
-    def from_sklearn(cls, model: Any) -> "LinearModel":
-        return cls(np.ravel(model.coef_).tolist(), float(model.intercept_))
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(x, dtype=np.float64) @ self._coef + self.intercept
-
-    def state(self) -> dict[str, Any]:
-        return {"coef": self.coef, "intercept": self.intercept}
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any]) -> "LinearModel":
-        return cls(state["coef"], state["intercept"])
-
-
 class KindModel:
     """The latency model of one operator kind: lookup of measured keys, regressor for the rest.
 
-    Fitted with scikit-learn, then kept as plain numbers (:class:`TreeEnsemble` / :class:`LinearModel`), which
-    is what predicts and what is saved; ``estimator`` is the scikit-learn object of a fresh fit (never saved,
+    MBConv blocks get a :class:`TiledCostModel` (their parts' work at whole channel registers, then trees), other
+    kinds with enough rows trees on log latency, the rest a line on cost. Fitted with scikit-learn, then kept as
+    plain numbers (latency/regressors.py), which is what predicts and what is saved; ``estimator`` is the scikit-learn object of a fresh fit (never saved,
     ``None`` after loading).
     """
 
@@ -211,8 +105,12 @@ class KindModel:
         y = np.log(np.asarray(ms, dtype=float))
         self.n = len(ops)
         self.constant: float | None = None
-        self.model: TreeEnsemble | LinearModel | None
-        if self.n >= MIN_ROWS_FOR_TREES:
+        self.model: TiledCostModel | TreeEnsemble | LinearModel | None
+        if self.n >= MIN_ROWS_FOR_TREES and kind == MBConv.kind:
+            self.estimator = None
+            self.model = TiledCostModel.fit(ops, np.asarray(ms, dtype=float), seed)
+            self.mode = "tiled-costs"
+        elif self.n >= MIN_ROWS_FOR_TREES:
             x = np.array([log_features(o) for o in ops])
             self.estimator = GradientBoostingRegressor(n_estimators=400, max_depth=3, learning_rate=0.05,
                                                        subsample=0.9, random_state=seed).fit(x, y)
@@ -237,7 +135,9 @@ class KindModel:
                 out[i] = hit
         if todo:
             rest = [ops[i] for i in todo]
-            if self.mode == "trees":
+            if self.mode == "tiled-costs":
+                pred = self.model.predict(rest)
+            elif self.mode == "trees":
                 pred = np.exp(self.model.predict(np.array([log_features(o) for o in rest])))
             elif self.mode == "linear":
                 pred = self.model.predict(np.array([[float(o.features()[-1])] for o in rest]))
@@ -260,7 +160,9 @@ class KindModel:
         self.lookup = {str(k): float(v) for k, v in state["lookup"].items()}
         self.estimator = None
         model = state["model"]
-        if self.mode == "trees":
+        if self.mode == "tiled-costs":
+            self.model = TiledCostModel.from_state(model)
+        elif self.mode == "trees":
             self.model = TreeEnsemble.from_state(model)
         elif self.mode == "linear":
             self.model = LinearModel.from_state(model)

@@ -13,6 +13,7 @@ from etf.common import EtfError
 from latency import table as tbl
 from latency.cli.predict import main as predict_main
 from latency.operators import decompose, log_features
+from latency.regressors import residual_features
 from latency.predictor import (FORMAT_VERSION, LatencyPredictor, OldPredictorFile, load_for_device,
                                predictor_path)
 from supernet.space import TABLE1
@@ -60,7 +61,7 @@ def configs():
 
 
 def test_numpy_models_equal_sklearn_on_table_and_random_operators(fitted, configs):
-    assert set(fitted.info["modes"].values()) == {"trees", "linear", "constant"}  # every mode is exercised
+    assert set(fitted.info["modes"].values()) == {"tiled-costs", "trees", "linear", "constant"}  # every mode
     random_ops = {op for cfg in configs for op in decompose(cfg, SIZE)}
     checked = 0
     for kind, m in fitted.kinds.items():
@@ -69,6 +70,12 @@ def test_numpy_models_equal_sklearn_on_table_and_random_operators(fitted, config
         ops = [op for op in random_ops if op.kind == kind]
         table_ops = _table_ops(kind)
         for group in (table_ops, ops):
+            if m.mode == "tiled-costs":  # the trees on the cost sum's residual
+                x = np.array([residual_features(o) for o in group])
+                np.testing.assert_allclose(m.model.residual.predict(x), m.model.residual_estimator.predict(x),
+                                           rtol=0, atol=1e-12)
+                checked += len(group)
+                continue
             if m.mode == "trees":
                 x = np.array([log_features(o) for o in group])
             else:
@@ -111,8 +118,11 @@ def test_the_file_is_plain_json_without_pickle(fitted, tmp_path):
     state = json.loads(raw, parse_constant=no_constant)
     assert state["format"] == FORMAT_VERSION == 3 and state["etf"] == "latency-predictor"
     assert (state["device"], state["size"]) == ("dev", SIZE)
-    trees = state["kinds"]["mbconv"]["model"]
-    assert state["kinds"]["mbconv"]["mode"] == "trees" and len(trees["trees"]) == 400
+    mbconv = state["kinds"]["mbconv"]["model"]
+    assert state["kinds"]["mbconv"]["mode"] == "tiled-costs" and mbconv["tiles"] == [16, 32]
+    assert len(mbconv["common"]) == len(mbconv["scale"]) and mbconv["weights"]  # per stage position
+    trees = mbconv["residual"]
+    assert len(trees["trees"]) == 200
     assert set(trees["trees"][0]) == {"children_left", "children_right", "feature", "threshold", "value"}
     assert set(state["kinds"]["head"]["model"]) == {"coef", "intercept"}
 
@@ -159,6 +169,7 @@ def test_load_refuses_old_foreign_and_damaged_files_with_one_line(fitted, tmp_pa
     assert not marker.exists()
 
     good = json.loads(fitted.save(tmp_path / "good.json").read_text())
+    mb = good["kinds"]["mbconv"]["model"]
     cases = {
         "garbage.bin": b"\x00\x01 not a predictor \xff",
         "other.json": json.dumps({"format": 3, "hello": 1}).encode(),
@@ -166,7 +177,9 @@ def test_load_refuses_old_foreign_and_damaged_files_with_one_line(fitted, tmp_pa
         "newer.json": json.dumps({**good, "format": 4}).encode(),
         "damaged.json": json.dumps({**good, "kinds": {"mbconv": {**good["kinds"]["mbconv"], "mode": "magic"}}}).encode(),
         "badtree.json": json.dumps({**good, "kinds": {"mbconv": {**good["kinds"]["mbconv"], "model": {
-            **good["kinds"]["mbconv"]["model"], "n_features": 1}}}}).encode(),
+            **mb, "residual": {**mb["residual"], "n_features": 1}}}}}).encode(),
+        "badcosts.json": json.dumps({**good, "kinds": {"mbconv": {**good["kinds"]["mbconv"], "model": {
+            **mb, "common": mb["common"][:-1]}}}}).encode(),
         "truncated.json": json.dumps(good).encode()[:1000],
     }
     for name, raw in cases.items():
