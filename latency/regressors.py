@@ -160,7 +160,7 @@ class TiledCostModel:
     output widths that are multiples of 16 came out 7.8% too slow (median, tF), and the regressor missed the
     blocks it had not measured by 8.2% on average. Counting the work at whole 16- and 32-channel registers lets
     the fit see where a width's cost jumps; measured against every MBConv block 50 held-out subnets of two tables
-    used (latency/RESULTS.md, 2026-11-29 "oracle"), the mean error fell to 4.6% and 4.3%.
+    used (latency/RESULTS.md, 2026-11-29 stop 26), the mean error fell to 4.6% and 4.3%.
     """
 
     def __init__(self, scale: Sequence[float], weights: dict[str, Sequence[float]], common: Sequence[float],
