@@ -9,6 +9,8 @@ source is part of every converted file's cache key: these numbers change no conv
 """
 from __future__ import annotations
 
+import numpy as np
+
 from latency.operators import MBConv, Operator
 
 
@@ -43,9 +45,17 @@ def tiled_terms(op: MBConv, tiles: tuple[int, ...] = TILES) -> list[float]:
     return out
 
 
+def nnls_relative(design: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Non-negative coefficients minimising the relative squared error ``sum((design @ c / t - 1) ** 2)``: how a
+    time that is a non-negative sum of work terms is fitted (the transfer's cost map, the MBConv model)."""
+    from scipy.optimize import nnls
+
+    return nnls(design / t[:, None], np.ones(len(t)))[0]
+
+
 def cost_terms(op: Operator) -> dict[str, float]:
     """The work of ``op``'s parts by name; empty for kinds that do not name their parts (their maps stay lines)."""
     return mbconv_terms(op) if isinstance(op, MBConv) else {}
 
 
-__all__ = ["TILES", "cost_terms", "mbconv_terms", "tiled_terms"]
+__all__ = ["TILES", "cost_terms", "mbconv_terms", "nnls_relative", "tiled_terms"]

@@ -3,13 +3,13 @@
 Per operator kind: the measured latency where the table has the operator (lookup), else a regressor on the
 operator's pure features (for MBConv blocks a non-negative sum of their parts' work at whole channel registers
 times trees on the rest, latency/regressors.py; for other kinds gradient boosting on log latency when the kind has
-enough rows, a non-negative linear fit on its cost otherwise). A network is the sum of its operators; a whole-network correction fitted on
-the table's end-to-end subnets (``a * sum`` or ``a * sum + b``, whichever predicts them better in leave-one-out)
-absorbs what operators alone miss (per-model overhead, the token split, cache effects). Once six networks drawn
-from the space are measured it is fitted on them alone, not on the anchors (smallest config, presets):
-:func:`correction_rows`. In reference-relative mode, from eight such networks on, it is ``a * sum + w *
-weights``: an operator timed alone keeps its weights in the cache, a whole network streams them in every frame
-(:data:`MIN_POINTS_FOR_WEIGHTS`).
+enough rows, a non-negative linear fit on its cost otherwise). A network is the sum of its operators; a
+whole-network correction fitted on the table's end-to-end subnets (``a * sum`` or ``a * sum + b``, whichever
+predicts them better in leave-one-out) absorbs what operators alone miss (per-model overhead, the token split,
+cache effects). Once six networks drawn from the space are measured it is fitted on them alone, not on the
+anchors (smallest config, presets): :func:`correction_rows`. In reference-relative mode, from eight such
+networks on, it is ``a * sum + w * weights``: an operator timed alone keeps its weights in the cache, a whole
+network streams them in every frame (:data:`MIN_POINTS_FOR_WEIGHTS`).
 
 Reference-relative mode (when the end-to-end table has rows measured with the paired protocol of
 latency/measure.py): the correction is fitted on ratios, ``measured network / reference network`` against
@@ -91,8 +91,9 @@ class KindModel:
 
     MBConv blocks get a :class:`TiledCostModel` (their parts' work at whole channel registers, then trees), other
     kinds with enough rows trees on log latency, the rest a line on cost. Fitted with scikit-learn, then kept as
-    plain numbers (latency/regressors.py), which is what predicts and what is saved; ``estimator`` is the scikit-learn object of a fresh fit (never saved,
-    ``None`` after loading).
+    plain numbers (latency/regressors.py), which is what predicts and what is saved; ``estimator`` is the
+    scikit-learn object of a fresh fit (never saved, ``None`` after loading; None for the MBConv model, which keeps
+    its own, ``residual_estimator``).
     """
 
     def __init__(self, kind: str, keys: Sequence[str], ms: Sequence[float], seed: int = 0):

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from etf.common import EtfError
-from latency.costs import TILES, tiled_terms
+from latency.costs import TILES, nnls_relative, tiled_terms
 from latency.operators import MBConv, log_features
 
 
@@ -142,13 +142,6 @@ def residual_features(op: MBConv) -> list[float]:
     return log_features(op) + [float(c % tile == 0) for c in (op.cin, op.cout, op.hidden)]
 
 
-def _nnls_relative(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Non-negative ``w`` minimising the relative errors ``(x @ w) / y - 1``."""
-    from scipy.optimize import nnls
-
-    return nnls(x / y[:, None], np.ones(len(y)))[0]
-
-
 class TiledCostModel:
     """MBConv latency as a non-negative sum of its parts' work counted untiled and at each channel tile
     (:func:`latency.costs.tiled_terms`), one set of weights per stage position, times ``exp`` of gradient-boosted
@@ -189,12 +182,12 @@ class TiledCostModel:
         scale = cost.max(axis=0)
         scale[scale == 0] = 1.0
         cost = cost / scale
-        common = unit * _nnls_relative(cost, y / unit)
+        common = unit * nnls_relative(cost, y / unit)
         weights = {}
         for pos in sorted({_position(o) for o in ops}):
             rows = np.array([_position(o) == pos for o in ops])
             if rows.sum() >= MIN_ROWS_PER_POSITION:
-                weights[pos] = unit * _nnls_relative(cost[rows], y[rows] / unit)
+                weights[pos] = unit * nnls_relative(cost[rows], y[rows] / unit)
         self = cls(scale, weights, common, 0.05 * float(y.min()), TreeEnsemble(0.0, 0.0, 1, []))
         x = np.array([residual_features(o) for o in ops])
         est = GradientBoostingRegressor(n_estimators=200, max_depth=2, learning_rate=0.05, subsample=0.9,
@@ -205,8 +198,8 @@ class TiledCostModel:
 
     def base(self, ops: Sequence[MBConv]) -> np.ndarray:
         """The cost sum alone (ms), never below 5% of the fastest measured block."""
-        out = np.array([(np.asarray(tiled_terms(o)) / self.scale) @ self.weights.get(_position(o), self.common)
-                        for o in ops])
+        out = np.array([(np.asarray(tiled_terms(o, self.tiles)) / self.scale)
+                        @ self.weights.get(_position(o), self.common) for o in ops])
         return np.maximum(out, self.floor)
 
     def predict(self, ops: Sequence[MBConv]) -> np.ndarray:

@@ -33,7 +33,7 @@ import pandas as pd
 
 from etf.common import EtfError
 from latency import table as tbl
-from latency.costs import cost_terms
+from latency.costs import cost_terms, nnls_relative
 from latency.operators import Operator, parse_key
 from latency.setting import Setting
 
@@ -288,13 +288,6 @@ def _cost_design(keys: Sequence[str], x: np.ndarray) -> tuple[tuple[str, ...], n
     return used, np.column_stack([np.ones(len(x)), np.exp(x), c[:, nonzero]])
 
 
-def _nnls_relative(design: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Non-negative coefficients minimising the relative squared error ``sum((design @ c / t - 1) ** 2)``."""
-    from scipy.optimize import nnls
-
-    return nnls(design / t[:, None], np.ones(len(t)))[0]
-
-
 def _fit_costs(keys: Sequence[str], x: np.ndarray, y: np.ndarray) -> tuple[KindMap, float] | None:
     """The cost-terms map of one kind and its leave-one-out RMSE (log ms), or None when its operators name no
     cost terms or there are too few of them for the terms."""
@@ -304,10 +297,10 @@ def _fit_costs(keys: Sequence[str], x: np.ndarray, y: np.ndarray) -> tuple[KindM
     t = np.exp(y)
 
     def err(keep: np.ndarray, i: int) -> float:
-        c = _nnls_relative(design[keep], t[keep])
+        c = nnls_relative(design[keep], t[keep])
         return float(y[i] - np.log(max(design[i] @ c, MIN_MAPPED_MS)))
 
-    c = _nnls_relative(design, t)
+    c = nnls_relative(design, t)
     return KindMap(float(c[0]), float(c[1]), int(len(x)), "costs", terms, weights=tuple(map(float, c[2:]))), \
         _loo_rmse(err, len(x))
 
